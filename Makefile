@@ -1,0 +1,29 @@
+# The two commands a newcomer runs (README.md): `make demo` and `make test`.
+# Both create .venv/ at the repository root and install everything into it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# DDS traffic stays on this machine (see README "Network").
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+
+.PHONY: demo test venv clean
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
+	# torch first and pinned: 2.13.0 CPU is on local disk; an open range pulls GBs of CUDA.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[ros,dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(VENV)/bin/vggt-uncertainty demo --out demo_out
+
+test: venv
+	$(PY) -m pytest -q test
+
+clean:
+	rm -rf $(VENV) demo_out

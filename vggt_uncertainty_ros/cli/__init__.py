@@ -1,0 +1,1 @@
+"""Command-line front ends: argument parsing only, the work happens in the library."""

@@ -1,0 +1,94 @@
+"""``vggt-uncertainty``: one entry point, one module per subcommand.
+
+Each subcommand lives in ``vggt_uncertainty_ros/cli/<module>.py`` and exposes
+
+* ``HELP: str`` -- one line for ``--help``;
+* ``add_arguments(parser: argparse.ArgumentParser) -> None``;
+* ``run(args: argparse.Namespace) -> int`` -- the exit status.
+
+Modules are imported only when their subcommand runs, so ``vggt-uncertainty synth``
+does not pay for importing torch. Errors deriving from
+:class:`~vggt_uncertainty_ros.errors.VggtUncertaintyError` become one log line and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from vggt_uncertainty_ros.errors import VggtUncertaintyError
+
+#: subcommand name -> module under vggt_uncertainty_ros.cli
+SUBCOMMANDS: dict[str, str] = {
+    "synth": "synth",
+    "train": "train",
+    "charts": "charts",
+    "bench": "bench",
+    "bench-calibration": "bench_calibration",
+    "eval": "eval",
+    "demo": "demo",
+}
+
+_log = logging.getLogger("vggt_uncertainty_ros")
+
+
+def _load(name: str):
+    return importlib.import_module(f"vggt_uncertainty_ros.cli.{SUBCOMMANDS[name]}")
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser; only the ``selected`` subcommand's module is imported."""
+    parser = argparse.ArgumentParser(prog="vggt-uncertainty", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        if selected is None or name == selected:
+            module = _load(name)
+            sp = sub.add_parser(name, help=module.HELP, description=module.HELP)
+            module.add_arguments(sp)
+        else:
+            sub.add_parser(name, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in argv if a in SUBCOMMANDS), None)
+    if selected is None and not any(a in ("-h", "--help") for a in argv):
+        selected = None
+    parser = build_parser(selected) if selected else _help_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(_load(args.command).run(args) or 0)
+    except VggtUncertaintyError as err:
+        _log.error("%s: %s", type(err).__name__, err)
+        return 1
+    except KeyboardInterrupt:
+        _log.error("interrupted")
+        return 130
+
+
+def _help_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vggt-uncertainty", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            help_text = _load(name).HELP
+        except ImportError:  # a subcommand whose optional dependencies are missing
+            help_text = "(unavailable: missing dependencies)"
+        sub.add_parser(name, help=help_text)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
