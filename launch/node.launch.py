@@ -1,0 +1,110 @@
+"""Launch ``vggt_uncertainty_node`` with its parameter file.
+
+    ros2 launch vggt_uncertainty_ros node.launch.py \
+        params_file:=/path/to/params.yaml use_sim_time:=true namespace:=robot1 image:=/camera/image_raw
+
+Works for a colcon install (``launch_ros`` ``Node`` with ``package=``: the executable is found
+under ``lib/vggt_uncertainty_ros/``) and for a pip install (``ExecuteProcess`` of the
+``vggt_uncertainty_node`` console script on PATH, used when the package is not in the ament
+index). The default parameter file is the package's ``share/.../config/params.yaml`` (colcon)
+or ``config/params.yaml`` next to this launch file's folder (source checkout / pip).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from launch.actions import DeclareLaunchArgument, ExecuteProcess
+from launch.substitutions import LaunchConfiguration
+
+from launch import LaunchDescription
+
+PACKAGE = "vggt_uncertainty_ros"
+EXECUTABLE = "vggt_uncertainty_node"
+NODE_NAME = "vggt_uncertainty_node"
+
+
+def package_share() -> Path | None:
+    """The package's ament share directory, or None when it is not in the ament index."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:
+        return None
+    try:
+        return Path(get_package_share_directory(PACKAGE))
+    except PackageNotFoundError:
+        return None
+
+
+def default_params_file() -> str:
+    """``share/vggt_uncertainty_ros/config/params.yaml`` if installed with colcon, else the checkout's."""
+    share = package_share()
+    if share is not None and (share / "config" / "params.yaml").is_file():
+        return str(share / "config" / "params.yaml")
+    return str(Path(__file__).resolve().parent.parent / "config" / "params.yaml")
+
+
+def launch_arguments() -> list[DeclareLaunchArgument]:
+    """The launch arguments, each with a description."""
+    return [
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=default_params_file(),
+            description="ROS 2 parameter file of the node (see config/params.yaml for every parameter)",
+        ),
+        DeclareLaunchArgument(
+            "use_sim_time",
+            default_value="false",
+            description="use /clock (true when playing a bag with --clock)",
+        ),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
+        DeclareLaunchArgument("image", default_value="image", description="sensor_msgs/Image topic to subscribe to"),
+    ]
+
+
+def node_action(use_ament: bool):
+    """The node itself: a ``launch_ros`` Node (colcon) or an ``ExecuteProcess`` (pip)."""
+    params_file = LaunchConfiguration("params_file")
+    use_sim_time = LaunchConfiguration("use_sim_time")
+    namespace = LaunchConfiguration("namespace")
+    image = LaunchConfiguration("image")
+    if use_ament:
+        from launch_ros.actions import Node
+
+        return Node(
+            package=PACKAGE,
+            executable=EXECUTABLE,
+            name=NODE_NAME,
+            namespace=namespace,
+            parameters=[params_file, {"use_sim_time": use_sim_time}],
+            remappings=[("image", image)],
+            output="screen",
+            emulate_tty=True,
+        )
+    executable = shutil.which(EXECUTABLE) or EXECUTABLE
+    return ExecuteProcess(
+        cmd=[
+            executable,
+            "--ros-args",
+            "-r",
+            ["__node:=", NODE_NAME],
+            "-r",
+            ["__ns:=/", namespace],
+            "-r",
+            ["image:=", image],
+            "--params-file",
+            params_file,
+            "-p",
+            ["use_sim_time:=", use_sim_time],
+        ],
+        name=NODE_NAME,
+        output="screen",
+        emulate_tty=True,
+        sigterm_timeout="5",
+    )
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Entry point of ``ros2 launch vggt_uncertainty_ros node.launch.py``."""
+    return LaunchDescription([*launch_arguments(), node_action(use_ament=package_share() is not None)])

@@ -1,0 +1,53 @@
+"""The backbone benchmark runs on CPU with the tiny config and reports consistent figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vggt_uncertainty_ros.bench.backbone import (
+    BenchSettings,
+    dino_flops,
+    run_backbone_bench,
+    vggt_flops,
+)
+from vggt_uncertainty_ros.cli import bench as bench_cli
+from vggt_uncertainty_ros.cli.main import main
+from vggt_uncertainty_ros.errors import ConfigError
+from vggt_uncertainty_ros.model.config import get_config
+
+
+def test_flop_count_matches_hand_count():
+    cfg = get_config("full")
+    # 8 x 392x518: 28 x 37 patches; the issue's analytic floor is ~30 ms at ~800 TFLOP/s
+    total = vggt_flops(cfg, 8, 392, 518)
+    assert 20e12 < total < 27e12
+    # one DINOv2 frame: 24 blocks x (24 C^2 per token + 4 N^2 C attention) + patch conv
+    n = 1 + 4 + 28 * 37
+    expected = 24 * (24 * n * 1024**2 + 4 * n * n * 1024) + 2 * 28 * 37 * 3 * 14 * 14 * 1024
+    assert dino_flops(cfg, 392, 518) == pytest.approx(expected)
+    assert vggt_flops(cfg, 16, 392, 518) > 2 * total  # global attention is quadratic in S
+
+
+def test_tiny_cpu_bench_prints_figures(capsys):
+    result = run_backbone_bench(BenchSettings(config="tiny", device="cpu", frames=3, height=42, width=56, iters=2, warmup=1))
+    assert result.latency_ms_min <= result.latency_ms_median
+    assert result.sliding_fps_no_cache > 0 and result.sliding_fps_cache > 0
+    assert result.peak_memory_bytes > 0 and result.matmul_peak_tflops > 0
+    assert 0 < result.achieved_fraction_of_peak < 1
+    text = "\n".join(result.lines())
+    assert "frames/s with it" in text and "% of peak" in text
+    rc = main(["bench", "--frames", "2", "--height", "42", "--width", "56", "--iters", "1", "--warmup", "0", "--json"])
+    assert rc == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["config"] == "tiny" and figures["frames"] == 2 and figures["compute_dtype"] == "float32"
+
+
+def test_cli_rejects_bad_sizes():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    bench_cli.add_arguments(parser)
+    with pytest.raises(ConfigError, match="--height 50 is not a multiple of 14"):
+        bench_cli.run(parser.parse_args(["--height", "50"]))

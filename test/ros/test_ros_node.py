@@ -1,0 +1,273 @@
+"""End-to-end tests of ``vggt_uncertainty_node`` running as a separate process (real rclpy).
+
+One node process serves the whole module (tiny backbone on CPU, a random head saved to a
+temporary checkpoint, window_size 4 / stride 2 from a YAML params file). The driver publishes
+synthetic sequences over reliable QoS and checks the outputs against the geometry core and an
+in-process WindowEstimator with the same weights; the module ends with SIGINT.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from node_process import Driver, domain_id, ros_env, rss_bytes, start_node, stop_node, textured_frames, write_params
+
+from vggt_uncertainty_ros.geometry import (
+    diag_to_cov,
+    invert_transform,
+    make_transform,
+    quat_to_rotmat,
+    residual_cov_to_ros,
+)
+from vggt_uncertainty_ros.head import HeadMetadata, UncertaintyHead, load_head, save_head
+from vggt_uncertainty_ros.inference import WindowEstimator
+from vggt_uncertainty_ros.measurements import format_anchor_frame_id, parse_anchor_frame_id
+from vggt_uncertainty_ros.model import backbone_identity, load_backbone
+from vggt_uncertainty_ros.ros.conversions import rgb_to_image_msg, stamp_to_ns
+
+CAMERA = "cam_test"
+CAMERA_TO_BASE = [0.1, -0.05, 0.3, -0.5, 0.5, -0.5, 0.5]
+SIZE, STRIDE = 4, 2
+T0_NS = 1_700_000_000 * 1_000_000_000
+DT_NS = 100_000_000
+N_MAIN = 8
+ENCODINGS = ("rgb8", "bgr8", "rgba8", "mono8")
+
+
+@dataclass
+class Session:
+    proc: subprocess.Popen
+    driver: Driver
+    log_path: Path
+    estimator: WindowEstimator
+    frames: list = field(default_factory=list)
+    stamps: list = field(default_factory=list)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def _pose_matrix(msg) -> np.ndarray:
+    p, o = msg.pose.pose.position, msg.pose.pose.orientation
+    return make_transform(quat_to_rotmat(np.array([o.x, o.y, o.z, o.w])), np.array([p.x, p.y, p.z]))
+
+
+def _cov(msg) -> np.ndarray:
+    return np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
+
+
+def _image_msg(frame: np.ndarray, stamp_ns: int, encoding: str):
+    """Encode ``frame`` (RGB) as ``encoding``; bgr8 frames get 4 bytes of row padding."""
+    stored = {
+        "rgb8": frame,
+        "bgr8": frame[..., ::-1],
+        "rgba8": np.dstack([frame, np.full(frame.shape[:2], 255, np.uint8)]),
+        "mono8": frame[..., 0],
+    }[encoding]
+    msg = rgb_to_image_msg(np.ascontiguousarray(stored), encoding, stamp_ns, CAMERA)
+    if encoding == "bgr8":
+        rows = [bytes(msg.data[r * msg.step : (r + 1) * msg.step]) + b"\0\0\0\0" for r in range(msg.height)]
+        msg.step += 4
+        msg.data = b"".join(rows)
+    return msg
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ros_node")
+    torch.manual_seed(0)
+    backbone = load_backbone("tiny", torch.device("cpu"), torch.float32)
+    head = UncertaintyHead(in_dim=backbone.feature_dim, hidden=32, final_init_std=0.5)
+    head_path = tmp / "head.safetensors"
+    save_head(head_path, head, HeadMetadata.for_head(head, backbone=backbone_identity(backbone)))
+    params = write_params(
+        tmp / "params.yaml",
+        window_size=SIZE,
+        window_stride=STRIDE,
+        backbone="tiny",
+        head_checkpoint=str(head_path),
+        device="cpu",
+        camera_frame=CAMERA,
+        base_frame="base_test",
+        odom_frame="odom_test",
+        camera_to_base=CAMERA_TO_BASE,
+        image_qos="reliable",
+        queue_depth=2,
+        diagnostics_period_s=0.25,
+    )
+    domain = domain_id(offset=11)
+    env = ros_env(tmp / "ros_log", domain)
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOG_DIR")})
+    log_path = tmp / "node.log"
+    proc = start_node(params, env, log_path)
+    driver = Driver(domain)
+    loaded_head, meta = load_head(head_path)
+    estimator = WindowEstimator(backbone, loaded_head, "cpu", None, "crop", head_metadata=meta)
+    s = Session(proc, driver, log_path, estimator)
+    try:
+        driver.wait_for_subscriber(90.0)
+    except AssertionError as err:
+        proc.kill()
+        driver.close()
+        raise AssertionError(f"{err}\nnode log:\n{s.log()}") from None
+    yield s
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    driver.close()
+
+
+@pytest.fixture(scope="module")
+def main_run(session):
+    """Publish the main 8-frame sequence (mixed encodings) and wait for all outputs."""
+    frames = textured_frames(N_MAIN, 48, 64, seed=1)
+    for k, frame in enumerate(frames):
+        if ENCODINGS[k % 4] == "mono8":
+            frames[k] = frame = np.repeat(frame[..., :1], 3, axis=2)
+        stamp = T0_NS + k * DT_NS
+        session.driver.image_pub.publish(_image_msg(frame, stamp, ENCODINGS[k % 4]))
+        session.frames.append(frame)
+        session.stamps.append(stamp)
+        time.sleep(0.1)
+    n_windows = (N_MAIN - SIZE) // STRIDE + 1
+    d = session.driver
+    try:
+        d.wait_for(lambda: len(d.relative) >= n_windows * (SIZE - 1) and len(d.poses) >= N_MAIN, 120.0, "outputs")
+    except AssertionError as err:
+        raise AssertionError(f"{err}\nnode log:\n{session.log()}") from None
+    time.sleep(0.5)  # anything extra would arrive now
+    with d.lock:
+        return list(d.relative), list(d.poses), n_windows
+
+
+def test_one_relative_pose_per_non_anchor_frame_with_stamps_and_anchor_ids(session, main_run):
+    relative, _, n_windows = main_run
+    assert len(relative) == n_windows * (SIZE - 1)
+    for w in range(n_windows):
+        anchor = session.stamps[w * STRIDE]
+        msgs = relative[w * (SIZE - 1) : (w + 1) * (SIZE - 1)]
+        assert [m.header.frame_id for m in msgs] == [format_anchor_frame_id(CAMERA, anchor)] * (SIZE - 1)
+        assert [stamp_to_ns(m.header.stamp) for m in msgs] == session.stamps[w * STRIDE + 1 : w * STRIDE + SIZE]
+        assert parse_anchor_frame_id(msgs[0].header.frame_id) == (CAMERA, anchor)
+
+
+def test_relative_covariances_match_the_head_in_ros_convention(session, main_run):
+    relative, _, n_windows = main_run
+    for w in range(n_windows):
+        images = session.frames[w * STRIDE : w * STRIDE + SIZE]
+        est = session.estimator.estimate(images)
+        expected_cov = residual_cov_to_ros(est.T_0_i, diag_to_cov(np.exp(est.log_var)))
+        for i, msg in enumerate(relative[w * (SIZE - 1) : (w + 1) * (SIZE - 1)], start=1):
+            cov = _cov(msg)
+            np.testing.assert_allclose(cov, cov.T, rtol=0, atol=1e-12 * np.abs(cov).max())
+            assert np.linalg.eigvalsh(cov).min() > 0, "covariance must be positive definite"
+            np.testing.assert_allclose(cov, expected_cov[i], rtol=1e-4, atol=1e-6 * np.abs(expected_cov[i]).max())
+            np.testing.assert_allclose(_pose_matrix(msg), est.T_0_i[i], rtol=1e-4, atol=1e-5)
+
+
+def test_pose_chains_windows_continuously(session, main_run):
+    relative, poses, _ = main_run
+    assert [stamp_to_ns(p.header.stamp) for p in poses] == session.stamps, "every frame once, in order"
+    assert {p.header.frame_id for p in poses} == {"odom_test"}
+    np.testing.assert_allclose(_pose_matrix(poses[0]), np.eye(4), atol=1e-12)
+    T_base_cam = make_transform(quat_to_rotmat(np.array(CAMERA_TO_BASE[3:])), np.array(CAMERA_TO_BASE[:3]))
+    by_stamp = {stamp_to_ns(p.header.stamp): p for p in poses}
+    index = {stamp: k for k, stamp in enumerate(session.stamps)}
+    for m in relative:
+        anchor = parse_anchor_frame_id(m.header.frame_id)[1]
+        stamp = stamp_to_ns(m.header.stamp)
+        if index[anchor] > 0 and index[stamp] - index[anchor] < SIZE - STRIDE:
+            continue  # overlap frame: its pose came from the previous window
+        expected = _pose_matrix(by_stamp[anchor]) @ T_base_cam @ _pose_matrix(m) @ invert_transform(T_base_cam)
+        np.testing.assert_allclose(_pose_matrix(by_stamp[stamp]), expected, atol=1e-6)
+        grown = _cov(by_stamp[stamp]) - _cov(by_stamp[anchor])
+        assert np.linalg.eigvalsh(grown).min() > -1e-12, "uncertainty only grows along the chain"
+
+
+def test_bad_inputs_are_counted_and_the_node_recovers(session, main_run):
+    d = session.driver
+    before = d.wait_diag(lambda v: "images_received" in v, 10.0, "diagnostics")
+    n_before = int(before["images_received"])
+    last = session.stamps[-1]
+    frame = textured_frames(1, 48, 64, seed=5)[0]
+    bad_encoding = _image_msg(frame, last + DT_NS, "rgb8")
+    bad_encoding.encoding = "yuv422"
+    short = _image_msg(frame, last + DT_NS, "rgb8")
+    short.data = bytes(short.data)[:-10]
+    big = textured_frames(SIZE, 96, 128, seed=6)
+    back = T0_NS - 50 * DT_NS
+    sequence = [
+        bad_encoding,
+        short,
+        _image_msg(frame, last, "rgb8"),  # duplicate of the last accepted stamp
+        _image_msg(frame, back, "rgb8"),  # stamps go backwards: reset
+        *[_image_msg(im, back + (k + 1) * DT_NS, "rgb8") for k, im in enumerate(big)],  # size change
+    ]
+    for msg in sequence:
+        d.image_pub.publish(msg)
+        time.sleep(0.05)
+
+    def counted(v):
+        return int(v.get("images_received", 0)) - n_before == len(sequence) and int(v.get("windows_processed", 0)) >= 4
+
+    v = d.wait_diag(counted, 60.0, "bad inputs counted")
+    assert int(v["images_rejected/unsupported_encoding"]) == 1
+    assert int(v["images_rejected/size_mismatch"]) == 1
+    assert int(v["images_dropped/duplicate_stamp"]) == 1
+    assert int(v["events/stamp_backwards"]) == 1 and int(v["resets"]) == 1
+    assert int(v["events/size_changed"]) == 1
+    assert session.proc.poll() is None, f"node died:\n{session.log()}"
+    # the window after the restart is anchored at the first 128x96 frame, on a fresh trajectory
+    anchor_id = format_anchor_frame_id(CAMERA, back + DT_NS)
+    d.wait_for(lambda: sum(m.header.frame_id == anchor_id for m in d.relative) == SIZE - 1, 30.0, "new window")
+    with d.lock:
+        fresh = [p for p in d.poses if stamp_to_ns(p.header.stamp) == back + DT_NS]
+    assert len(fresh) == 1
+    np.testing.assert_allclose(_pose_matrix(fresh[0]), np.eye(4), atol=1e-12)
+
+
+def test_over_rate_stream_drops_by_policy_with_flat_memory(session, main_run):
+    d = session.driver
+    v0 = d.wait_diag(lambda v: v.get("inference_latency_mean_s", "nan") != "nan", 10.0, "latency")
+    latency_s = float(v0["inference_latency_mean_s"])
+    n_frames = 48
+    interval_s = latency_s / (2 * STRIDE)  # a new window every latency/2: twice what inference handles
+    frames = textured_frames(8, 240, 320, seed=7)
+    start = T0_NS + 3600 * 1_000_000_000
+    rss = []
+    for k in range(n_frames):
+        d.image_pub.publish(_image_msg(frames[k % 8], start + k * DT_NS, "rgb8"))
+        rss.append(rss_bytes(session.proc.pid))
+        time.sleep(interval_s)
+    v = d.wait_diag(lambda v: int(v["queue_depth"]) == 0, 60.0, "queue drained")
+    dropped = int(v["windows_dropped"]) - int(v0["windows_dropped"])
+    submitted = int(v["windows_submitted"]) - int(v0["windows_submitted"])
+    assert submitted == (n_frames - SIZE) // STRIDE + 1
+    assert dropped >= submitted // 4, f"expected drops at 2x over-rate, got {dropped} of {submitted}"
+    assert int(v["windows_dropped/queue_full"]) == int(v["windows_dropped"])
+    with d.lock:
+        depths = [int(s["queue_depth"]) for s in d.diagnostics]
+    assert max(depths) <= 2, "the queue never exceeds queue_depth"
+    third = len(rss) // 3
+    growth_mb = (max(rss[-third:]) - max(rss[:third])) / 2**20
+    assert growth_mb < 16.0, f"RSS grew by {growth_mb:.1f} MiB over an over-rate stream"
+    assert session.proc.poll() is None
+
+
+def test_sigint_exits_zero_within_5_s_while_busy(session, main_run):
+    frames = textured_frames(SIZE, 48, 64, seed=9)
+    start = T0_NS + 7200 * 1_000_000_000
+    for k, frame in enumerate(frames):
+        session.driver.image_pub.publish(_image_msg(frame, start + k * DT_NS, "rgb8"))
+    time.sleep(0.3)  # the window is now in inference
+    code, waited = stop_node(session.proc, signal.SIGINT, 5.0)
+    assert code == 0, f"exit code {code} after {waited:.1f} s\n{session.log()}"
+    assert waited < 5.0

@@ -1,0 +1,83 @@
+"""Tests of the node's parameters: the shipped YAML, validation, the on-set callback."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from rclpy.parameter import Parameter
+
+from vggt_uncertainty_ros.data.windows import load_window_config
+from vggt_uncertainty_ros.errors import ConfigError
+from vggt_uncertainty_ros.ros.params import DESCRIPTIONS, NodeParams, make_on_set_callback
+
+PARAMS_YAML = Path(__file__).resolve().parents[2] / "config" / "params.yaml"
+
+
+def _shipped() -> dict:
+    return yaml.safe_load(PARAMS_YAML.read_text())["vggt_uncertainty_node"]["ros__parameters"]
+
+
+def test_shipped_yaml_declares_exactly_the_node_parameters_and_documents_each():
+    values = _shipped()
+    assert set(values) == {f.name for f in dataclasses.fields(NodeParams)}
+    text = PARAMS_YAML.read_text().splitlines()
+    for name in values:
+        line = next(i for i, row in enumerate(text) if row.strip().startswith(f"{name}:"))
+        assert text[line - 1].strip().startswith("#"), f"{name} has no comment above it"
+
+
+def test_shipped_yaml_is_valid_and_matches_defaults():
+    params = NodeParams(**_shipped())
+    assert params == NodeParams()
+    assert params.window_size == 8 and params.device == "cuda" and params.scale_source == "none"
+    assert load_window_config(PARAMS_YAML) == params.window_config
+
+
+def test_default_extrinsic_is_an_optical_frame_looking_forward():
+    T = NodeParams().T_base_cam
+    np.testing.assert_allclose(T[:3, 2], [1.0, 0.0, 0.0], atol=1e-12)  # camera z = base x
+    np.testing.assert_allclose(T[:3, 0], [0.0, -1.0, 0.0], atol=1e-12)  # camera x = base -y
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"window_size": 1}, "window_size"),
+        ({"window_stride": 8}, "overlap"),
+        ({"scale_source": "gps"}, "scale_source"),
+        ({"image_qos": "fast"}, "image_qos"),
+        ({"camera_to_base": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]}, "camera_to_base"),
+        ({"camera_to_base": [1.0, 2.0]}, "camera_to_base"),
+        ({"queue_depth": 0}, "queue_depth"),
+        ({"constant_sigma_trans": 0.0}, "constant_sigma_trans"),
+        ({"keyframe_min_gap_s": -1.0}, "keyframe_min_gap_s"),
+        ({"camera_frame": " "}, "camera_frame"),
+        ({"publish_tf": "yes"}, "publish_tf"),
+        ({"dtype": "int8"}, "dtype"),
+    ],
+)
+def test_invalid_values_are_refused_with_the_parameter_name(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        dataclasses.replace(NodeParams(), **changes)
+
+
+def test_every_parameter_has_a_description():
+    assert set(DESCRIPTIONS) == {f.name for f in dataclasses.fields(NodeParams)}
+    assert all(len(d) > 10 for d in DESCRIPTIONS.values())
+
+
+def test_on_set_callback_validates_and_freezes_after_start_up():
+    running = False
+    callback = make_on_set_callback(lambda: running)
+    assert callback([Parameter("window_size", value=6)]).successful
+    assert callback([Parameter("keyframe_min_gap_s", value=1)]).successful  # int for a float: coerced
+    bad = callback([Parameter("image_qos", value="fast")])
+    assert not bad.successful and "image_qos" in bad.reason
+    running = True
+    frozen = callback([Parameter("window_size", value=6)])
+    assert not frozen.successful and "restart" in frozen.reason
+    assert callback([Parameter("use_sim_time", value=True)]).successful

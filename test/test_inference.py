@@ -1,0 +1,149 @@
+"""WindowEstimator: shapes, conventions, constant σ, NaN handling, tiny backbone end to end."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vggt_uncertainty_ros.errors import ModelError
+from vggt_uncertainty_ros.head import HeadMetadata, UncertaintyHead, save_head
+from vggt_uncertainty_ros.inference import (
+    InvalidWindowError,
+    NonFiniteOutputError,
+    WindowEstimator,
+    build_estimator,
+    constant_log_var,
+    resolve_device,
+)
+
+
+class FakeBackbone(nn.Module):
+    """Returns the documented output dict: camera i translated by (i, 0, 0) in world, no rotation."""
+
+    feature_dim = 16
+
+    def __init__(self, nan_in: str | None = None) -> None:
+        super().__init__()
+        self.nan_in = nan_in
+        self.calls = 0
+
+    def forward(self, images: torch.Tensor, **kwargs: object) -> dict[str, torch.Tensor]:
+        self.calls += 1
+        b, s, _, h, w = images.shape
+        E = torch.zeros(b, s, 3, 4)
+        E[..., :3, :3] = torch.eye(3)
+        E[..., 0, 3] = -torch.arange(s, dtype=torch.float32)  # camera-from-world: t = -c
+        K = torch.tensor([[100.0, 0.0, w / 2], [0.0, 100.0, h / 2], [0.0, 0.0, 1.0]]).expand(b, s, 3, 3)
+        feats = images.mean(dim=(-1, -2)).repeat(1, 1, 6)[..., :16]
+        out = {
+            "pose_enc": torch.zeros(b, s, 9),
+            "camera_features": feats,
+            "camera_trunk_features": feats + 1.0,
+            "extrinsics": E,
+            "intrinsics": K.clone(),
+        }
+        if self.nan_in:
+            out[self.nan_in] = out[self.nan_in].clone()
+            out[self.nan_in][0, 1, 0] = float("nan")
+        return out
+
+
+def _images(n: int = 4, h: int = 48, w: int = 64) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_constant_sigma_window_has_documented_shapes_and_poses() -> None:
+    est = WindowEstimator(FakeBackbone(), None, "cpu", constant_sigma=(0.01, 0.05))
+    out = est.estimate(_images(), stamps_ns=[10, 20, 30, 40])
+    assert out.T_0_i.shape == (4, 4, 4) and out.T_0_i.dtype == np.float64
+    np.testing.assert_array_equal(out.T_0_i[0], np.eye(4))
+    np.testing.assert_allclose(out.T_0_i[:, 0, 3], [0.0, 1.0, 2.0, 3.0], atol=1e-6)  # camera i at x = i
+    np.testing.assert_allclose(out.sigma, np.tile([0.01] * 3 + [0.05] * 3, (4, 1)))
+    assert out.pose_enc.shape == (4, 9) and out.features.shape == (4, 16)
+    assert out.stamps_ns.tolist() == [10, 20, 30, 40]
+    assert est.scale_convention == "vggt"
+
+
+def test_intrinsics_are_mapped_back_to_input_resolution() -> None:
+    est = WindowEstimator(FakeBackbone(), None, "cpu", constant_sigma=0.1)
+    out = est.estimate(_images(2, h=48, w=64))
+    # crop mode: 64 px wide -> 518 px wide, principal point at the centre of the input
+    np.testing.assert_allclose(out.intrinsics[0, 0, 0], 100.0 * 64 / 518, rtol=1e-9)
+    np.testing.assert_allclose(out.intrinsics[0, :2, 2], [32.0, 24.0], atol=0.3)
+
+
+def test_head_predictions_use_the_selected_feature() -> None:
+    torch.manual_seed(0)
+    head = UncertaintyHead(16, 8)
+    est = WindowEstimator(FakeBackbone(), head, "cpu", input_feature="camera_trunk_features")
+    out = est.estimate(_images(3))
+    expected = head(torch.from_numpy(out.features)).detach().double().numpy()
+    np.testing.assert_allclose(out.log_var, expected, rtol=1e-6)
+    assert out.features.min() >= 1.0  # trunk features of the fake are offset by +1
+
+
+@pytest.mark.parametrize("key", ["pose_enc", "camera_features", "extrinsics"])
+def test_non_finite_outputs_raise_a_specific_error(key: str) -> None:
+    est = WindowEstimator(FakeBackbone(nan_in=key), UncertaintyHead(16, 8), "cpu")
+    with pytest.raises(NonFiniteOutputError, match="non-finite"):
+        est.estimate(_images(3))
+    assert issubclass(NonFiniteOutputError, ModelError)
+
+
+def test_non_finite_head_output_raises() -> None:
+    head = UncertaintyHead(16, 8)
+    with torch.no_grad():
+        head.fc2.bias[0] = float("nan")
+    with pytest.raises(NonFiniteOutputError, match="log_var"):
+        WindowEstimator(FakeBackbone(), head, "cpu").estimate(_images(2))
+
+
+def test_bad_windows_are_rejected() -> None:
+    est = WindowEstimator(FakeBackbone(), None, "cpu", constant_sigma=0.1)
+    with pytest.raises(InvalidWindowError, match="at least one"):
+        est.estimate([])
+    with pytest.raises(InvalidWindowError, match="same size"):
+        est.estimate([_images(1)[0], _images(1, h=40)[0]])
+    with pytest.raises(InvalidWindowError, match="uint8"):
+        est.estimate([np.zeros((48, 64, 3), dtype=np.float32)])
+    with pytest.raises(InvalidWindowError, match="stamps"):
+        est.estimate(_images(2), stamps_ns=[1])
+
+
+def test_constructor_validation() -> None:
+    with pytest.raises(ValueError, match="constant_sigma"):
+        WindowEstimator(FakeBackbone(), None, "cpu")
+    with pytest.raises(ValueError, match="16"):
+        WindowEstimator(FakeBackbone(), UncertaintyHead(32, 8), "cpu")
+    with pytest.raises(ValueError, match="positive"):
+        constant_log_var((0.1, -1.0))
+    np.testing.assert_allclose(constant_log_var(0.5), np.full(6, 2 * math.log(0.5)))
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_tiny_backbone_end_to_end_with_head_checkpoint(tmp_path: Path) -> None:
+    from vggt_uncertainty_ros.model import backbone_identity, load_backbone
+
+    backbone = load_backbone("tiny")
+    torch.manual_seed(0)
+    head = UncertaintyHead(backbone.feature_dim, 32, init_sigma=(0.02, 0.05))
+    path = save_head(
+        tmp_path / "head.safetensors",
+        head,
+        HeadMetadata.for_head(head, backbone=backbone_identity(backbone), scale_convention="metric"),
+    )
+    est = build_estimator("tiny", path, device="cpu")
+    assert est.scale_convention == "metric"
+    out = est.estimate(_images(3, h=42, w=56), stamps_ns=[1, 2, 3])
+    assert out.T_0_i.shape == (3, 4, 4) and out.features.shape == (3, backbone.feature_dim)
+    np.testing.assert_allclose(out.T_0_i[:, :3, :3] @ out.T_0_i[:, :3, :3].transpose(0, 2, 1), np.tile(np.eye(3), (3, 1, 1)), atol=1e-5)
+    np.testing.assert_allclose(out.sigma[:, :3], 0.02, rtol=0.1)
+    np.testing.assert_allclose(out.sigma[:, 3:], 0.05, rtol=0.1)
+    assert np.isfinite(out.intrinsics).all() and out.intrinsics[0, 0, 0] > 0

@@ -1,0 +1,199 @@
+"""Tests of the node's ROS-free logic: frame admission, windows, chaining, scale, covariances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from vggt_uncertainty_ros.data.windows import WindowConfig
+from vggt_uncertainty_ros.errors import ConfigError
+from vggt_uncertainty_ros.geometry import invert_transform, make_transform
+from vggt_uncertainty_ros.inference import NonFiniteOutputError
+from vggt_uncertainty_ros.tracking import FrameStream, StreamEvent, TrajectoryTracker
+
+MS = 1_000_000
+
+
+def _image(h: int = 6, w: int = 8) -> np.ndarray:
+    return np.zeros((h, w, 3), np.uint8)
+
+
+def _true_cams(n: int, seed: int = 0) -> np.ndarray:
+    """``[n,4,4]`` camera poses in a world frame: a smooth random walk (metres, rad)."""
+    rng = np.random.default_rng(seed)
+    T = [np.eye(4)]
+    for _ in range(n - 1):
+        step = make_transform(Rotation.from_rotvec(rng.normal(0, 0.05, 3)).as_matrix(), rng.normal(0, 0.1, 3))
+        T.append(T[-1] @ step)
+    return np.stack(T)
+
+
+def _window_rel(T_world_cam: np.ndarray, idx: list[int]) -> np.ndarray:
+    return np.stack([invert_transform(T_world_cam[idx[0]]) @ T_world_cam[i] for i in idx])
+
+
+# -- FrameStream ---------------------------------------------------------------------------
+
+
+def test_stream_cuts_overlapping_windows():
+    stream = FrameStream(WindowConfig(size=4, stride=2))
+    windows = []
+    for k in range(8):
+        r = stream.push(_image(), (k + 1) * 100 * MS)
+        assert r.event is StreamEvent.ACCEPTED
+        if r.stamps_ns is not None:
+            windows.append(r.stamps_ns)
+    assert windows == [
+        tuple(s * 100 * MS for s in (1, 2, 3, 4)),
+        tuple(s * 100 * MS for s in (3, 4, 5, 6)),
+        tuple(s * 100 * MS for s in (5, 6, 7, 8)),
+    ]
+
+
+def test_stream_drops_duplicate_stamps():
+    stream = FrameStream(WindowConfig(size=3, stride=1))
+    assert stream.push(_image(), 10).event is StreamEvent.ACCEPTED
+    assert stream.push(_image(), 10).event is StreamEvent.DUPLICATE_STAMP
+    assert stream.push(_image(), 20).event is StreamEvent.ACCEPTED
+    r = stream.push(_image(), 30)
+    assert r.stamps_ns == (10, 20, 30)
+
+
+def test_stream_resets_when_stamps_go_backwards():
+    stream = FrameStream(WindowConfig(size=3, stride=1))
+    for s in (100, 200):
+        stream.push(_image(), s)
+    r = stream.push(_image(), 50)
+    assert r.event is StreamEvent.STAMP_BACKWARDS and r.stamps_ns is None
+    stream.push(_image(), 60)
+    assert stream.push(_image(), 70).stamps_ns == (50, 60, 70)
+
+
+def test_stream_restarts_window_on_size_change():
+    stream = FrameStream(WindowConfig(size=3, stride=1))
+    stream.push(_image(6, 8), 1)
+    stream.push(_image(6, 8), 2)
+    r = stream.push(_image(4, 8), 3)
+    assert r.event is StreamEvent.SIZE_CHANGED and r.stamps_ns is None
+    stream.push(_image(4, 8), 4)
+    r = stream.push(_image(4, 8), 5)
+    assert r.stamps_ns == (3, 4, 5) and all(im.shape == (4, 8, 3) for im in r.images)
+
+
+# -- TrajectoryTracker ---------------------------------------------------------------------
+
+
+def test_relative_covariance_is_ros_order_for_pure_translation():
+    tracker = TrajectoryTracker(np.eye(4))
+    T = np.stack([np.eye(4), make_transform(np.eye(3), np.array([1.0, 2.0, 3.0]))])
+    var = np.array([0.01, 0.02, 0.03, 0.4, 0.5, 0.6])  # [rot, trans]
+    out = tracker.process([0, 1], T, np.log(np.stack([var, var])), tracker.epoch)
+    (m,) = out.relative
+    np.testing.assert_allclose(np.diag(m.cov_ros), [0.4, 0.5, 0.6, 0.01, 0.02, 0.03], rtol=1e-12)
+    assert m.anchor_stamp_ns == 0 and m.stamp_ns == 1
+
+
+def test_relative_covariance_rotates_into_anchor_frame():
+    tracker = TrajectoryTracker(np.eye(4))
+    R = Rotation.from_euler("z", 90, degrees=True).as_matrix()
+    T = np.stack([np.eye(4), make_transform(R, np.zeros(3))])
+    var = np.array([1e-4, 2e-4, 3e-4, 1.0, 4.0, 9.0])
+    (m,) = tracker.process([0, 1], T, np.log(np.stack([var, var])), 0).relative
+    # a right perturbation along camera-i x is along anchor y after the 90° yaw
+    np.testing.assert_allclose(np.diag(m.cov_ros)[:3], [4.0, 1.0, 9.0], rtol=1e-12)
+    np.testing.assert_allclose(np.diag(m.cov_ros)[3:], [2e-4, 1e-4, 3e-4], rtol=1e-12)
+    np.testing.assert_allclose(m.cov_ros, m.cov_ros.T)
+
+
+def test_chained_trajectory_matches_truth_across_windows():
+    T_world_cam = _true_cams(10)
+    T_base_cam = make_transform(Rotation.from_quat([-0.5, 0.5, -0.5, 0.5]).as_matrix(), np.array([0.1, 0.0, 0.3]))
+    tracker = TrajectoryTracker(T_base_cam)
+    log_var = np.full((4, 6), np.log(1e-4))
+    poses = {}
+    for start in (0, 2, 4, 6):  # size 4, stride 2
+        idx = list(range(start, start + 4))
+        out = tracker.process(idx, _window_rel(T_world_cam, idx), log_var, tracker.epoch)
+        assert not out.bridged
+        for p in out.poses:
+            assert p.stamp_ns not in poses, "each frame is published once"
+            poses[p.stamp_ns] = p
+    assert sorted(poses) == list(range(10))
+    # truth: base at frame 0 is the odom origin
+    T_odom_world = T_base_cam @ invert_transform(T_world_cam[0])
+    for k, p in poses.items():
+        expected = T_odom_world @ T_world_cam[k] @ invert_transform(T_base_cam)
+        np.testing.assert_allclose(p.T_odom_base, expected, atol=1e-9)
+        np.testing.assert_allclose(p.cov_ros, p.cov_ros.T, atol=1e-15)
+    np.testing.assert_array_equal(poses[0].cov_ros, np.zeros((6, 6)))
+    traces = [np.trace(poses[k].cov_ros) for k in range(10)]
+    assert traces[3] < traces[5] < traces[9], "uncertainty grows along the chain"
+    assert np.all(np.linalg.eigvalsh(poses[9].cov_ros) > 0)
+
+
+def test_non_overlapping_window_is_bridged_and_counted():
+    T_world_cam = _true_cams(8)
+    tracker = TrajectoryTracker(np.eye(4))
+    lv = np.zeros((3, 6))
+    tracker.process([0, 1, 2], _window_rel(T_world_cam, [0, 1, 2]), lv, 0)
+    out = tracker.process([4, 5, 6], _window_rel(T_world_cam, [4, 5, 6]), lv, 0)
+    assert out.bridged and tracker.counters.trajectory_breaks == 1
+    assert [p.stamp_ns for p in out.poses] == [5, 6]
+
+
+def test_stale_window_after_reset_is_discarded():
+    tracker = TrajectoryTracker(np.eye(4))
+    epoch = tracker.epoch
+    tracker.reset()
+    assert tracker.process([0, 1], np.stack([np.eye(4)] * 2), np.zeros((2, 6)), epoch) is None
+    assert tracker.counters.stale_windows == 1 and tracker.counters.resets == 1
+
+
+def test_non_finite_output_is_refused():
+    tracker = TrajectoryTracker(np.eye(4))
+    lv = np.zeros((2, 6))
+    lv[1, 4] = np.nan
+    with pytest.raises(NonFiniteOutputError):
+        tracker.process([0, 1], np.stack([np.eye(4)] * 2), lv, 0)
+
+
+def test_metric_head_needs_metric_scale():
+    with pytest.raises(ConfigError, match="metric"):
+        TrajectoryTracker(np.eye(4), "none", "metric")
+
+
+@pytest.mark.parametrize(("convention", "sigma_factor"), [("vggt", 2.5), ("metric", 1.0)])
+def test_odometry_scale_fit(convention, sigma_factor):
+    T_world_cam = _true_cams(6, seed=3)
+    T_base_cam = make_transform(Rotation.from_quat([-0.5, 0.5, -0.5, 0.5]).as_matrix(), np.zeros(3))
+    tracker = TrajectoryTracker(T_base_cam, "odometry", convention)
+    # odometry (metres) at 10 Hz bracketing the image stamps (every 100 ms)
+    for k in range(6):
+        tracker.add_odometry(k * 100 * MS, T_world_cam[k] @ invert_transform(T_base_cam))
+    idx = [0, 1, 2, 3, 4, 5]
+    stamps = [k * 100 * MS for k in idx]
+    rel = _window_rel(T_world_cam, idx)
+    rel_vggt = rel.copy()
+    rel_vggt[:, :3, 3] /= 2.5
+    var = np.array([1e-4] * 3 + [1e-2] * 3)
+    out = tracker.process(stamps, rel_vggt, np.log(np.tile(var, (6, 1))), tracker.epoch)
+    assert out.scale_fitted and out.scale == pytest.approx(2.5, rel=1e-9)
+    for m, expected in zip(out.relative, rel[1:]):
+        np.testing.assert_allclose(m.T_0_i, expected, atol=1e-9)
+        cov_ours_trans = np.linalg.eigvalsh(m.cov_ros[:3, :3])
+        np.testing.assert_allclose(cov_ours_trans, 1e-2 * sigma_factor**2, rtol=1e-9)
+
+
+def test_odometry_scale_falls_back_without_odometry():
+    tracker = TrajectoryTracker(np.eye(4), "odometry")
+    out = tracker.process([0, 1], np.stack([np.eye(4)] * 2), np.zeros((2, 6)), 0)
+    assert not out.scale_fitted and out.scale == 1.0 and tracker.counters.scale_fallbacks == 1
+
+
+def test_memory_of_known_poses_is_bounded():
+    tracker = TrajectoryTracker(np.eye(4), max_known=16)
+    T = np.stack([make_transform(np.eye(3), np.array([0.1 * i, 0, 0])) for i in range(4)])
+    for start in range(0, 400, 2):
+        tracker.process(list(range(start, start + 4)), T, np.zeros((4, 6)), 0)
+    assert len(tracker._known) <= 16

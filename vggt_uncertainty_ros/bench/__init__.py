@@ -1,0 +1,1 @@
+"""Benchmarks (library parts of ``vggt-uncertainty bench``)."""

@@ -1,0 +1,80 @@
+"""TUM data in every form: folders, ROS 1 / ROS 2 bags, synthetic sequences, windows.
+
+Public API (see docs/ARCHITECTURE.md, "data"):
+
+* :class:`Frame`, :class:`WarningCounter`;
+* :func:`open_sequence` -> streaming :class:`SequenceReader` (TUM folder, ``.bag``, ROS 2 bag);
+* :func:`read_tum_trajectory`, :func:`write_tum_trajectory`, :func:`associate`;
+* :mod:`~vggt_uncertainty_ros.data.image_codec`: :func:`decode_image`, :func:`encode_image`,
+  :func:`decode_image_rgb8`, :func:`to_rgb8`;
+* :class:`WindowConfig`, :func:`load_window_config`, :class:`WindowBuilder`, :class:`Window`,
+  :func:`iter_windows`, :func:`window_indices`;
+* :func:`read_bag_trajectory`, :func:`bag_topics` (bags, via ``rosbags``);
+* :mod:`~vggt_uncertainty_ros.data.synth`: ``synth.generate(out_dir, seed, n_frames, formats)``.
+"""
+
+from vggt_uncertainty_ros.data import synth
+from vggt_uncertainty_ros.data.bags import BagReader, bag_topics, read_bag_trajectory
+from vggt_uncertainty_ros.data.groundtruth import GroundTruth, GtMode
+from vggt_uncertainty_ros.data.image_codec import (
+    SUPPORTED_ENCODINGS,
+    decode_image,
+    decode_image_rgb8,
+    encode_image,
+    to_rgb8,
+)
+from vggt_uncertainty_ros.data.sequence import (
+    DEFAULT_DEPTH_TOPIC,
+    DEFAULT_IMAGE_TOPIC,
+    SequenceReader,
+    TumFolderReader,
+    open_sequence,
+)
+from vggt_uncertainty_ros.data.tum import (
+    associate,
+    read_tum_list,
+    read_tum_trajectory,
+    write_tum_list,
+    write_tum_trajectory,
+)
+from vggt_uncertainty_ros.data.types import Frame, WarningCounter
+from vggt_uncertainty_ros.data.windows import (
+    Window,
+    WindowBuilder,
+    WindowConfig,
+    iter_windows,
+    load_window_config,
+    window_indices,
+)
+
+__all__ = [
+    "DEFAULT_DEPTH_TOPIC",
+    "DEFAULT_IMAGE_TOPIC",
+    "SUPPORTED_ENCODINGS",
+    "BagReader",
+    "Frame",
+    "GroundTruth",
+    "GtMode",
+    "SequenceReader",
+    "TumFolderReader",
+    "WarningCounter",
+    "Window",
+    "WindowBuilder",
+    "WindowConfig",
+    "associate",
+    "bag_topics",
+    "decode_image",
+    "decode_image_rgb8",
+    "encode_image",
+    "iter_windows",
+    "load_window_config",
+    "open_sequence",
+    "read_bag_trajectory",
+    "read_tum_list",
+    "read_tum_trajectory",
+    "synth",
+    "to_rgb8",
+    "window_indices",
+    "write_tum_list",
+    "write_tum_trajectory",
+]

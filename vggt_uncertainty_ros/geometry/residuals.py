@@ -1,0 +1,151 @@
+"""Window-relative poses, the per-window scale fit and the pose residual.
+
+Frames and conventions (docs/ARCHITECTURE.md):
+
+* Window-relative pose of frame i: ``T_0_i = inv(T_world_cam0) @ T_world_cami``, the pose of
+  camera i in camera 0 (OpenCV axes); ``T_0_0 = I``. From VGGT extrinsics
+  (``E_i = T_cami_world``): ``T_0_i = E_0 @ inv(E_i)``.
+* Scale fit (``per-window-gt``): ``s* = Σ(t_gt·t_pred)/Σ‖t_pred‖²`` over frames with
+  ``‖t_gt‖ > 2 cm``; 1.0 when fewer than 2 such frames (or when the selected predicted
+  translations are all zero); clamped to ``[0.01, 100]``.
+* Residual: ``r = Log(inv(T_gt) @ T_pred)``, i.e. ``T_pred = T_gt @ Exp(r)`` (right
+  perturbation). Order ``[φx, φy, φz, ρx, ρy, ρz]`` — rotation first. **Both blocks are
+  expressed in the ground-truth camera frame i** (the frame of ``T_gt``'s child); the
+  rotation block is in radians, the translation block ``ρ`` (the SE(3) ``V⁻¹ t`` part) in
+  the units of ``T_gt`` (metres after the scale fit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vggt_uncertainty_ros.errors import GeometryError
+from vggt_uncertainty_ros.geometry._backend import Array, check_last_dims, ops_for
+from vggt_uncertainty_ros.geometry.se3 import invert_transform, make_transform, se3_log
+
+__all__ = [
+    "MIN_MOTION_M",
+    "SCALE_CLAMP",
+    "ScaleFit",
+    "fit_scale",
+    "pose_residual",
+    "relative_from_extrinsics",
+    "window_relative",
+]
+
+MIN_MOTION_M = 0.02
+"""Ground-truth translation (metres) a frame needs to take part in the scale fit."""
+
+SCALE_CLAMP = (0.01, 100.0)
+"""Bounds of the fitted scale."""
+
+
+def window_relative(T_world_cam: Array) -> Array:
+    """Poses of every frame in the window's frame 0 (*t*).
+
+    Args:
+        T_world_cam: ``[..., S, 4, 4]`` camera poses in a common world frame.
+
+    Returns:
+        ``[..., S, 4, 4]`` ``T_0_i = inv(T_world_cam0) @ T_world_cami`` (``T_0_0 = I``).
+    """
+    check_last_dims(T_world_cam, (4, 4), "T_world_cam")
+    if T_world_cam.ndim < 3:
+        raise GeometryError(f"T_world_cam must have shape [..., S, 4, 4], got {list(T_world_cam.shape)}")
+    ops = ops_for(T_world_cam)
+    T = ops.asarray(T_world_cam)
+    return invert_transform(T[..., :1, :, :]) @ T
+
+
+def relative_from_extrinsics(E: Array) -> Array:
+    """Window-relative poses from VGGT extrinsics (*t*).
+
+    Args:
+        E: ``[..., S, 3, 4]`` (or ``[..., S, 4, 4]``) camera-from-world extrinsics
+            ``T_cami_world`` (OpenCV axes, VGGT units).
+
+    Returns:
+        ``[..., S, 4, 4]`` ``T_0_i = E_0 @ inv(E_i)``, pose of camera i in camera 0.
+    """
+    if E.ndim < 3:
+        raise GeometryError(f"E must have shape [..., S, 3, 4], got {list(E.shape)}")
+    if tuple(E.shape[-2:]) == (4, 4):
+        E = E[..., :3, :]
+    check_last_dims(E, (3, 4), "E")
+    ops = ops_for(E)
+    E = ops.asarray(E)
+    E4 = make_transform(E[..., :3, :3], E[..., :3, 3])
+    return E4[..., :1, :, :] @ invert_transform(E4)
+
+
+@dataclass(frozen=True)
+class ScaleFit:
+    """Result of :func:`fit_scale` for a batch of windows.
+
+    Attributes:
+        scale: ``[...]`` fitted scale ``s`` per window (multiply the predicted translation,
+            and σ_trans, by it); 1.0 where the fit fell back.
+        n_valid: ``[...]`` number of frames with ground-truth motion above the threshold.
+        valid: ``[..., S]`` which frames took part in the fit.
+    """
+
+    scale: Array
+    n_valid: Array
+    valid: Array
+
+
+def fit_scale(
+    t_gt: Array,
+    t_pred: Array,
+    min_motion_m: float = MIN_MOTION_M,
+    min_valid: int = 2,
+    clamp: tuple[float, float] = SCALE_CLAMP,
+) -> ScaleFit:
+    """Least-squares scale mapping predicted onto ground-truth window translations (*t*).
+
+    Args:
+        t_gt: ``[..., S, 3]`` ground-truth translations of ``T_0_i`` (metres).
+        t_pred: ``[..., S, 3]`` predicted translations of ``T_0_i`` (VGGT units).
+        min_motion_m: frames with ``‖t_gt‖ > min_motion_m`` are used.
+        min_valid: fewer valid frames than this gives ``s = 1.0``.
+        clamp: ``(lo, hi)`` bounds applied to the fitted scale.
+
+    Returns:
+        :class:`ScaleFit` with ``s = Σ(t_gt·t_pred)/Σ‖t_pred‖²`` over the valid frames.
+        Arrays are numpy (float64 / int64 / bool) or torch, following the input.
+    """
+    check_last_dims(t_gt, (3,), "t_gt")
+    check_last_dims(t_pred, (3,), "t_pred")
+    if tuple(t_gt.shape) != tuple(t_pred.shape):
+        raise GeometryError(f"t_gt and t_pred must have equal shapes, got {list(t_gt.shape)} and {list(t_pred.shape)}")
+    lo, hi = clamp
+    if not 0 < lo <= hi:
+        raise GeometryError(f"scale clamp must satisfy 0 < lo <= hi, got {clamp}")
+    ops = ops_for(t_gt, t_pred)
+    t_gt = ops.asarray(t_gt)
+    t_pred = ops.asarray(t_pred)
+    valid = ops.sum(t_gt * t_gt, -1) > min_motion_m**2
+    w = valid * 1.0
+    num = ops.sum(w * ops.sum(t_gt * t_pred, -1), -1)
+    den = ops.sum(w * ops.sum(t_pred * t_pred, -1), -1)
+    n_valid = ops.sum(valid * 1, -1)
+    ok = (n_valid >= min_valid) & (den > 0)
+    raw = num / ops.where(ok, den, ops.full_like(den, 1.0))
+    scale = ops.where(ok, ops.clip(raw, lo, hi), ops.full_like(raw, 1.0))
+    return ScaleFit(scale=scale, n_valid=n_valid, valid=valid)
+
+
+def pose_residual(T_gt: Array, T_pred: Array) -> Array:
+    """Right-perturbation residual ``r = Log(inv(T_gt) @ T_pred)`` (*t*).
+
+    Args:
+        T_gt: ``[..., 4, 4]`` ground-truth window-relative poses ``T_0_i``.
+        T_pred: ``[..., 4, 4]`` predicted ``T_0_i`` with the translation already scaled.
+
+    Returns:
+        ``[..., 6]`` = ``[r_rot (rad), r_trans]``, both expressed in the ground-truth camera
+        frame i; ``r_trans`` in the units of the translations (metres after the scale fit).
+    """
+    check_last_dims(T_gt, (4, 4), "T_gt")
+    check_last_dims(T_pred, (4, 4), "T_pred")
+    return se3_log(invert_transform(T_gt) @ T_pred)

@@ -1,0 +1,172 @@
+"""SE(3): homogeneous transforms, exponential/logarithm in our ``[rot, trans]`` order, TUM rows.
+
+Conventions (docs/ARCHITECTURE.md):
+
+* ``T_a_b`` (4×4) maps points of frame ``b`` into frame ``a``: ``p_a = T_a_b @ p_b``.
+* A tangent vector is ``xi = [φx, φy, φz, ρx, ρy, ρz]`` — **rotation first** (radians, then
+  translation units) — and ``Exp(xi) = [[Exp_SO3(φ), V(φ) ρ], [0, 1]]``. This is GTSAM's
+  ``Pose3.Expmap``/``Logmap`` order and formula.
+* A TUM row is ``[tx, ty, tz, qx, qy, qz, qw]`` (XYZW quaternion) of ``T_world_cam``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vggt_uncertainty_ros.geometry._backend import Array, NumpyOps, TorchOps, check_last_dims, ops_for
+from vggt_uncertainty_ros.geometry.so3 import (
+    SMALL_ANGLE_RAD,
+    hat,
+    quat_to_rotmat,
+    rotmat_to_quat,
+    so3_exp,
+    so3_log,
+)
+
+__all__ = [
+    "invert_transform",
+    "make_transform",
+    "pose_from_tum",
+    "pose_to_tum",
+    "se3_exp",
+    "se3_log",
+]
+
+
+def make_transform(R: Array, t: Array) -> Array:
+    """Assemble 4×4 homogeneous transforms (*t*).
+
+    Args:
+        R: ``[..., 3, 3]`` rotation matrices.
+        t: ``[..., 3]`` translations (broadcast against ``R``'s batch shape).
+
+    Returns:
+        ``[..., 4, 4]`` transforms ``[[R, t], [0, 0, 0, 1]]``.
+    """
+    check_last_dims(R, (3, 3), "R")
+    check_last_dims(t, (3,), "t")
+    ops = ops_for(R, t)
+    R = ops.asarray(R)
+    t = ops.asarray(t)
+    batch = np.broadcast_shapes(tuple(R.shape[:-2]), tuple(t.shape[:-1]))
+    R = ops.broadcast_to(R, (*batch, 3, 3))
+    t = ops.broadcast_to(t, (*batch, 3))
+    top = ops.concat([R, t[..., None]], -1)
+    bottom = ops.broadcast_to(_bottom_row(ops, R), (*batch, 1, 4))
+    return ops.concat([top, bottom], -2)
+
+
+def _bottom_row(ops: NumpyOps | TorchOps, like: Array) -> Array:
+    """``[[0, 0, 0, 1]]`` with ``like``'s dtype/device."""
+    row = ops.zeros((1, 4), like)
+    row[0, 3] = 1.0
+    return row
+
+
+def invert_transform(T: Array) -> Array:
+    """Inverse of rigid transforms, ``inv(T_a_b) = T_b_a`` (*t*).
+
+    Args:
+        T: ``[..., 4, 4]`` rigid transforms.
+
+    Returns:
+        ``[..., 4, 4]`` inverses (exact rigid inverse, not a general matrix inverse).
+    """
+    check_last_dims(T, (4, 4), "T")
+    ops = ops_for(T)
+    T = ops.asarray(T)
+    Rt = ops.swap_last(T[..., :3, :3])
+    t_inv = -(Rt @ T[..., :3, 3:4])[..., 0]
+    return make_transform(Rt, t_inv)
+
+
+def _v_coeffs(ops: NumpyOps | TorchOps, theta2: Array) -> tuple[Array, Array]:
+    """Coefficients of ``V = I + B K + C K²``: ``B = (1-cos θ)/θ²``, ``C = (θ-sin θ)/θ³``."""
+    small = theta2 < SMALL_ANGLE_RAD**2
+    theta = ops.sqrt(ops.where(small, ops.full_like(theta2, 1.0), theta2))
+    half_sin = ops.sin(theta / 2)
+    b = ops.where(small, 0.5 - theta2 / 24 + theta2 * theta2 / 720, 2 * half_sin * half_sin / (theta * theta))
+    c = ops.where(
+        small, 1.0 / 6 - theta2 / 120 + theta2 * theta2 / 5040, (theta - ops.sin(theta)) / (theta * theta * theta)
+    )
+    return b, c
+
+
+def _vinv_coeff(ops: NumpyOps | TorchOps, theta2: Array) -> Array:
+    """``D`` of ``V⁻¹ = I - K/2 + D K²``: ``D = (1 - (θ/2)·cot(θ/2))/θ²`` (finite at θ = π)."""
+    small = theta2 < SMALL_ANGLE_RAD**2
+    theta = ops.sqrt(ops.where(small, ops.full_like(theta2, 1.0), theta2))
+    half = theta / 2
+    direct = (1 - half * ops.cos(half) / ops.sin(half)) / (theta * theta)
+    return ops.where(small, 1.0 / 12 + theta2 / 720 + theta2 * theta2 / 30240, direct)
+
+
+def se3_exp(xi: Array) -> Array:
+    """SE(3) exponential of tangent vectors in our order ``[rot, trans]`` (*t*).
+
+    Args:
+        xi: ``[..., 6]`` = ``[φ (rad), ρ (translation units)]``.
+
+    Returns:
+        ``[..., 4, 4]`` transforms ``[[Exp(φ), V(φ) ρ], [0, 1]]`` (equal to GTSAM ``Pose3.Expmap``).
+    """
+    check_last_dims(xi, (6,), "xi")
+    ops = ops_for(xi)
+    xi = ops.asarray(xi)
+    phi, rho = xi[..., :3], xi[..., 3:]
+    R = so3_exp(phi)
+    K = hat(phi)
+    b, c = _v_coeffs(ops, ops.sum(phi * phi, -1))
+    V = ops.eye(3, xi) + b[..., None, None] * K + c[..., None, None] * (K @ K)
+    return make_transform(R, (V @ rho[..., None])[..., 0])
+
+
+def se3_log(T: Array) -> Array:
+    """SE(3) logarithm in our order ``[rot, trans]`` (*t*).
+
+    Args:
+        T: ``[..., 4, 4]`` rigid transforms.
+
+    Returns:
+        ``[..., 6]`` = ``[φ (rad, angle in [0, π]), ρ = V(φ)⁻¹ t]`` (GTSAM ``Pose3.Logmap``).
+    """
+    check_last_dims(T, (4, 4), "T")
+    ops = ops_for(T)
+    T = ops.asarray(T)
+    phi = so3_log(T[..., :3, :3])
+    K = hat(phi)
+    d = _vinv_coeff(ops, ops.sum(phi * phi, -1))
+    V_inv = ops.eye(3, T) - 0.5 * K + d[..., None, None] * (K @ K)
+    rho = (V_inv @ T[..., :3, 3:4])[..., 0]
+    return ops.concat([phi, rho], -1)
+
+
+def pose_from_tum(row7: Array) -> Array:
+    """Transforms from TUM pose rows (*t*).
+
+    Args:
+        row7: ``[..., 7]`` = ``[tx, ty, tz, qx, qy, qz, qw]`` of ``T_world_cam`` (metres; the
+            quaternion need not be exactly unit, it is normalised).
+
+    Returns:
+        ``[..., 4, 4]`` ``T_world_cam``.
+    """
+    check_last_dims(row7, (7,), "row7")
+    ops = ops_for(row7)
+    row7 = ops.asarray(row7)
+    return make_transform(quat_to_rotmat(row7[..., 3:]), row7[..., :3])
+
+
+def pose_to_tum(T: Array) -> Array:
+    """TUM pose rows of transforms (*t*).
+
+    Args:
+        T: ``[..., 4, 4]`` transforms (e.g. ``T_world_cam``).
+
+    Returns:
+        ``[..., 7]`` = ``[tx, ty, tz, qx, qy, qz, qw]`` with ``qw ≥ 0``.
+    """
+    check_last_dims(T, (4, 4), "T")
+    ops = ops_for(T)
+    T = ops.asarray(T)
+    return ops.concat([T[..., :3, 3], rotmat_to_quat(T[..., :3, :3])], -1)

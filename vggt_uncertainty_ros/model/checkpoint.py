@@ -1,0 +1,243 @@
+"""Load the official VGGT checkpoint (or a synthetic one with the same names) strictly.
+
+Accepted sources: ``"tiny"`` (deterministic small backbone), a local ``model.safetensors``
+or ``model.pt`` (a directory holding one works too), or a Hugging Face model id such as
+``"facebook/VGGT-1B"`` (downloaded with ``huggingface_hub``). The official file also holds
+the point, depth and track heads; their keys are dropped, everything else must match our
+model's names and shapes exactly. Problems raise :class:`CheckpointError` naming the file
+and the first offending keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import re
+import struct
+import zipfile
+from pathlib import Path
+
+import torch
+
+from vggt_uncertainty_ros.errors import CheckpointError
+from vggt_uncertainty_ros.model.config import PRESETS
+from vggt_uncertainty_ros.model.vggt import VGGT
+
+logger = logging.getLogger(__name__)
+
+#: Top-level modules of the official checkpoint that we do not implement.
+DROPPED_PREFIXES = ("point_head.", "depth_head.", "track_head.")
+#: File names tried inside a directory or Hugging Face repository, in order.
+CHECKPOINT_FILES = ("model.safetensors", "model.pt")
+#: How many offending keys an error message lists.
+MAX_LISTED = 5
+
+_HF_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_SAFETENSORS_DTYPES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "I8": 1, "BOOL": 1}
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:MAX_LISTED])
+    more = f" (+{len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else ""
+    return shown + more
+
+
+def _resolve(spec: str | os.PathLike) -> Path:
+    """Local file for ``spec`` (a file, a directory or a Hugging Face id)."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for name in CHECKPOINT_FILES:
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path}: directory holds none of {', '.join(CHECKPOINT_FILES)}")
+    text = str(spec)
+    if _HF_ID.match(text) and not text.startswith((".", "/")):
+        try:
+            from huggingface_hub import hf_hub_download
+        except ImportError as err:  # pragma: no cover - a declared dependency
+            raise CheckpointError(f"{text}: huggingface_hub is not installed") from err
+        errors = []
+        for name in CHECKPOINT_FILES:
+            try:
+                return Path(hf_hub_download(repo_id=text, filename=name))
+            except Exception as err:  # noqa: BLE001 - hub raises many types; reported below
+                errors.append(f"{name}: {type(err).__name__}: {err}")
+        raise CheckpointError(f"{text}: could not download a checkpoint from Hugging Face ({'; '.join(errors)})")
+    raise CheckpointError(f"{text}: no such file or directory, and not a Hugging Face model id")
+
+
+def _safetensors_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Names, shapes and dtypes from a safetensors header, checking that all data is present."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes, no header)")
+        (n,) = struct.unpack("<Q", head)
+        if 8 + n > size:
+            raise CheckpointError(f"{path}: truncated safetensors file (header of {n} bytes, file of {size})")
+        try:
+            header = json.loads(fh.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{path}: corrupt safetensors header: {err}") from err
+    header.pop("__metadata__", None)
+    data_size = size - 8 - n
+    cut = sorted((info["data_offsets"][1], name) for name, info in header.items() if info["data_offsets"][1] > data_size)
+    if cut:
+        names = [name for _, name in cut]
+        raise CheckpointError(
+            f"{path}: truncated safetensors file: {len(names)} tensors extend past the end "
+            f"({data_size} data bytes), first: {_listing(names)}"
+        )
+    return {name: (tuple(info["shape"]), info["dtype"]) for name, info in header.items()}
+
+
+def _read_safetensors(path: Path, keys: list[str]) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            return {k: fh.get_tensor(k) for k in keys}
+    except SafetensorError as err:
+        raise CheckpointError(f"{path}: cannot read safetensors file: {err}") from err
+
+
+def _read_torch(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise CheckpointError(f"{path}: cannot read PyTorch checkpoint (truncated or corrupt?): {err}") from err
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: not a state_dict of tensors (got {type(obj).__name__})")
+    return obj
+
+
+def check_keys(
+    path: Path | str,
+    found: dict[str, tuple[int, ...]],
+    expected: dict[str, tuple[int, ...]],
+) -> None:
+    """Raise :class:`CheckpointError` unless ``found`` has exactly ``expected``'s names and shapes.
+
+    Keys of the dropped heads (``DROPPED_PREFIXES``) in ``found`` are ignored.
+    """
+    kept = {k: v for k, v in found.items() if not k.startswith(DROPPED_PREFIXES)}
+    missing = [k for k in expected if k not in kept]
+    unexpected = [k for k in kept if k not in expected]
+    wrong = [f"{k} {tuple(kept[k])} != {tuple(expected[k])}" for k in expected if k in kept and tuple(kept[k]) != tuple(expected[k])]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatches: {_listing(wrong)}")
+    if problems:
+        raise CheckpointError(f"{path}: checkpoint does not match the VGGT aggregator + camera head: " + "; ".join(problems))
+
+
+def _expected_shapes(config: str) -> dict[str, tuple[int, ...]]:
+    model = VGGT(config, init="meta")
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _infer_config(found: dict[str, tuple[int, ...]]) -> str:
+    """The preset whose width matches ``found`` (by ``aggregator.camera_token``); ``full`` otherwise.
+
+    Only the width is used, so that a damaged file is compared against the right preset
+    and the error lists the keys that are actually wrong.
+    """
+    shape = found.get("aggregator.camera_token")
+    for name, cfg in PRESETS.items():
+        if shape is not None and tuple(shape) == (1, 2, 1, cfg.embed_dim):
+            return name
+    return "full"
+
+
+def load_vggt_state_dict(path: str | os.PathLike, config: str | None = None) -> tuple[str, dict[str, torch.Tensor]]:
+    """Read and validate a checkpoint file.
+
+    Args:
+        path: ``.safetensors`` file, or a PyTorch file read with ``torch.load(weights_only=True)``.
+        config: Preset the file must match; inferred from the names and shapes when ``None``.
+
+    Returns:
+        ``(config name, state_dict)`` with the dropped heads' keys removed.
+
+    Raises:
+        CheckpointError: Missing, unreadable, truncated or mismatched file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    is_safetensors = path.suffix == ".safetensors"
+    if not is_safetensors:
+        with path.open("rb") as fh:
+            magic = fh.read(9)
+        is_safetensors = len(magic) >= 9 and magic[8:9] == b"{"
+    if is_safetensors:
+        header = _safetensors_header(path)
+        found = {k: shape for k, (shape, _) in header.items()}
+    else:
+        tensors = _read_torch(path)
+        found = {k: tuple(v.shape) for k, v in tensors.items()}
+    config = config or _infer_config(found)
+    expected = _expected_shapes(config)
+    check_keys(path, found, expected)
+    if is_safetensors:
+        tensors = _read_safetensors(path, list(expected))
+    state = {k: tensors[k] for k in expected}
+    logger.info("read %d tensors (%s config) from %s", len(state), config, path)
+    return config, state
+
+
+def load_backbone(
+    spec: str | os.PathLike = "tiny",
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> VGGT:
+    """Build a VGGT backbone in eval mode.
+
+    Args:
+        spec: ``"tiny"`` (deterministic small model, identical everywhere), a local
+            checkpoint file/directory, or a Hugging Face id (e.g. ``"facebook/VGGT-1B"``).
+        device: Target device.
+        dtype: ``torch.float32`` for full precision; ``torch.bfloat16`` (or float16) runs
+            the aggregator under autocast as the official model does on GPUs (on CUDA its
+            matrix weights are also stored in that dtype to save memory; the camera head
+            stays float32).
+
+    Raises:
+        CheckpointError: The checkpoint is missing, unreadable, truncated or mismatched.
+    """
+    device = torch.device(device)
+    if str(spec) == "tiny":
+        model = VGGT("tiny")
+        source = "tiny"
+    else:
+        path = _resolve(spec)
+        config, state = load_vggt_state_dict(path)
+        model = VGGT(config, init="meta")
+        # contiguous(): a stored broadcast view must not become a stride-0 parameter
+        model.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True, assign=True)
+        model.aggregator.reset_buffers()
+        source = str(path)
+    model = model.to(device=device, dtype=torch.float32).eval()
+    model.aggregator.reset_buffers()
+    if dtype != torch.float32:
+        model.set_amp(dtype, compact_weights=device.type == "cuda")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    logger.info("loaded VGGT backbone %s (%s) on %s, %s", source, model.config.name, device, dtype)
+    return model

@@ -1,0 +1,84 @@
+"""Multi-head self-attention with optional qk-norm and 2-D RoPE (official key names)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vggt_uncertainty_ros.model.layers.rope import RotaryPositionEmbedding2D
+
+#: Attention kernels: "sdpa" (fused ``F.scaled_dot_product_attention``) or "manual"
+#: (explicit softmax(q k^T / sqrt(d)) v, the reference path used by tests).
+ATTENTION_IMPLS = ("sdpa", "manual")
+
+
+class Attention(nn.Module):
+    """Self-attention over ``[B, N, C]`` tokens.
+
+    Keys: ``qkv`` (C -> 3C), optional ``q_norm``/``k_norm`` (LayerNorm over the head
+    dimension) and ``proj`` (C -> C).
+
+    Args:
+        dim: Token channels ``C``.
+        num_heads: Number of heads (``C`` must be a multiple).
+        qkv_bias: Bias of the ``qkv`` projection.
+        proj_bias: Bias of the output projection.
+        qk_norm: Apply a LayerNorm to queries and keys per head (VGGT aggregator blocks).
+        norm_layer: Constructor of the qk-norm layer.
+        rope: Shared 2-D RoPE module, or ``None`` for no positional rotation.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        proj_bias: bool = True,
+        qk_norm: bool = False,
+        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+        rope: RotaryPositionEmbedding2D | None = None,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not a multiple of num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.q_norm = norm_layer(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = norm_layer(self.head_dim) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.rope = rope
+        self.impl = "sdpa"
+
+    def forward(self, x: torch.Tensor, rope_tables: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Attend over the token axis.
+
+        Args:
+            x: ``[B, N, C]`` tokens.
+            rope_tables: ``(cos, sin)`` of shape ``[N, head_dim]`` from
+                :meth:`RotaryPositionEmbedding2D.tables` (required when ``rope`` is set).
+
+        Returns:
+            ``[B, N, C]``.
+        """
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if self.rope is not None:
+            if rope_tables is None:
+                raise ValueError("this attention layer uses RoPE; pass rope_tables")
+            cos, sin = rope_tables
+            q = self.rope.apply(q, cos, sin)
+            k = self.rope.apply(k, cos, sin)
+        if self.impl == "sdpa":
+            x = F.scaled_dot_product_attention(q, k, v)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            x = attn.softmax(dim=-1) @ v
+        x = x.transpose(1, 2).reshape(b, n, c)
+        return self.proj(x)

@@ -1,0 +1,181 @@
+"""Image preprocessing identical to the official ``load_and_preprocess_images``.
+
+Per image: RGBA is alpha-composited onto white, then converted to RGB; the image is resized
+with Pillow's BICUBIC filter and converted to float in [0, 1] (``uint8 / 255``).
+
+* ``"crop"``: width 518, height ``round(H * 518 / W / 14) * 14``; a height above 518 is
+  centre-cropped to 518.
+* ``"pad"``: the longer side becomes 518, the shorter one ``round(... / 14) * 14``; then
+  padded with white (1.0) to 518 x 518 (``top = (518 - h) // 2``, same for left).
+
+When the images of one call end up with different sizes, each is padded with white to the
+largest height and width (centred, ``top = dh // 2``), as the official function does.
+
+Coordinates: :class:`ImageTransform` maps *continuous* pixel coordinates whose origin is
+the top-left corner of the top-left pixel (so the image centre is ``(W/2, H/2)``, VGGT's
+principal point) from the original image to the model input: ``x_in = sx * x + ox``,
+``y_in = sy * y + oy``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from vggt_uncertainty_ros.errors import DataError, ModelError
+
+logger = logging.getLogger(__name__)
+
+TARGET_SIZE = 518
+PATCH = 14
+
+ImageLike = str | os.PathLike | Image.Image | np.ndarray
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """Affine map from original-image to model-input pixel coordinates (no rotation/shear).
+
+    Attributes:
+        original_hw: ``(H, W)`` of the original image (px).
+        output_hw: ``(H, W)`` of the model input (px).
+        scale_xy: ``(sx, sy)`` model px per original px.
+        offset_xy: ``(ox, oy)`` model px (negative after cropping, positive after padding).
+    """
+
+    original_hw: tuple[int, int]
+    output_hw: tuple[int, int]
+    scale_xy: tuple[float, float]
+    offset_xy: tuple[float, float]
+
+
+def _to_pil(image: ImageLike) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise DataError(f"expected a uint8 image array, got dtype {image.dtype}")
+        if image.ndim == 2:
+            return Image.fromarray(image, mode="L")
+        if image.ndim == 3 and image.shape[2] in (3, 4):
+            return Image.fromarray(np.ascontiguousarray(image), mode="RGB" if image.shape[2] == 3 else "RGBA")
+        raise DataError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {image.shape}")
+    path = Path(image)
+    try:
+        return Image.open(path)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: cannot open image: {err}") from err
+
+
+def _load_rgb(image: ImageLike) -> Image.Image:
+    img = _to_pil(image)
+    if img.mode == "RGBA":
+        img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img)
+    return img.convert("RGB")
+
+
+def preprocess_images_with_transforms(
+    images: Sequence[ImageLike], mode: Literal["crop", "pad"] = "crop"
+) -> tuple[torch.Tensor, list[ImageTransform]]:
+    """Preprocess images exactly as the official VGGT loader and report each one's transform.
+
+    Args:
+        images: File paths, PIL images, or ``uint8`` arrays ``HxW``, ``HxWx3`` (RGB) or
+            ``HxWx4`` (RGBA).
+        mode: ``"crop"`` or ``"pad"`` (see the module docstring).
+
+    Returns:
+        ``([S, 3, H, W] float32 RGB in [0, 1], one ImageTransform per image)``.
+
+    Raises:
+        ModelError: Empty input or unknown mode.
+        DataError: An image cannot be read or has an unsupported shape/dtype.
+    """
+    if len(images) == 0:
+        raise ModelError("at least one image is required")
+    if mode not in ("crop", "pad"):
+        raise ModelError(f"mode must be 'crop' or 'pad', got {mode!r}")
+    tensors: list[torch.Tensor] = []
+    geoms: list[list[float]] = []  # sx, sy, ox, oy, H0, W0
+    for image in images:
+        img = _load_rgb(image)
+        width, height = img.size
+        if mode == "pad" and height > width:
+            new_h = TARGET_SIZE
+            new_w = round(width * (new_h / height) / PATCH) * PATCH
+        else:
+            new_w = TARGET_SIZE
+            new_h = round(height * (new_w / width) / PATCH) * PATCH
+        img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
+        t = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div(255)
+        sx, sy, ox, oy = new_w / width, new_h / height, 0.0, 0.0
+        if mode == "crop" and new_h > TARGET_SIZE:
+            start = (new_h - TARGET_SIZE) // 2
+            t = t[:, start : start + TARGET_SIZE, :]
+            oy -= start
+        if mode == "pad":
+            dh, dw = TARGET_SIZE - t.shape[1], TARGET_SIZE - t.shape[2]
+            if dh > 0 or dw > 0:
+                t = F.pad(t, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), mode="constant", value=1.0)
+                ox += dw // 2
+                oy += dh // 2
+        tensors.append(t)
+        geoms.append([sx, sy, ox, oy, height, width])
+    max_h = max(t.shape[1] for t in tensors)
+    max_w = max(t.shape[2] for t in tensors)
+    if any(t.shape[1:] != (max_h, max_w) for t in tensors):
+        logger.warning("images have different sizes after preprocessing; padding with white to %dx%d", max_h, max_w)
+        for i, t in enumerate(tensors):
+            dh, dw = max_h - t.shape[1], max_w - t.shape[2]
+            if dh > 0 or dw > 0:
+                tensors[i] = F.pad(t, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), mode="constant", value=1.0)
+                geoms[i][2] += dw // 2
+                geoms[i][3] += dh // 2
+    transforms = [
+        ImageTransform(
+            original_hw=(int(g[4]), int(g[5])),
+            output_hw=(max_h, max_w),
+            scale_xy=(float(g[0]), float(g[1])),
+            offset_xy=(float(g[2]), float(g[3])),
+        )
+        for g in geoms
+    ]
+    return torch.stack(tensors), transforms
+
+
+def preprocess_images(images: Sequence[ImageLike], mode: Literal["crop", "pad"] = "crop") -> torch.Tensor:
+    """``[S, 3, H, W]`` float32 RGB in [0, 1], identical to the official ``load_and_preprocess_images``.
+
+    See :func:`preprocess_images_with_transforms` for the arguments and errors.
+    """
+    return preprocess_images_with_transforms(images, mode)[0]
+
+
+def intrinsics_to_original(intrinsics: ArrayT, transform: ImageTransform) -> ArrayT:
+    """Map pinhole intrinsics from model-input pixels back to the original image's pixels.
+
+    Args:
+        intrinsics: ``[..., 3, 3]`` ``K`` in model-input pixels (continuous coordinates,
+            origin at the top-left image corner), numpy or torch.
+        transform: The image's :class:`ImageTransform`.
+
+    Returns:
+        ``K_orig = A^-1 K`` with ``A = [[sx, 0, ox], [0, sy, oy], [0, 0, 1]]``, same type,
+        dtype and shape: ``fx/sx``, ``fy/sy``, ``(cx - ox)/sx``, ``(cy - oy)/sy``.
+    """
+    sx, sy = transform.scale_xy
+    ox, oy = transform.offset_xy
+    out = intrinsics.clone() if isinstance(intrinsics, torch.Tensor) else np.array(intrinsics, copy=True)
+    out[..., 0, :] = (intrinsics[..., 0, :] - ox * intrinsics[..., 2, :]) / sx
+    out[..., 1, :] = (intrinsics[..., 1, :] - oy * intrinsics[..., 2, :]) / sy
+    return out

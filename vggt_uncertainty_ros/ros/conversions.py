@@ -1,0 +1,146 @@
+"""Conversions between ROS messages and the library's numpy types.
+
+* images: ``sensor_msgs/Image`` <-> ``[H,W,3]`` uint8 RGB with the project's step- and
+  endianness-aware codec (:mod:`vggt_uncertainty_ros.data.image_codec`; no cv_bridge);
+* stamps: ``builtin_interfaces/Time`` <-> integer nanoseconds;
+* poses: 4x4 ``T_parent_child`` + 6x6 covariance (ROS order ``[x, y, z, rotX, rotY, rotZ]``
+  in the parent/header frame) -> ``PoseWithCovarianceStamped``, ``Odometry``,
+  ``TransformStamped``; ``Odometry`` -> 4x4.
+
+The relative-pose frame-id convention is re-exported from
+:mod:`vggt_uncertainty_ros.measurements`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Pose, PoseWithCovarianceStamped, TransformStamped
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import Image
+
+from vggt_uncertainty_ros.data.image_codec import decode_image, encode_image, to_rgb8
+from vggt_uncertainty_ros.geometry import cov_to_ros_msg_list, make_transform, quat_to_rotmat, rotmat_to_quat
+from vggt_uncertainty_ros.measurements import format_anchor_frame_id, parse_anchor_frame_id
+
+__all__ = [
+    "format_anchor_frame_id",
+    "image_msg_to_rgb",
+    "ns_to_stamp",
+    "odometry_msg",
+    "odometry_to_matrix",
+    "parse_anchor_frame_id",
+    "pose_with_covariance_msg",
+    "rgb_to_image_msg",
+    "stamp_to_ns",
+    "transform_msg",
+]
+
+_NS = 1_000_000_000
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    """``builtin_interfaces/Time`` -> integer nanoseconds."""
+    return int(stamp.sec) * _NS + int(stamp.nanosec)
+
+
+def ns_to_stamp(stamp_ns: int) -> Time:
+    """Integer nanoseconds (≥ 0) -> ``builtin_interfaces/Time``."""
+    sec, nanosec = divmod(int(stamp_ns), _NS)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def image_msg_to_rgb(msg: Image) -> np.ndarray:
+    """Decode a ``sensor_msgs/Image`` into ``[H,W,3]`` uint8 RGB.
+
+    Supports rgb8, bgr8, rgba8, bgra8, mono8 and mono16, honouring ``step`` padding and
+    ``is_bigendian``.
+
+    Raises:
+        ImageEncodingError: unsupported encoding, or ``len(data) != height * step``.
+    """
+    array = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
+    return np.ascontiguousarray(to_rgb8(array, msg.encoding))
+
+
+def rgb_to_image_msg(image: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Image:
+    """Encode an array (in ``encoding``'s layout) into a ``sensor_msgs/Image`` (host byte order)."""
+    step, data = encode_image(image, encoding)
+    msg = Image()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(image.shape[0]), int(image.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = int(np.little_endian is False)
+    msg.step = int(step)
+    msg.data = data
+    return msg
+
+
+def _fill_pose(pose: Pose, T: np.ndarray) -> None:
+    q = rotmat_to_quat(np.asarray(T[:3, :3], dtype=np.float64))
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in T[:3, 3])
+    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in q)
+
+
+def pose_with_covariance_msg(
+    T_parent_child: np.ndarray, cov_ros: np.ndarray, frame_id: str, stamp_ns: int
+) -> PoseWithCovarianceStamped:
+    """Build a ``PoseWithCovarianceStamped``.
+
+    Args:
+        T_parent_child: 4x4 pose of the child in ``frame_id`` (the header/parent frame).
+        cov_ros: 6x6 covariance, ROS order ``[x, y, z, rotX, rotY, rotZ]``, perturbations
+            expressed in the header frame; unit², rad².
+        frame_id: header frame.
+        stamp_ns: header stamp, integer ns.
+    """
+    msg = PoseWithCovarianceStamped()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    _fill_pose(msg.pose.pose, T_parent_child)
+    msg.pose.covariance = cov_to_ros_msg_list(np.asarray(cov_ros, dtype=np.float64))
+    return msg
+
+
+def odometry_msg(
+    T_odom_base: np.ndarray, cov_ros: np.ndarray, odom_frame: str, base_frame: str, stamp_ns: int
+) -> Odometry:
+    """``nav_msgs/Odometry`` of ``base_frame`` in ``odom_frame``; the twist is not estimated.
+
+    The pose covariance is 6x6 in ROS order in ``odom_frame``. The unknown twist is flagged
+    with ``twist.covariance[0] = -1`` (the ``sensor_msgs`` convention for "not provided").
+    """
+    msg = Odometry()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = odom_frame
+    msg.child_frame_id = base_frame
+    _fill_pose(msg.pose.pose, T_odom_base)
+    msg.pose.covariance = cov_to_ros_msg_list(np.asarray(cov_ros, dtype=np.float64))
+    twist_cov = [0.0] * 36
+    twist_cov[0] = -1.0
+    msg.twist.covariance = twist_cov
+    return msg
+
+
+def transform_msg(T_parent_child: np.ndarray, parent: str, child: str, stamp_ns: int) -> TransformStamped:
+    """``geometry_msgs/TransformStamped`` of ``child`` in ``parent``."""
+    msg = TransformStamped()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = parent
+    msg.child_frame_id = child
+    q = rotmat_to_quat(np.asarray(T_parent_child[:3, :3], dtype=np.float64))
+    t = msg.transform.translation
+    t.x, t.y, t.z = (float(v) for v in T_parent_child[:3, 3])
+    r = msg.transform.rotation
+    r.x, r.y, r.z, r.w = (float(v) for v in q)
+    return msg
+
+
+def odometry_to_matrix(msg: Odometry) -> np.ndarray:
+    """4x4 pose of ``child_frame_id`` in ``header.frame_id`` from ``nav_msgs/Odometry``, metres."""
+    p, o = msg.pose.pose.position, msg.pose.pose.orientation
+    q = np.array([o.x, o.y, o.z, o.w], dtype=np.float64)
+    norm = np.linalg.norm(q)
+    q = q / norm if norm > 0 else np.array([0.0, 0.0, 0.0, 1.0])
+    return make_transform(quat_to_rotmat(q), np.array([p.x, p.y, p.z], dtype=np.float64))

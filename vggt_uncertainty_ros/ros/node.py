@@ -1,0 +1,316 @@
+"""``vggt_uncertainty_node``: images in, calibrated ``PoseWithCovarianceStamped`` out.
+
+Subscribes:
+    ``image`` (``sensor_msgs/Image``; QoS from ``image_qos``), and ``odometry_topic``
+    (``nav_msgs/Odometry``) when ``scale_source`` is ``odometry``.
+Publishes (reliable, depth 10):
+    ``~/pose`` (``PoseWithCovarianceStamped``): ``base_frame`` in ``odom_frame``, covariance
+    6x6 in ROS order ``[x, y, z, rotX, rotY, rotZ]`` in ``odom_frame``;
+    ``~/relative_pose``: one per frame i > 0 of each window, pose of camera i in the anchor
+    camera (window frame 0), ``header.stamp`` = frame i's stamp, ``header.frame_id`` =
+    ``"<camera_frame>@<sec>.<nanosec>"`` of the anchor (:mod:`vggt_uncertainty_ros.measurements`);
+    ``/diagnostics``; optionally ``~/odometry`` (``nav_msgs/Odometry``) and ``/tf``.
+
+Callbacks run on a single-threaded executor and only decode, window and queue; the model
+runs on :class:`~vggt_uncertainty_ros.worker.InferenceWorker`'s thread. SIGINT and SIGTERM
+stop the executor, then the worker, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from nav_msgs.msg import Odometry
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from vggt_uncertainty_ros.data.image_codec import SUPPORTED_ENCODINGS
+from vggt_uncertainty_ros.errors import CheckpointError, ConfigError, ImageEncodingError, VggtUncertaintyError
+from vggt_uncertainty_ros.inference import WindowEstimator
+from vggt_uncertainty_ros.measurements import format_anchor_frame_id
+from vggt_uncertainty_ros.ros import diagnostics as diag
+from vggt_uncertainty_ros.ros.conversions import (
+    image_msg_to_rgb,
+    odometry_msg,
+    odometry_to_matrix,
+    pose_with_covariance_msg,
+    stamp_to_ns,
+    transform_msg,
+)
+from vggt_uncertainty_ros.ros.params import NodeParams, declare_parameters, make_on_set_callback
+from vggt_uncertainty_ros.tracking import FrameStream, StreamEvent, TrajectoryTracker, WindowJob, WindowOutput
+from vggt_uncertainty_ros.worker import InferenceWorker, classify_error
+
+try:  # tf2_msgs is not among the pip wheels; TF output is optional
+    from tf2_msgs.msg import TFMessage
+except ImportError:  # pragma: no cover - depends on the installation
+    TFMessage = None
+
+_log = logging.getLogger(__name__)
+
+NODE_NAME = "vggt_uncertainty_node"
+
+#: QoS of every output: reliable, keep last 10 (robot_localization's default subscription).
+OUTPUT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+RELIABLE_IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(requested: str) -> torch.device:
+    """The requested device, or CPU with a warning when CUDA is requested but unavailable."""
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        _log.warning("device %r requested but CUDA is not available: falling back to cpu (slow)", requested)
+        return torch.device("cpu")
+    return torch.device(requested)
+
+
+def build_estimator(params: NodeParams) -> WindowEstimator:
+    """Load the backbone and the head (or constant σ) the parameters name, with start-up checks.
+
+    Raises:
+        CheckpointError: the head checkpoint is unreadable or was trained on another backbone.
+        ConfigError: a ``metric`` head with ``scale_source: none``, or a bad device/dtype.
+    """
+    from vggt_uncertainty_ros.head import load_head
+    from vggt_uncertainty_ros.model import backbone_identity, load_backbone
+
+    device = resolve_device(params.device)
+    dtype = None if params.dtype == "auto" else _DTYPES[params.dtype]
+    if dtype is torch.float16 and device.type == "cpu":
+        _log.warning("dtype float16 is not supported on cpu: using float32")
+        dtype = torch.float32
+    head = meta = None
+    if params.head_checkpoint:
+        head, meta = load_head(params.head_checkpoint, device=device)
+        if meta.scale_convention == "metric" and params.scale_source == "none":
+            raise ConfigError(
+                f"head checkpoint {params.head_checkpoint} has scale_convention 'metric' (σ_trans in metres) "
+                "but scale_source is 'none' (VGGT units): set scale_source 'odometry' or use a 'vggt' head"
+            )
+    backbone = load_backbone(params.backbone, device, torch.float32)
+    if meta is not None:
+        identity = backbone_identity(backbone)
+        if meta.backbone != identity:
+            raise CheckpointError(
+                f"head checkpoint {params.head_checkpoint} was trained on backbone {meta.backbone or '<unknown>'!r}, "
+                f"but backbone {params.backbone!r} has identity {identity!r}; use the matching backbone or head"
+            )
+    return WindowEstimator(
+        backbone,
+        head,
+        device,
+        dtype,
+        params.preprocess_mode,
+        constant_sigma=(params.constant_sigma_rot_rad, params.constant_sigma_trans),
+        head_metadata=meta,
+    )
+
+
+class VggtUncertaintyNode(Node):
+    """The ROS 2 node (see the module docstring for topics; ``config/params.yaml`` for parameters).
+
+    Args:
+        estimator: an already built estimator (tests); by default built from the parameters.
+
+    Raises:
+        ConfigError: invalid parameters or an incompatible head.
+        CheckpointError: an unreadable head checkpoint or one trained on another backbone.
+    """
+
+    def __init__(self, estimator: WindowEstimator | None = None, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.params = declare_parameters(self)
+        self.add_on_set_parameters_callback(make_on_set_callback(lambda: True))
+        p = self.params
+        self._estimator = estimator if estimator is not None else build_estimator(p)
+        self._tracker = TrajectoryTracker(p.T_base_cam, p.scale_source, self._estimator.scale_convention)
+        self._stream = FrameStream(p.window_config)
+        self._counters = diag.InputCounters()
+        self._last_problems = 0
+
+        self._pose_pub = self.create_publisher(PoseWithCovarianceStamped, "~/pose", OUTPUT_QOS)
+        self._relative_pub = self.create_publisher(PoseWithCovarianceStamped, "~/relative_pose", OUTPUT_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
+        self._odom_pub = self.create_publisher(Odometry, "~/odometry", OUTPUT_QOS) if p.publish_odometry else None
+        self._tf_pub = None
+        if p.publish_tf:
+            if TFMessage is None:
+                self.get_logger().warning("publish_tf is set but tf2_msgs is not installed: no TF output")
+            else:
+                self._tf_pub = self.create_publisher(TFMessage, "/tf", OUTPUT_QOS)
+
+        image_qos = qos_profile_sensor_data if p.image_qos == "sensor_data" else RELIABLE_IMAGE_QOS
+        self._image_sub = self.create_subscription(Image, "image", self._on_image, image_qos)
+        self._odom_sub = None
+        if p.scale_source == "odometry":
+            self._odom_sub = self.create_subscription(Odometry, p.odometry_topic, self._on_odometry, 50)
+
+        self._worker: InferenceWorker[WindowJob, WindowOutput | None] = InferenceWorker(
+            self._infer, self._publish, maxsize=p.queue_depth, on_error=self._on_model_error
+        )
+        self._worker.start()
+        self._diag_timer = self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
+        self.get_logger().info(
+            f"ready: window {p.window_size}/stride {p.window_stride}, backbone {p.backbone!r}, "
+            f"head {p.head_checkpoint or '<constant sigma>'!r}, device {self._estimator.device}, "
+            f"scale {p.scale_source}, image QoS {p.image_qos}"
+        )
+
+    # -- executor callbacks (short, never wait for the model) ------------------------------
+
+    def _on_image(self, msg: Image) -> None:
+        self._counters.receive()
+        reason = self._check_image(msg)
+        if reason is None:
+            try:
+                image = image_msg_to_rgb(msg)
+            except ImageEncodingError as err:
+                reason, detail = diag.REJECT_DECODE, str(err)
+        else:
+            detail = f"encoding {msg.encoding!r}, {msg.height}x{msg.width}, step {msg.step}, {len(msg.data)} bytes"
+        if reason is not None:
+            self._counters.reject(reason)
+            self.get_logger().warning(f"image rejected ({reason}): {detail}", throttle_duration_sec=5.0)
+            return
+        result = self._stream.push(image, stamp_to_ns(msg.header.stamp))
+        if result.event is StreamEvent.DUPLICATE_STAMP:
+            self._counters.drop(diag.DROP_DUPLICATE)
+            return
+        if result.event is StreamEvent.STAMP_BACKWARDS:
+            self._tracker.reset()
+            self.get_logger().warning("image stamps went backwards (bag loop?): state reset, new trajectory")
+        if result.event is not StreamEvent.ACCEPTED:
+            self._counters.event(result.event.value)
+        if result.stamps_ns is not None and result.images is not None:
+            self._worker.submit(WindowJob(result.stamps_ns, result.images, self._tracker.epoch))
+
+    @staticmethod
+    def _check_image(msg: Image) -> str | None:
+        if msg.encoding not in SUPPORTED_ENCODINGS or msg.encoding == "32FC1":
+            return diag.REJECT_ENCODING
+        if len(msg.data) != msg.height * msg.step or msg.height == 0 or msg.width == 0:
+            return diag.REJECT_SIZE
+        return None
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        self._tracker.add_odometry(stamp_to_ns(msg.header.stamp), odometry_to_matrix(msg))
+
+    # -- worker thread ----------------------------------------------------------------------
+
+    def _infer(self, job: WindowJob) -> WindowOutput | None:
+        estimate = self._estimator.estimate(list(job.images), job.stamps_ns)
+        return self._tracker.process(job.stamps_ns, estimate.T_0_i, estimate.log_var, job.epoch)
+
+    def _on_model_error(self, job: WindowJob, exc: BaseException) -> None:
+        if classify_error(exc) == "cuda_oom" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _publish(self, job: WindowJob, output: WindowOutput | None) -> None:
+        if output is None:  # stale: a reset happened while the window was in flight
+            return
+        p = self.params
+        for m in output.relative:
+            frame_id = format_anchor_frame_id(p.camera_frame, m.anchor_stamp_ns)
+            self._relative_pub.publish(pose_with_covariance_msg(m.T_0_i, m.cov_ros, frame_id, m.stamp_ns))
+        for pose in output.poses:
+            self._pose_pub.publish(
+                pose_with_covariance_msg(pose.T_odom_base, pose.cov_ros, p.odom_frame, pose.stamp_ns)
+            )
+            if self._odom_pub is not None:
+                self._odom_pub.publish(
+                    odometry_msg(pose.T_odom_base, pose.cov_ros, p.odom_frame, p.base_frame, pose.stamp_ns)
+                )
+        if self._tf_pub is not None and output.poses:
+            last = output.poses[-1]
+            self._tf_pub.publish(
+                TFMessage(transforms=[transform_msg(last.T_odom_base, p.odom_frame, p.base_frame, last.stamp_ns)])
+            )
+
+    # -- diagnostics ------------------------------------------------------------------------
+
+    def diagnostic_values(self) -> dict[str, float | int | str]:
+        """Flat counters and figures reported on ``/diagnostics``."""
+        w = self._worker.stats()
+        t = self._tracker.counters
+        values: dict[str, float | int | str] = dict(self._counters.snapshot())
+        values.update(
+            {
+                "inference_latency_s": w.last_latency_s,
+                "inference_latency_mean_s": w.mean_latency_s,
+                "windows_per_s": w.jobs_per_s,
+                "windows_submitted": w.submitted,
+                "windows_processed": w.processed,
+                "windows_dropped": w.dropped,
+                "windows_dropped/queue_full": w.dropped,
+                "windows_failed": w.failed,
+                "windows_stale": t.stale_windows,
+                "queue_depth": w.queue_depth,
+                "queue_capacity": self.params.queue_depth,
+                "trajectory_breaks": t.trajectory_breaks,
+                "scale_fallbacks": t.scale_fallbacks,
+                "resets": t.resets,
+                "device": str(self._estimator.device),
+            }
+        )
+        values.update({f"windows_failed/{k}": v for k, v in w.failures.items()})
+        return values
+
+    def _publish_diagnostics(self) -> None:
+        values = self.diagnostic_values()
+        problems = int(values["images_rejected"]) + int(values["windows_failed"]) + int(values["windows_dropped"])
+        level = DiagnosticStatus.WARN if problems > self._last_problems else DiagnosticStatus.OK
+        message = (
+            "inputs rejected, windows dropped or failed since last report" if problems > self._last_problems else "ok"
+        )
+        self._last_problems = problems
+        stamp_ns = self.get_clock().now().nanoseconds
+        self._diag_pub.publish(
+            diag.build_diagnostics(values, stamp_ns, str(self._estimator.device), level=level, message=message)
+        )
+
+    def close(self) -> None:
+        """Stop the worker and release the node's resources."""
+        self._worker.stop()
+        self.destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``vggt_uncertainty_node``; returns the exit status (0 on SIGINT/SIGTERM).
+
+    Args:
+        args: command line (``--ros-args ...``); ``sys.argv`` when None.
+    """
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+    rclpy.init(args=args)
+    try:
+        node = VggtUncertaintyNode()
+    except (VggtUncertaintyError, ValueError) as err:
+        _log.error("vggt_uncertainty_node cannot start: %s", err)
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    started = time.monotonic()
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        _log.info("shutting down after %.1f s", time.monotonic() - started)
+        executor.shutdown(timeout_sec=1.0)
+        node.close()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The node's parameters: declaration with descriptions, validation, and the on-set callback.
+
+Every parameter is read once at start-up (documented in ``config/params.yaml``). The on-set
+callback accepts a value only if it is valid; a change after start-up is refused with a
+reason ("restart the node"), except ``use_sim_time`` which rclpy handles itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from vggt_uncertainty_ros.data.windows import WindowConfig
+from vggt_uncertainty_ros.errors import ConfigError
+from vggt_uncertainty_ros.geometry import make_transform, quat_to_rotmat
+
+_log = logging.getLogger(__name__)
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+PREPROCESS_MODES = ("crop", "pad")
+SCALE_SOURCES = ("none", "odometry")
+IMAGE_QOS = ("sensor_data", "reliable")
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """Validated node parameters (see ``config/params.yaml`` for each one's meaning).
+
+    ``camera_to_base`` is ``[x, y, z, qx, qy, qz, qw]``: the pose of ``camera_frame`` in
+    ``base_frame`` (``T_base_camera``), metres and a unit XYZW quaternion.
+    """
+
+    window_size: int = 8
+    window_stride: int = 4
+    keyframe_every: int = 1
+    keyframe_min_gap_s: float = 0.0
+    backbone: str = "tiny"
+    head_checkpoint: str = ""
+    constant_sigma_rot_rad: float = 0.05
+    constant_sigma_trans: float = 0.1
+    device: str = "cuda"
+    dtype: str = "auto"
+    preprocess_mode: str = "crop"
+    camera_frame: str = "camera_optical"
+    base_frame: str = "base_link"
+    odom_frame: str = "vggt_odom"
+    camera_to_base: tuple[float, ...] = (0.0, 0.0, 0.0, -0.5, 0.5, -0.5, 0.5)
+    scale_source: str = "none"
+    odometry_topic: str = "odom"
+    image_qos: str = "sensor_data"
+    queue_depth: int = 2
+    publish_odometry: bool = False
+    publish_tf: bool = False
+    diagnostics_period_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "camera_to_base", tuple(float(v) for v in self.camera_to_base))
+        for name, value in ((f.name, getattr(self, f.name)) for f in fields(self)):
+            check_value(name, value)
+        if self.window_stride >= self.window_size:
+            raise ConfigError(
+                f"window_stride ({self.window_stride}) must be < window_size ({self.window_size}): "
+                "consecutive windows must overlap so ~/pose can chain them"
+            )
+
+    @property
+    def window_config(self) -> WindowConfig:
+        """The shared windowing rule built from these parameters."""
+        return WindowConfig(
+            size=self.window_size,
+            stride=self.window_stride,
+            keyframe_every=self.keyframe_every,
+            min_keyframe_gap_s=self.keyframe_min_gap_s,
+        )
+
+    @property
+    def T_base_cam(self) -> np.ndarray:
+        """4x4 pose of the camera (optical) frame in the base frame, metres."""
+        xyz, quat = np.asarray(self.camera_to_base[:3]), np.asarray(self.camera_to_base[3:])
+        return make_transform(quat_to_rotmat(quat / np.linalg.norm(quat)), xyz)
+
+
+DESCRIPTIONS: dict[str, str] = {
+    "window_size": "frames per VGGT window (the head was trained on 8), >= 2",
+    "window_stride": "keyframes between consecutive windows' first frames, 1 <= stride < window_size",
+    "keyframe_every": "use every k-th image as a keyframe, >= 1",
+    "keyframe_min_gap_s": "minimum time between keyframes in seconds, >= 0",
+    "backbone": "'tiny' (random test model), a local checkpoint path or a Hugging Face id",
+    "head_checkpoint": "uncertainty-head .safetensors; empty = constant sigmas",
+    "constant_sigma_rot_rad": "rotation sigma (rad) used without a head, > 0",
+    "constant_sigma_trans": "translation sigma (node scale units) used without a head, > 0",
+    "device": "'cuda' (falls back to cpu with a warning), 'cuda:N' or 'cpu'",
+    "dtype": "autocast dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, float16 or bfloat16",
+    "preprocess_mode": "image preprocessing before VGGT: crop or pad",
+    "camera_frame": "camera optical frame id (OpenCV axes)",
+    "base_frame": "robot base frame id whose pose ~/pose reports",
+    "odom_frame": "fixed frame of ~/pose (origin = base at the first image)",
+    "camera_to_base": "pose of camera_frame in base_frame: [x, y, z, qx, qy, qz, qw], metres",
+    "scale_source": "none (VGGT normalised units) or odometry (per-window fit against odometry)",
+    "odometry_topic": "nav_msgs/Odometry topic used as the scale source",
+    "image_qos": "image subscription QoS: sensor_data (best effort) or reliable",
+    "queue_depth": "windows waiting for inference; older ones are dropped beyond it, >= 1",
+    "publish_odometry": "also publish nav_msgs/Odometry on ~/odometry",
+    "publish_tf": "also broadcast odom_frame -> base_frame on /tf (needs tf2_msgs)",
+    "diagnostics_period_s": "period of /diagnostics in seconds, > 0",
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "dtype": DTYPES,
+    "preprocess_mode": PREPROCESS_MODES,
+    "scale_source": SCALE_SOURCES,
+    "image_qos": IMAGE_QOS,
+}
+_MIN_INT = {"window_size": 2, "window_stride": 1, "keyframe_every": 1, "queue_depth": 1}
+_POSITIVE = ("constant_sigma_rot_rad", "constant_sigma_trans", "diagnostics_period_s")
+_NON_EMPTY = ("backbone", "device", "camera_frame", "base_frame", "odom_frame", "odometry_topic")
+
+
+def check_value(name: str, value: Any) -> None:
+    """Validate one parameter value on its own.
+
+    Raises:
+        ConfigError: naming the parameter and the bad value.
+    """
+    default = getattr(NodeParams, name, None) if name != "camera_to_base" else ()
+    if name not in DESCRIPTIONS:
+        raise ConfigError(f"unknown parameter {name!r}")
+    bad = f"parameter {name}={value!r}"
+    if name in _MIN_INT:
+        if isinstance(value, bool) or not isinstance(value, int) or value < _MIN_INT[name]:
+            raise ConfigError(f"{bad}: expected an integer >= {_MIN_INT[name]}")
+    elif name in _CHOICES:
+        if value not in _CHOICES[name]:
+            raise ConfigError(f"{bad}: expected one of {', '.join(_CHOICES[name])}")
+    elif name == "camera_to_base":
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.shape != (7,) or not np.isfinite(arr).all() or np.linalg.norm(arr[3:]) < 1e-6:
+            raise ConfigError(f"{bad}: expected [x, y, z, qx, qy, qz, qw] with a non-zero quaternion")
+    elif isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{bad}: expected true or false")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ConfigError(f"{bad}: expected a finite number")
+        if name in _POSITIVE and value <= 0:
+            raise ConfigError(f"{bad}: expected > 0")
+        if value < 0:
+            raise ConfigError(f"{bad}: expected >= 0")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{bad}: expected a string")
+        if name in _NON_EMPTY and not value.strip():
+            raise ConfigError(f"{bad}: must not be empty")
+
+
+def declare_parameters(node: Node) -> NodeParams:
+    """Declare every node parameter (with its description) and return the validated values.
+
+    Raises:
+        ConfigError: if a value (from the command line or a params file) is invalid.
+    """
+    defaults = NodeParams()
+    values: dict[str, Any] = {}
+    for f in fields(NodeParams):
+        default = getattr(defaults, f.name)
+        if isinstance(default, tuple):
+            default = [float(v) for v in default]
+        # dynamic typing: a YAML ``0`` for a float parameter is coerced here, not refused by rclpy
+        descriptor = ParameterDescriptor(name=f.name, description=DESCRIPTIONS[f.name], dynamic_typing=True)
+        values[f.name] = coerce(f.name, node.declare_parameter(f.name, default, descriptor).value)
+    return NodeParams(**values)
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Integers given for float parameters become floats; other values are returned as they are."""
+    default = getattr(NodeParams, name, None)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def make_on_set_callback(is_running: Callable[[], bool]) -> Callable[[list[Parameter]], SetParametersResult]:
+    """On-set callback: validates values; refuses changes once the node is running.
+
+    Args:
+        is_running: returns True once start-up has finished (parameters are then fixed).
+    """
+
+    def on_set(params: list[Parameter]) -> SetParametersResult:
+        for param in params:
+            if param.name == "use_sim_time" or param.name not in DESCRIPTIONS:
+                continue
+            try:
+                check_value(param.name, coerce(param.name, param.value))
+            except ConfigError as err:
+                return SetParametersResult(successful=False, reason=str(err))
+            if is_running():
+                return SetParametersResult(
+                    successful=False,
+                    reason=f"parameter {param.name} is read at start-up; edit the params file and restart the node",
+                )
+        return SetParametersResult(successful=True)
+
+    return on_set

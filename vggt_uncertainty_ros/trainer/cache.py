@@ -1,0 +1,367 @@
+"""On-disk cache of the frozen backbone's outputs, one safetensors file per sequence.
+
+The backbone is frozen, so each window goes through it once. For every window of a sequence
+the cache keeps
+
+* ``camera_features`` and ``camera_trunk_features`` ``[W, S, D]`` float32 (both head inputs,
+  so switching ``head.input_feature`` needs no new backbone pass);
+* ``pose_enc`` ``[W, S, 9]`` float32: VGGT's pose encoding (camera-from-world, VGGT units);
+* ``T_0_i_gt`` ``[W, S, 4, 4]`` float64: ground-truth window-relative poses (pose of camera i
+  in camera 0, OpenCV axes, metres; ``T_0_0 = I``);
+* ``stamps_ns`` and ``frame_index`` ``[W, S]`` int64.
+
+A file's name is a SHA-256 over everything that determines its content: the data (absolute
+path plus size and mtime of every file under it, the ground-truth file and image topic), the
+window sampling, the preprocessing mode, the backbone identity (a hash of its weights) and
+the backbone dtype. Files are written atomically (temporary file + rename) and hold no pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from vggt_uncertainty_ros.errors import DataError
+from vggt_uncertainty_ros.trainer.config import SequenceSpec, WindowSection
+
+if TYPE_CHECKING:
+    import torch
+
+_log = logging.getLogger(__name__)
+
+#: bump when the layout or the meaning of a cached array changes.
+CACHE_FORMAT_VERSION = 1
+FEATURE_KEYS = ("camera_features", "camera_trunk_features")
+
+
+@dataclass(frozen=True)
+class CachedSequence:
+    """Backbone outputs and ground truth of every usable window of one sequence.
+
+    Attributes:
+        name: the sequence path, for logs.
+        camera_features: ``[W, S, D]`` float32 aggregator last-layer camera token per frame.
+        camera_trunk_features: ``[W, S, D]`` float32 camera-head trunk output per frame.
+        pose_enc: ``[W, S, 9]`` float32 VGGT pose encoding (T_cam_world, VGGT units).
+        T_0_i_gt: ``[W, S, 4, 4]`` float64 ground-truth pose of frame i in frame 0, metres.
+        stamps_ns: ``[W, S]`` int64 image stamps.
+        frame_index: ``[W, S]`` int64 position of each frame in its stream.
+        image_hw: (H, W) of the preprocessed images fed to the backbone (pixels).
+        backbone_s_per_window: mean wall time of one backbone window when the file was built.
+        key: the cache key (file stem).
+    """
+
+    name: str
+    camera_features: np.ndarray
+    camera_trunk_features: np.ndarray
+    pose_enc: np.ndarray
+    T_0_i_gt: np.ndarray
+    stamps_ns: np.ndarray
+    frame_index: np.ndarray
+    image_hw: tuple[int, int]
+    backbone_s_per_window: float
+    key: str
+
+    @property
+    def n_windows(self) -> int:
+        """Number of cached windows ``W``."""
+        return int(self.pose_enc.shape[0])
+
+    def features(self, which: str) -> np.ndarray:
+        """``camera_features`` or ``camera_trunk_features`` ``[W, S, D]``."""
+        if which not in FEATURE_KEYS:
+            raise DataError(f"unknown input feature {which!r}; expected one of {FEATURE_KEYS}")
+        return getattr(self, which)
+
+
+def fingerprint_path(path: str | Path) -> list[list[Any]]:
+    """``[[relative path, size, mtime_ns], ...]`` of a file or of every file under a directory.
+
+    Raises:
+        DataError: ``path`` does not exist.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise DataError(f"sequence path {root} does not exist")
+    if root.is_file():
+        st = root.stat()
+        return [[root.name, st.st_size, st.st_mtime_ns]]
+    rows: list[list[Any]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fname in sorted(filenames):
+            fpath = Path(dirpath) / fname
+            st = fpath.stat()
+            rows.append([fpath.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns])
+    return rows
+
+
+def cache_key(
+    spec: SequenceSpec,
+    window: WindowSection,
+    preprocess_mode: str,
+    backbone_identity: str,
+    backbone_dtype: str,
+) -> str:
+    """SHA-256 (hex, 32 chars) of the data fingerprint, windowing, preprocessing and backbone."""
+    doc = {
+        "version": CACHE_FORMAT_VERSION,
+        "path": str(Path(spec.path).resolve()),
+        "data": fingerprint_path(spec.path),
+        "gt_path": str(Path(spec.gt_path).resolve()) if spec.gt_path else None,
+        "gt": fingerprint_path(spec.gt_path) if spec.gt_path else None,
+        "image_topic": spec.image_topic,
+        "window": asdict(window),
+        "preprocess_mode": preprocess_mode,
+        "backbone": backbone_identity,
+        "dtype": backbone_dtype,
+    }
+    blob = json.dumps(doc, sort_keys=True).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def _window_config(window: WindowSection) -> Any:
+    from vggt_uncertainty_ros.data import WindowConfig
+
+    return WindowConfig(
+        size=window.size,
+        stride=window.stride,
+        keyframe_every=window.keyframe_every,
+        min_keyframe_gap_s=window.min_keyframe_gap_s,
+    )
+
+
+def iter_windows(spec: SequenceSpec, window: WindowSection) -> Iterator[list[Any]]:
+    """Yield the frames (``data.Frame``) of each window of a sequence, in stream order.
+
+    Windows come from the shared :class:`~vggt_uncertainty_ros.data.WindowBuilder` rule.
+    Windows where a frame lacks ground truth are skipped (counted in the log).
+
+    Raises:
+        DataError: the sequence cannot be read.
+    """
+    from vggt_uncertainty_ros.data import WindowBuilder, open_sequence
+
+    kwargs: dict[str, Any] = {}
+    if spec.image_topic:
+        kwargs["image_topic"] = spec.image_topic
+    builder = WindowBuilder(_window_config(window))
+    skipped = taken = 0
+    with open_sequence(spec.path, spec.gt_path, **kwargs) as reader:
+        for frame in reader.frames():
+            win = builder.push(frame, frame.stamp_ns)
+            if win is None:
+                continue
+            frames = list(_window_items(win))
+            if any(f.T_world_cam is None for f in frames):
+                skipped += 1
+                continue
+            taken += 1
+            yield frames
+            if window.max_windows_per_sequence and taken >= window.max_windows_per_sequence:
+                break
+    if skipped:
+        _log.warning("%s: skipped %d window(s) with frames lacking ground truth", spec.path, skipped)
+
+
+def _window_items(win: Any) -> list[Any]:
+    """The frames of a ``data.Window`` (its ``items``)."""
+    items = getattr(win, "items", None)
+    if items is None:
+        raise DataError(f"unexpected window object {type(win).__name__}: no 'items'")
+    return list(items)
+
+
+def _relative_gt(frames: list[Any]) -> np.ndarray:
+    from vggt_uncertainty_ros.geometry import window_relative
+
+    T_world_cam = np.stack([np.asarray(f.T_world_cam, dtype=np.float64) for f in frames])
+    return np.asarray(window_relative(T_world_cam), dtype=np.float64)
+
+
+def run_backbone_window(model: Any, frames: list[Any], preprocess_mode: str, device: Any, dtype: Any) -> dict[str, Any]:
+    """Run the frozen backbone on one window; returns its output dict (tensors on ``device``)."""
+    import torch
+
+    from vggt_uncertainty_ros.model import preprocess_images
+
+    images = preprocess_images([f.image for f in frames], mode=preprocess_mode)
+    # images stay float32 in [0, 1]; a reduced-precision backbone casts internally (autocast)
+    with torch.inference_mode():
+        out = model(images.to(device=device)[None])
+    out["_image_hw"] = tuple(int(v) for v in images.shape[-2:])
+    return out
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class FeatureCache:
+    """Backbone outputs per sequence on disk, built on first use.
+
+    Args:
+        cache_dir: directory of the ``<key>.safetensors`` files.
+        model: the frozen backbone (``model.VGGT``), in eval mode.
+        identity: ``model.backbone_identity(model)``.
+        device: torch device of ``model``.
+        dtype: torch dtype of the backbone's compute.
+        preprocess_mode: ``crop`` or ``pad``.
+        window: window sampling section of the config.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        model: Any,
+        identity: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        preprocess_mode: str,
+        window: WindowSection,
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.model = model
+        self.identity = identity
+        self.device = device
+        self.dtype = dtype
+        self.preprocess_mode = preprocess_mode
+        self.window = window
+        self.hits = 0
+        self.misses = 0
+        self.backbone_window_times_s: list[float] = []
+
+    def _dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def path_for(self, spec: SequenceSpec) -> Path:
+        """Cache file of ``spec`` under the current backbone and window settings."""
+        key = cache_key(spec, self.window, self.preprocess_mode, self.identity, self._dtype_name())
+        return self.cache_dir / f"{key}.safetensors"
+
+    def get(self, spec: SequenceSpec) -> CachedSequence:
+        """Load the cached windows of ``spec``, running the backbone first on a miss.
+
+        Raises:
+            DataError: the sequence yields no usable window, or a cache file is corrupt.
+        """
+        path = self.path_for(spec)
+        if path.exists():
+            self.hits += 1
+            _log.info("feature cache hit: %s -> %s", spec.path, path.name)
+            return load_cached(path, name=spec.path)
+        self.misses += 1
+        _log.info("feature cache miss: %s; running the backbone", spec.path)
+        cached = self._build(spec, path)
+        return cached
+
+    def _build(self, spec: SequenceSpec, path: Path) -> CachedSequence:
+        from tqdm import tqdm
+
+        feats: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_KEYS}
+        pose_enc: list[np.ndarray] = []
+        gt: list[np.ndarray] = []
+        stamps: list[list[int]] = []
+        index: list[list[int]] = []
+        times: list[float] = []
+        image_hw = (0, 0)
+        for frames in tqdm(iter_windows(spec, self.window), desc=f"backbone {Path(spec.path).name}", unit="win",
+                           leave=False, disable=None):
+            _sync(self.device)
+            t0 = time.perf_counter()
+            out = run_backbone_window(self.model, frames, self.preprocess_mode, self.device, self.dtype)
+            _sync(self.device)
+            times.append(time.perf_counter() - t0)
+            image_hw = out["_image_hw"]
+            for k in FEATURE_KEYS:
+                feats[k].append(out[k][0].float().cpu().numpy())
+            pose_enc.append(out["pose_enc"][0].float().cpu().numpy())
+            gt.append(_relative_gt(frames))
+            stamps.append([int(f.stamp_ns) for f in frames])
+            index.append([int(f.index) for f in frames])
+        if not pose_enc:
+            raise DataError(
+                f"{spec.path}: no window of {self.window.size} frames with ground truth "
+                f"(stride {self.window.stride}); is the sequence too short or missing ground truth?"
+            )
+        self.backbone_window_times_s.extend(times)
+        arrays = {
+            "camera_features": np.ascontiguousarray(np.stack(feats["camera_features"]), dtype=np.float32),
+            "camera_trunk_features": np.ascontiguousarray(np.stack(feats["camera_trunk_features"]), dtype=np.float32),
+            "pose_enc": np.ascontiguousarray(np.stack(pose_enc), dtype=np.float32),
+            "T_0_i_gt": np.ascontiguousarray(np.stack(gt), dtype=np.float64),
+            "stamps_ns": np.asarray(stamps, dtype=np.int64),
+            "frame_index": np.asarray(index, dtype=np.int64),
+        }
+        # skip the first (warm-up) window in the mean when there are several
+        timed = times[1:] if len(times) > 1 else times
+        meta = {
+            "format_version": str(CACHE_FORMAT_VERSION),
+            "sequence": str(spec.path),
+            "image_hw": json.dumps(list(image_hw)),
+            "backbone_identity": self.identity,
+            "backbone_s_per_window": repr(float(np.mean(timed))),
+        }
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-", suffix=".safetensors")
+        os.close(fd)
+        try:
+            save_file(arrays, tmp, metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        _log.info("cached %d windows of %s (%.3f s/window) -> %s", len(pose_enc), spec.path,
+                  float(np.mean(timed)), path)
+        return load_cached(path, name=spec.path)
+
+
+def load_cached(path: str | Path, name: str | None = None) -> CachedSequence:
+    """Read one cache file.
+
+    Raises:
+        DataError: the file is unreadable, from another format version, or lacks arrays.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            meta = fh.metadata() or {}
+        arrays = load_file(str(path))
+    except (OSError, ValueError, SafetensorError) as err:
+        raise DataError(f"feature cache file {path} is unreadable: {err}") from err
+    if meta.get("format_version") != str(CACHE_FORMAT_VERSION):
+        raise DataError(f"feature cache file {path} has format {meta.get('format_version')!r}, "
+                        f"expected {CACHE_FORMAT_VERSION}; delete it to rebuild")
+    needed = (*FEATURE_KEYS, "pose_enc", "T_0_i_gt", "stamps_ns", "frame_index")
+    missing = [k for k in needed if k not in arrays]
+    if missing:
+        raise DataError(f"feature cache file {path} lacks {missing}")
+    hw = json.loads(meta["image_hw"])
+    return CachedSequence(
+        name=name or meta.get("sequence", str(path)),
+        camera_features=arrays["camera_features"],
+        camera_trunk_features=arrays["camera_trunk_features"],
+        pose_enc=arrays["pose_enc"],
+        T_0_i_gt=arrays["T_0_i_gt"],
+        stamps_ns=arrays["stamps_ns"],
+        frame_index=arrays["frame_index"],
+        image_hw=(int(hw[0]), int(hw[1])),
+        backbone_s_per_window=float(meta.get("backbone_s_per_window", "nan")),
+        key=path.stem,
+    )

@@ -1,0 +1,184 @@
+"""Training data: which sequences train and validate, and the tensors a training step reads.
+
+Sequences come from TUM folders, ROS 1 bags, ROS 2 bags (read by
+:func:`vggt_uncertainty_ros.data.open_sequence`) and synthetic sequences written by
+:func:`vggt_uncertainty_ros.data.synth.generate`. The train/validation split is always by
+sequence, so no window of a validation sequence is ever seen in training.
+
+Because the backbone is frozen, residuals are fixed per window: :func:`build_window_set`
+computes them once from the cached pose encodings and ground truth (per-window scale fit,
+residual ``r = Log(inv(T_gt) @ T_pred)`` in our ``[rot, trans]`` order, see
+docs/ARCHITECTURE.md) so a training step only runs the head.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vggt_uncertainty_ros.errors import DataError
+from vggt_uncertainty_ros.trainer.cache import CachedSequence
+from vggt_uncertainty_ros.trainer.config import DataConfig, SequenceSpec, SyntheticConfig
+
+_log = logging.getLogger(__name__)
+
+_SYNTH_DONE = ".complete"
+
+
+def synthetic_root(cache_dir: str | Path, cfg: SyntheticConfig, seed: int) -> Path:
+    """Directory of the synthetic sequence with ``seed`` (stable, so the feature cache hits)."""
+    return Path(cache_dir) / "synthetic" / f"seed{seed:05d}_n{cfg.n_frames}_{cfg.width}x{cfg.height}_{cfg.format}"
+
+
+def generate_synthetic(cfg: SyntheticConfig, cache_dir: str | Path) -> tuple[list[SequenceSpec], list[SequenceSpec]]:
+    """Write (once) the configured synthetic sequences and return (train, val) specs.
+
+    Training sequences use seeds ``cfg.seed … cfg.seed + cfg.train - 1``, validation ones the
+    following ``cfg.val`` seeds. A sequence is reused when its completion marker exists, so
+    its files' mtimes (part of the feature-cache key) stay put between runs.
+    """
+    from vggt_uncertainty_ros.data import synth
+
+    specs: list[SequenceSpec] = []
+    for k in range(cfg.train + cfg.val):
+        seed = cfg.seed + k
+        root = synthetic_root(cache_dir, cfg, seed)
+        marker = root / _SYNTH_DONE
+        if not marker.exists():
+            if root.exists():  # an interrupted earlier attempt
+                shutil.rmtree(root)
+            root.mkdir(parents=True)
+            _log.info("writing synthetic sequence seed=%d (%d frames, %dx%d) to %s", seed, cfg.n_frames,
+                      cfg.width, cfg.height, root)
+            result = synth.generate(root, seed=seed, n_frames=cfg.n_frames, formats=(cfg.format,),
+                                    width=cfg.width, height=cfg.height)
+            marker.write_text(Path(result.paths[cfg.format]).relative_to(root).as_posix() + "\n", encoding="utf-8")
+        specs.append(SequenceSpec(path=str(root / marker.read_text(encoding="utf-8").strip())))
+    return specs[: cfg.train], specs[cfg.train :]
+
+
+def split_sequences(cfg: DataConfig, cache_dir: str | Path, seed: int) -> tuple[list[SequenceSpec], list[SequenceSpec]]:
+    """Resolve the training and validation sequences (split by sequence, never by window).
+
+    When ``cfg.val`` is empty, ``cfg.val_count`` of the listed training sequences, chosen by a
+    seeded shuffle, are held out (only if at least one training sequence remains).
+
+    Raises:
+        DataError: a sequence appears in both lists, or no training sequence remains.
+    """
+    train = list(cfg.train)
+    val = list(cfg.val)
+    if not val and cfg.val_count > 0 and len(train) > cfg.val_count:
+        order = list(range(len(train)))
+        random.Random(seed).shuffle(order)
+        held = set(order[: cfg.val_count])
+        val = [s for i, s in enumerate(train) if i in held]
+        train = [s for i, s in enumerate(train) if i not in held]
+    if cfg.synthetic.train + cfg.synthetic.val:
+        syn_train, syn_val = generate_synthetic(cfg.synthetic, cache_dir)
+        train += syn_train
+        val += syn_val
+    overlap = {str(Path(s.path).resolve()) for s in train} & {str(Path(s.path).resolve()) for s in val}
+    if overlap:
+        raise DataError(f"sequences in both training and validation: {sorted(overlap)}")
+    if not train:
+        raise DataError("no training sequence")
+    return train, val
+
+
+@dataclass
+class WindowSet:
+    """Everything a head step needs about a set of windows (``W`` windows of ``S`` frames).
+
+    Attributes:
+        features: ``[W, S, D]`` float32 head input.
+        residual: ``[W, S, 6]`` float32 ``r = Log(inv(T_gt) @ T_pred)`` after the per-window
+            scale fit, order (rot rad, trans m), in ground-truth camera frame i; zero at frame 0.
+        log_scale: ``[W]`` float32 log of the fitted scale ``s`` (metres per VGGT unit).
+        t_gt: ``[W, S, 3]`` float32 ground-truth translation of frame i in frame 0, metres.
+        t_pred_scaled: ``[W, S, 3]`` float32 predicted translation times ``s``, metres.
+        n_valid: ``[W]`` int64 frames that entered the scale fit.
+        names: sequence of each window (for logs).
+    """
+
+    features: torch.Tensor
+    residual: torch.Tensor
+    log_scale: torch.Tensor
+    t_gt: torch.Tensor
+    t_pred_scaled: torch.Tensor
+    n_valid: torch.Tensor
+    names: list[str]
+
+    @property
+    def n_windows(self) -> int:
+        """Number of windows ``W``."""
+        return int(self.features.shape[0])
+
+    @property
+    def window_size(self) -> int:
+        """Frames per window ``S``."""
+        return int(self.features.shape[1])
+
+
+def window_residuals(seq: CachedSequence, min_motion_m: float) -> dict[str, np.ndarray]:
+    """Per-window scale fit and residuals of one cached sequence (float64 numpy).
+
+    Returns:
+        ``residual [W,S,6]`` (rot rad, trans m), ``scale [W]``, ``n_valid [W]``,
+        ``t_gt [W,S,3]`` (m), ``t_pred_scaled [W,S,3]`` (m).
+    """
+    from vggt_uncertainty_ros.geometry import (
+        fit_scale,
+        pose_encoding_to_extri_intri,
+        pose_residual,
+        relative_from_extrinsics,
+    )
+
+    extrinsics, _ = pose_encoding_to_extri_intri(seq.pose_enc.astype(np.float64), seq.image_hw)
+    T_pred = np.array(relative_from_extrinsics(np.asarray(extrinsics, dtype=np.float64)), dtype=np.float64)
+    T_gt = seq.T_0_i_gt
+    fit = fit_scale(T_gt[..., :3, 3], T_pred[..., :3, 3], min_motion_m=min_motion_m)
+    scale = np.asarray(fit.scale, dtype=np.float64)
+    T_pred[..., :3, 3] *= scale[:, None, None]
+    residual = np.asarray(pose_residual(T_gt, T_pred), dtype=np.float64)
+    residual[:, 0] = 0.0  # frame 0 is the reference: T_0_0 = I on both sides
+    return {
+        "residual": residual,
+        "scale": scale,
+        "n_valid": np.asarray(fit.n_valid, dtype=np.int64),
+        "t_gt": T_gt[..., :3, 3],
+        "t_pred_scaled": T_pred[..., :3, 3],
+    }
+
+
+def build_window_set(sequences: Sequence[CachedSequence], input_feature: str, min_motion_m: float) -> WindowSet:
+    """Concatenate cached sequences into one :class:`WindowSet` (CPU tensors).
+
+    Raises:
+        DataError: ``sequences`` is empty or feature sizes differ.
+    """
+    if not sequences:
+        raise DataError("no cached sequence to build a window set from")
+    parts = [window_residuals(seq, min_motion_m) for seq in sequences]
+    feats = [seq.features(input_feature) for seq in sequences]
+    dims = {f.shape[1:] for f in feats}
+    if len(dims) != 1:
+        raise DataError(f"cached sequences disagree on window/feature shape: {sorted(dims)}")
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    names = [seq.name for seq in sequences for _ in range(seq.n_windows)]
+    return WindowSet(
+        features=torch.from_numpy(np.concatenate(feats)).float(),
+        residual=torch.from_numpy(cat["residual"]).float(),
+        log_scale=torch.from_numpy(np.log(cat["scale"])).float(),
+        t_gt=torch.from_numpy(cat["t_gt"]).float(),
+        t_pred_scaled=torch.from_numpy(cat["t_pred_scaled"]).float(),
+        n_valid=torch.from_numpy(cat["n_valid"]),
+        names=names,
+    )
