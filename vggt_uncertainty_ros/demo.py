@@ -33,12 +33,12 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
+from vggt_uncertainty_ros.data.sequence import DEFAULT_IMAGE_TOPIC as IMAGE_TOPIC
 from vggt_uncertainty_ros.errors import VggtUncertaintyError
 
 _log = logging.getLogger(__name__)
 
 NODE_NAME = "vggt_uncertainty_node"
-IMAGE_TOPIC = "/camera/rgb/image_color"
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"
 
 

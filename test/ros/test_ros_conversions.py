@@ -104,3 +104,14 @@ def test_diagnostics_array_round_trip():
     assert got["events/stamp_backwards"] == "1"
     assert got["inference_latency_s"] == "0.25" and got["windows_per_s"] == "nan"
     assert array.status[0].level == DiagnosticStatus.WARN
+
+
+def test_camera_info_applies_roi_and_binning():
+    from sensor_msgs.msg import CameraInfo
+
+    msg = CameraInfo(width=640, height=480, binning_x=2, binning_y=2)
+    msg.k = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
+    msg.roi.x_offset, msg.roi.y_offset, msg.roi.width, msg.roi.height = 20, 10, 600, 460
+    info = conv.camera_info_intrinsics(msg)
+    assert (info.width, info.height) == (300, 230)
+    np.testing.assert_allclose(info.K, [[250.0, 0.0, 150.0], [0.0, 250.0, 115.0], [0.0, 0.0, 1.0]])

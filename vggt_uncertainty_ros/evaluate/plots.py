@@ -126,8 +126,14 @@ def _trajectory(
             angle = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))
             ax.add_patch(Ellipse(p_est[j, [a, b]], 4 * np.sqrt(vals[1]), 4 * np.sqrt(vals[0]), angle=angle,
                                  fill=False, color="tab:red", alpha=0.5, lw=0.8))
+        # frame the trajectories, not the ellipses: a poor backbone's 2σ ellipses can be far
+        # larger than the scene, and would shrink the paths to a dot
+        both = np.vstack([p_gt[:, [a, b]], p_est[:, [a, b]]])
+        lo, hi = both.min(axis=0), both.max(axis=0)
+        margin = 0.25 * max(float(np.max(hi - lo)), 1e-3)
         axis = "xyz"
         ax.set(xlabel=f"world {axis[a]} (m)", ylabel=f"world {axis[b]} (m)", aspect="equal",
+               xlim=(lo[0] - margin, hi[0] + margin), ylim=(lo[1] - margin, hi[1] + margin),
                title="Trajectory from above, 2σ window-relative ellipses")
         ax.legend()
     else:

@@ -2,6 +2,8 @@
 
 * images: ``sensor_msgs/Image`` <-> ``[H,W,3]`` uint8 RGB with the project's step- and
   endianness-aware codec (:mod:`vggt_uncertainty_ros.data.image_codec`; no cv_bridge);
+* calibration: ``sensor_msgs/CameraInfo`` -> the published image's pinhole ``K`` (ROI and
+  binning applied, :func:`~vggt_uncertainty_ros.intrinsics_check.effective_intrinsics`);
 * stamps: ``builtin_interfaces/Time`` <-> integer nanoseconds;
 * poses: 4x4 ``T_parent_child`` + 6x6 covariance (ROS order ``[x, y, z, rotX, rotY, rotZ]``
   in the parent/header frame) -> ``PoseWithCovarianceStamped``, ``Odometry``,
@@ -17,13 +19,15 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseWithCovarianceStamped, TransformStamped
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 
 from vggt_uncertainty_ros.data.image_codec import decode_image, encode_image, to_rgb8
 from vggt_uncertainty_ros.geometry import cov_to_ros_msg_list, make_transform, quat_to_rotmat, rotmat_to_quat
+from vggt_uncertainty_ros.intrinsics_check import CameraIntrinsics, effective_intrinsics
 from vggt_uncertainty_ros.measurements import format_anchor_frame_id, parse_anchor_frame_id
 
 __all__ = [
+    "camera_info_intrinsics",
     "format_anchor_frame_id",
     "image_msg_to_rgb",
     "ns_to_stamp",
@@ -144,3 +148,19 @@ def odometry_to_matrix(msg: Odometry) -> np.ndarray:
     norm = np.linalg.norm(q)
     q = q / norm if norm > 0 else np.array([0.0, 0.0, 0.0, 1.0])
     return make_transform(quat_to_rotmat(q), np.array([p.x, p.y, p.z], dtype=np.float64))
+
+
+def camera_info_intrinsics(msg: CameraInfo) -> CameraIntrinsics:
+    """Pinhole ``K`` (pixels) and size of the image a ``CameraInfo`` describes (REP 104).
+
+    Raises:
+        CameraInfoError: ``K`` is uncalibrated (zeros) or not finite, or the size is empty.
+    """
+    roi = msg.roi
+    return effective_intrinsics(
+        np.asarray(msg.k, dtype=np.float64),
+        msg.width,
+        msg.height,
+        binning=(msg.binning_x, msg.binning_y),
+        roi=(roi.x_offset, roi.y_offset, roi.width, roi.height),
+    )

@@ -2,7 +2,10 @@
 
 Subscribes:
     ``image`` (``sensor_msgs/Image``; QoS from ``image_qos``), and ``odometry_topic``
-    (``nav_msgs/Odometry``) when ``scale_source`` is ``odometry``.
+    (``nav_msgs/Odometry``) when ``scale_source`` is ``odometry``, and ``camera_info``
+    (``sensor_msgs/CameraInfo``, same QoS as the image) when ``use_camera_info`` is set: VGGT's
+    focal lengths are compared with its ``K`` on ``/diagnostics``
+    (:class:`~vggt_uncertainty_ros.intrinsics_check.FocalLengthMonitor`).
 Publishes (reliable, depth 10):
     ``~/pose`` (``PoseWithCovarianceStamped``): ``base_frame`` in ``odom_frame``, covariance
     6x6 in ROS order ``[x, y, z, rotX, rotY, rotZ]`` in ``odom_frame``;
@@ -31,14 +34,16 @@ from nav_msgs.msg import Odometry
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 
 from vggt_uncertainty_ros.data.image_codec import SUPPORTED_ENCODINGS
 from vggt_uncertainty_ros.errors import CheckpointError, ConfigError, ImageEncodingError, VggtUncertaintyError
 from vggt_uncertainty_ros.inference import WindowEstimator
+from vggt_uncertainty_ros.intrinsics_check import CameraInfoError, FocalLengthMonitor
 from vggt_uncertainty_ros.measurements import format_anchor_frame_id
 from vggt_uncertainty_ros.ros import diagnostics as diag
 from vggt_uncertainty_ros.ros.conversions import (
+    camera_info_intrinsics,
     image_msg_to_rgb,
     odometry_msg,
     odometry_to_matrix,
@@ -136,6 +141,7 @@ class VggtUncertaintyNode(Node):
         self._stream = FrameStream(p.window_config)
         self._counters = diag.InputCounters()
         self._last_problems = 0
+        self._focal = FocalLengthMonitor(p.camera_info_focal_tolerance) if p.use_camera_info else None
 
         self._pose_pub = self.create_publisher(PoseWithCovarianceStamped, "~/pose", OUTPUT_QOS)
         self._relative_pub = self.create_publisher(PoseWithCovarianceStamped, "~/relative_pose", OUTPUT_QOS)
@@ -153,6 +159,9 @@ class VggtUncertaintyNode(Node):
         self._odom_sub = None
         if p.scale_source == "odometry":
             self._odom_sub = self.create_subscription(Odometry, p.odometry_topic, self._on_odometry, 50)
+        self._camera_info_sub = None
+        if self._focal is not None:
+            self._camera_info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, image_qos)
 
         self._worker: InferenceWorker[WindowJob, WindowOutput | None] = InferenceWorker(
             self._infer, self._publish, maxsize=p.queue_depth, on_error=self._on_model_error
@@ -181,6 +190,8 @@ class VggtUncertaintyNode(Node):
             self._counters.reject(reason)
             self.get_logger().warning(f"image rejected ({reason}): {detail}", throttle_duration_sec=5.0)
             return
+        if self._focal is not None:
+            self._focal.observe_image_size(msg.width, msg.height)
         result = self._stream.push(image, stamp_to_ns(msg.header.stamp))
         if result.event is StreamEvent.DUPLICATE_STAMP:
             self._counters.drop(diag.DROP_DUPLICATE)
@@ -201,6 +212,19 @@ class VggtUncertaintyNode(Node):
             return diag.REJECT_SIZE
         return None
 
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            info = camera_info_intrinsics(msg)
+        except CameraInfoError as err:
+            self.get_logger().warning(f"camera_info not used: {err}", throttle_duration_sec=10.0)
+            self._focal.add_camera_info(None)
+            return
+        if not self._focal.add_camera_info(info):
+            self.get_logger().warning(
+                f"camera_info is for {info.width}x{info.height} images, not the images received: not used",
+                throttle_duration_sec=10.0,
+            )
+
     def _on_odometry(self, msg: Odometry) -> None:
         self._tracker.add_odometry(stamp_to_ns(msg.header.stamp), odometry_to_matrix(msg))
 
@@ -208,6 +232,9 @@ class VggtUncertaintyNode(Node):
 
     def _infer(self, job: WindowJob) -> WindowOutput | None:
         estimate = self._estimator.estimate(list(job.images), job.stamps_ns)
+        if self._focal is not None:
+            height, width = job.images[0].shape[:2]
+            self._focal.compare(estimate.intrinsics, width, height)
         return self._tracker.process(job.stamps_ns, estimate.T_0_i, estimate.log_var, job.epoch)
 
     def _on_model_error(self, job: WindowJob, exc: BaseException) -> None:
@@ -262,15 +289,23 @@ class VggtUncertaintyNode(Node):
             }
         )
         values.update({f"windows_failed/{k}": v for k, v in w.failures.items()})
+        if self._focal is not None:
+            values.update(self._focal.snapshot())
         return values
 
     def _publish_diagnostics(self) -> None:
         values = self.diagnostic_values()
         problems = int(values["images_rejected"]) + int(values["windows_failed"]) + int(values["windows_dropped"])
-        level = DiagnosticStatus.WARN if problems > self._last_problems else DiagnosticStatus.OK
-        message = (
-            "inputs rejected, windows dropped or failed since last report" if problems > self._last_problems else "ok"
-        )
+        warnings = []
+        if problems > self._last_problems:
+            warnings.append("inputs rejected, windows dropped or failed since last report")
+        if self._focal is not None and self._focal.deviates():
+            warnings.append(
+                f"VGGT focal length deviates from camera_info by more than {self._focal.tolerance:.0%} "
+                f"(fx ratio {values['focal_ratio_fx']:.3g}, fy ratio {values['focal_ratio_fy']:.3g})"
+            )
+        level = DiagnosticStatus.WARN if warnings else DiagnosticStatus.OK
+        message = "; ".join(warnings) or "ok"
         self._last_problems = problems
         stamp_ns = self.get_clock().now().nanoseconds
         self._diag_pub.publish(

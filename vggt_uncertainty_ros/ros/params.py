@@ -54,6 +54,8 @@ class NodeParams:
     camera_to_base: tuple[float, ...] = (0.0, 0.0, 0.0, -0.5, 0.5, -0.5, 0.5)
     scale_source: str = "none"
     odometry_topic: str = "odom"
+    use_camera_info: bool = False
+    camera_info_focal_tolerance: float = 0.2
     image_qos: str = "sensor_data"
     queue_depth: int = 2
     publish_odometry: bool = False
@@ -105,6 +107,8 @@ DESCRIPTIONS: dict[str, str] = {
     "camera_to_base": "pose of camera_frame in base_frame: [x, y, z, qx, qy, qz, qw], metres",
     "scale_source": "none (VGGT normalised units) or odometry (per-window fit against odometry)",
     "odometry_topic": "nav_msgs/Odometry topic used as the scale source",
+    "use_camera_info": "subscribe to camera_info and compare VGGT's focal lengths with its K on /diagnostics",
+    "camera_info_focal_tolerance": "largest accepted |f_vggt / f_camera_info - 1| before /diagnostics warns, > 0",
     "image_qos": "image subscription QoS: sensor_data (best effort) or reliable",
     "queue_depth": "windows waiting for inference; older ones are dropped beyond it, >= 1",
     "publish_odometry": "also publish nav_msgs/Odometry on ~/odometry",
@@ -119,7 +123,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "image_qos": IMAGE_QOS,
 }
 _MIN_INT = {"window_size": 2, "window_stride": 1, "keyframe_every": 1, "queue_depth": 1}
-_POSITIVE = ("constant_sigma_rot_rad", "constant_sigma_trans", "diagnostics_period_s")
+_POSITIVE = (
+    "constant_sigma_rot_rad",
+    "constant_sigma_trans",
+    "diagnostics_period_s",
+    "camera_info_focal_tolerance",
+)
 _NON_EMPTY = ("backbone", "device", "camera_frame", "base_frame", "odom_frame", "odometry_topic")
 
 
