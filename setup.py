@@ -50,6 +50,7 @@ setup(
             "ros-nav-msgs",
             "ros-std-msgs",
             "ros-diagnostic-msgs",
+            "ros-ament-index-python",
         ],
         "dev": ["pytest>=7", "ruff"],
         "wandb": ["wandb"],

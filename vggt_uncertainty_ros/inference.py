@@ -2,8 +2,9 @@
 
 :class:`WindowEstimator` is the shared inference path of the evaluator and the ROS node:
 it preprocesses a window of RGB images exactly like VGGT, runs the backbone (bf16 autocast
-on CUDA, through the backbone's own ``set_amp``), turns the predicted extrinsics into window-relative poses ``T_0_i`` and predicts
-per-frame log-variances with the head, or uses a constant diagonal σ when there is no head.
+on CUDA, through the backbone's own ``set_amp``), turns the predicted extrinsics into
+window-relative poses ``T_0_i`` and predicts per-frame log-variances with the head, or uses
+a constant diagonal σ when there is no head.
 
 Conventions (docs/ARCHITECTURE.md): ``T_0_i`` maps points of camera ``i`` into camera 0
 (OpenCV axes), translation in VGGT's normalised units; ``log_var`` is log σ² of the right
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from vggt_uncertainty_ros.errors import ModelError
+from vggt_uncertainty_ros.errors import CheckpointError, ConfigError, ModelError
 from vggt_uncertainty_ros.head import (
     HeadMetadata,
     InputFeature,
@@ -76,11 +77,30 @@ class WindowEstimate:
         return np.exp(0.5 * self.log_var)
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``/None → CUDA when available, else CPU; anything else is parsed as is."""
+def resolve_device(device: str | torch.device | None = "auto", *, fallback_to_cpu: bool = False) -> torch.device:
+    """The torch device to run on.
+
+    Args:
+        device: ``"auto"``/None (CUDA when available, else CPU), or any torch device string.
+        fallback_to_cpu: when CUDA is requested but unavailable, warn and use the CPU (the
+            node) instead of raising (the trainer).
+
+    Raises:
+        ConfigError: ``device`` is not a torch device, or CUDA is requested, unavailable and
+            ``fallback_to_cpu`` is False.
+    """
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"device {device!r} is not a torch device") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        if not fallback_to_cpu:
+            raise ConfigError(f"device {device!r} requested but CUDA is not available")
+        _log.warning("device %r requested but CUDA is not available: falling back to cpu (slow)", str(device))
+        return torch.device("cpu")
+    return dev
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -264,28 +284,44 @@ def build_estimator(
     dtype: torch.dtype | None = None,
     preprocess_mode: str = "crop",
     constant_sigma: float | Sequence[float] | None = None,
+    strict_backbone: bool = False,
 ) -> WindowEstimator:
     """Load a backbone (``"tiny"``, a local file or a Hugging Face id) and an optional head.
 
-    ``dtype`` is the backbone's autocast dtype (``load_backbone``). A head checkpoint's
-    ``input_feature`` and scale convention are honoured, and a head trained on another
-    backbone identity is reported with a warning.
+    ``dtype`` is the backbone's autocast dtype (``load_backbone``); half precision on the CPU
+    falls back to float32 with a warning. A head checkpoint's ``input_feature`` and scale
+    convention are honoured.
+
+    Args:
+        strict_backbone: a head trained on another backbone identity is an error (the node)
+            rather than a warning (offline experiments).
 
     Raises:
-        CheckpointError: the head checkpoint cannot be read.
+        CheckpointError: the head checkpoint cannot be read, or (``strict_backbone``) was
+            trained on another backbone.
         ValueError: neither a head nor ``constant_sigma``, or mismatched feature sizes.
     """
     from vggt_uncertainty_ros.model import backbone_identity, load_backbone
 
     dev = resolve_device(device)
     amp = dtype or default_dtype(dev)
-    backbone = load_backbone(backbone_spec, dev, amp)
+    if dev.type == "cpu" and amp is not torch.float32:
+        _log.warning("dtype %s is not used on the cpu: running float32", amp)
+        amp = torch.float32
     head = meta = None
     if head_path is not None:
         head, meta = load_head(head_path, device=dev)
+    backbone = load_backbone(backbone_spec, dev, amp)
+    if meta is not None:
         identity = backbone_identity(backbone)
-        if meta.backbone and meta.backbone != identity:
-            _log.warning("head %s was trained on backbone %s, running on %s", head_path, meta.backbone, identity)
+        if meta.backbone != identity:
+            text = (
+                f"head checkpoint {head_path} was trained on backbone {meta.backbone or '<unknown>'!r}, "
+                f"but backbone {backbone_spec!r} has identity {identity!r}"
+            )
+            if strict_backbone:
+                raise CheckpointError(text + "; use the matching backbone or head")
+            _log.warning("%s", text)
     return WindowEstimator(
         backbone,
         head,

@@ -36,8 +36,9 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
+from vggt_uncertainty_ros import inference
 from vggt_uncertainty_ros.data.image_codec import SUPPORTED_ENCODINGS
-from vggt_uncertainty_ros.errors import CheckpointError, ConfigError, ImageEncodingError, VggtUncertaintyError
+from vggt_uncertainty_ros.errors import ConfigError, ImageEncodingError, VggtUncertaintyError
 from vggt_uncertainty_ros.inference import WindowEstimator
 from vggt_uncertainty_ros.intrinsics_check import CameraInfoError, FocalLengthMonitor
 from vggt_uncertainty_ros.measurements import format_anchor_frame_id
@@ -70,53 +71,33 @@ RELIABLE_IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def resolve_device(requested: str) -> torch.device:
-    """The requested device, or CPU with a warning when CUDA is requested but unavailable."""
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        _log.warning("device %r requested but CUDA is not available: falling back to cpu (slow)", requested)
-        return torch.device("cpu")
-    return torch.device(requested)
-
-
 def build_estimator(params: NodeParams) -> WindowEstimator:
     """Load the backbone and the head (or constant σ) the parameters name, with start-up checks.
 
+    CUDA falls back to the CPU with a warning. The head must have been trained on the
+    configured backbone, and a ``metric`` head needs a metric scale source.
+
     Raises:
         CheckpointError: the head checkpoint is unreadable or was trained on another backbone.
-        ConfigError: a ``metric`` head with ``scale_source: none``, or a bad device/dtype.
+        ConfigError: a ``metric`` head with ``scale_source: none``, or a bad device.
     """
-    from vggt_uncertainty_ros.head import load_head
-    from vggt_uncertainty_ros.model import backbone_identity, load_backbone
+    from vggt_uncertainty_ros.head import read_head_metadata
 
-    device = resolve_device(params.device)
-    dtype = None if params.dtype == "auto" else _DTYPES[params.dtype]
-    if dtype is torch.float16 and device.type == "cpu":
-        _log.warning("dtype float16 is not supported on cpu: using float32")
-        dtype = torch.float32
-    head = meta = None
     if params.head_checkpoint:
-        head, meta = load_head(params.head_checkpoint, device=device)
+        meta = read_head_metadata(params.head_checkpoint)
         if meta.scale_convention == "metric" and params.scale_source == "none":
             raise ConfigError(
                 f"head checkpoint {params.head_checkpoint} has scale_convention 'metric' (σ_trans in metres) "
                 "but scale_source is 'none' (VGGT units): set scale_source 'odometry' or use a 'vggt' head"
             )
-    backbone = load_backbone(params.backbone, device, torch.float32)
-    if meta is not None:
-        identity = backbone_identity(backbone)
-        if meta.backbone != identity:
-            raise CheckpointError(
-                f"head checkpoint {params.head_checkpoint} was trained on backbone {meta.backbone or '<unknown>'!r}, "
-                f"but backbone {params.backbone!r} has identity {identity!r}; use the matching backbone or head"
-            )
-    return WindowEstimator(
-        backbone,
-        head,
-        device,
-        dtype,
-        params.preprocess_mode,
+    return inference.build_estimator(
+        params.backbone,
+        params.head_checkpoint or None,
+        device=inference.resolve_device(params.device, fallback_to_cpu=True),
+        dtype=None if params.dtype == "auto" else _DTYPES[params.dtype],
+        preprocess_mode=params.preprocess_mode,
         constant_sigma=(params.constant_sigma_rot_rad, params.constant_sigma_trans),
-        head_metadata=meta,
+        strict_backbone=True,
     )
 
 

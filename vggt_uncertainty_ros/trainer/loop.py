@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from vggt_uncertainty_ros.errors import CheckpointError, ConfigError
+from vggt_uncertainty_ros.inference import resolve_device
 from vggt_uncertainty_ros.trainer.cache import FeatureCache
 from vggt_uncertainty_ros.trainer.config import TrainConfig, save_run_config
 from vggt_uncertainty_ros.trainer.data import WindowSet, build_window_set, split_sequences
@@ -117,19 +118,6 @@ def calibration_score(metrics: dict[str, float]) -> float:
     d2r, d2t = metrics.get(D2_ROT_MEAN, math.nan), metrics.get(D2_TRANS_MEAN, math.nan)
     score = abs(d2r - D2_TARGET) + abs(d2t - D2_TARGET)
     return score if math.isfinite(score) else math.inf
-
-
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; otherwise ``torch.device(spec)``."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError as err:
-        raise ConfigError(f"backbone.device: {spec!r} is not a torch device") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"backbone.device is {spec!r} but CUDA is not available")
-    return device
 
 
 def _sync(device: torch.device) -> None:
