@@ -23,6 +23,7 @@ demo: venv
 	$(VENV)/bin/vggt-uncertainty demo --out demo_out
 
 test: venv
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q test
 
 clean:

@@ -143,7 +143,9 @@ def test_tiny_backbone_end_to_end_with_head_checkpoint(tmp_path: Path) -> None:
     assert est.scale_convention == "metric"
     out = est.estimate(_images(3, h=42, w=56), stamps_ns=[1, 2, 3])
     assert out.T_0_i.shape == (3, 4, 4) and out.features.shape == (3, backbone.feature_dim)
-    np.testing.assert_allclose(out.T_0_i[:, :3, :3] @ out.T_0_i[:, :3, :3].transpose(0, 2, 1), np.tile(np.eye(3), (3, 1, 1)), atol=1e-5)
+    np.testing.assert_allclose(
+        out.T_0_i[:, :3, :3] @ out.T_0_i[:, :3, :3].transpose(0, 2, 1), np.tile(np.eye(3), (3, 1, 1)), atol=1e-5
+    )
     np.testing.assert_allclose(out.sigma[:, :3], 0.02, rtol=0.1)
     np.testing.assert_allclose(out.sigma[:, 3:], 0.05, rtol=0.1)
     assert np.isfinite(out.intrinsics).all() and out.intrinsics[0, 0, 0] > 0

@@ -143,7 +143,7 @@ def test_associate_threshold_is_strict() -> None:
 def _write_folder(root: Path, rgb_stamps: list[int], gt_stamps: list[int]) -> None:
     (root / "rgb").mkdir(parents=True)
     names = []
-    for k, s in enumerate(rgb_stamps):
+    for k, _ in enumerate(rgb_stamps):
         name = f"rgb/{k:03d}.png"
         Image.fromarray(np.full((4, 6, 3), k, np.uint8)).save(root / name)
         names.append(name)

@@ -2,9 +2,9 @@
 
 A short synthetic ROS 2 bag is replayed over DDS (loopback only, own domain id) into
 ``vggt_uncertainty_node`` (tiny backbone, constant σ, CPU); its relative-pose output is received
-as raw CDR and written into a ROS 2 bag (as ``ros2 bag record`` would), then evaluated. The same frames evaluated with ``--run-model`` (same window rule, same
-backbone, same constant σ) must give the same windows, residuals and d²: the node's frame-id
-convention, ROS covariance and windowing round-trip exactly through the evaluator.
+as raw CDR and written into a ROS 2 bag (as ``ros2 bag record`` would), then evaluated. The same frames
+evaluated with ``--run-model`` (same window rule, same backbone, same constant σ) must give the same windows,
+residuals and d²: the node's frame-id convention, ROS covariance and windowing round-trip exactly through the evaluator.
 """
 
 from __future__ import annotations

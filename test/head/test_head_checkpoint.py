@@ -22,7 +22,9 @@ from vggt_uncertainty_ros.head.checkpoint import METADATA_KEY
 
 def _head(parameterization: str = "sqrt_info") -> UncertaintyHead:
     torch.manual_seed(1)
-    return UncertaintyHead(in_dim=24, hidden=12, parameterization=parameterization, init_sigma=(0.03, 0.2), input_norm=False)
+    return UncertaintyHead(
+        in_dim=24, hidden=12, parameterization=parameterization, init_sigma=(0.03, 0.2), input_norm=False
+    )
 
 
 def test_round_trip_restores_outputs_and_metadata(tmp_path: Path) -> None:

@@ -31,7 +31,9 @@ def test_nll_log_var_closed_form_and_minimum_at_true_variance() -> None:
 
 def test_nll_log_var_clamps_log_var() -> None:
     r = torch.tensor([1.0])
-    torch.testing.assert_close(gaussian_nll_log_var(r, torch.tensor([-100.0])), gaussian_nll_log_var(r, torch.tensor([-20.0])))
+    torch.testing.assert_close(
+        gaussian_nll_log_var(r, torch.tensor([-100.0])), gaussian_nll_log_var(r, torch.tensor([-20.0]))
+    )
     lv = torch.tensor([30.0], requires_grad=True)
     gaussian_nll_log_var(r, lv).sum().backward()
     assert float(lv.grad) == 0.0

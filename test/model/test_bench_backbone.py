@@ -31,7 +31,9 @@ def test_flop_count_matches_hand_count():
 
 
 def test_tiny_cpu_bench_prints_figures(capsys):
-    result = run_backbone_bench(BenchSettings(config="tiny", device="cpu", frames=3, height=42, width=56, iters=2, warmup=1))
+    result = run_backbone_bench(
+        BenchSettings(config="tiny", device="cpu", frames=3, height=42, width=56, iters=2, warmup=1)
+    )
     assert result.latency_ms_min <= result.latency_ms_median
     assert result.sliding_fps_no_cache > 0 and result.sliding_fps_cache > 0
     assert result.peak_memory_bytes > 0 and result.matmul_peak_tflops > 0

@@ -14,7 +14,11 @@ from vggt_uncertainty_ros.errors import CheckpointError
 from vggt_uncertainty_ros.model import backbone_identity, load_backbone
 from vggt_uncertainty_ros.model import checkpoint as ckpt
 
-EXTRA_HEADS = {"point_head.scratch.layer1_rn.weight": (4, 4), "depth_head.projects.0.bias": (8,), "track_head.x.weight": (2, 3)}
+EXTRA_HEADS = {
+    "point_head.scratch.layer1_rn.weight": (4, 4),
+    "depth_head.projects.0.bias": (8,),
+    "track_head.x.weight": (2, 3),
+}
 
 
 def _tiny_state(with_heads=True):
@@ -108,7 +112,9 @@ def test_mismatched_files_name_first_offending_keys(tmp_path, fmt):
         load_backbone(save(missing, "missing"))
     wrong = dict(state)
     wrong["aggregator.camera_token"] = torch.zeros(1, 2, 1, 65)
-    with pytest.raises(CheckpointError, match=r"shape mismatches: aggregator\.camera_token \(1, 2, 1, 65\) != \(1, 2, 1, 64\)"):
+    with pytest.raises(
+        CheckpointError, match=r"shape mismatches: aggregator\.camera_token \(1, 2, 1, 65\) != \(1, 2, 1, 64\)"
+    ):
         ckpt.load_vggt_state_dict(save(wrong, "wrong"), config="tiny")
     extra = dict(state)
     extra["aggregator.frame_blocks.7.norm1.weight"] = torch.ones(64)
@@ -152,7 +158,11 @@ def test_full_size_official_names_both_formats(tmp_path, official_keys):
     torch.save({k: torch.full((1,), float(i)).expand(shape) for i, (k, shape) in enumerate(shapes.items())}, pt)
     model = load_backbone(str(pt))
     index = {k: i for i, k in enumerate(shapes)}
-    for key in ("aggregator.patch_embed.pos_embed", "aggregator.frame_blocks.11.attn.q_norm.weight", "camera_head.trunk.3.ls2.gamma"):
+    for key in (
+        "aggregator.patch_embed.pos_embed",
+        "aggregator.frame_blocks.11.attn.q_norm.weight",
+        "camera_head.trunk.3.ls2.gamma",
+    ):
         param = model.state_dict()[key]
         assert param.is_contiguous() and torch.all(param == index[key])
     del model
@@ -161,5 +171,7 @@ def test_full_size_official_names_both_formats(tmp_path, official_keys):
     del shapes["aggregator.global_blocks.5.attn.k_norm.bias"]
     bad = tmp_path / "bad.safetensors"
     _write_sparse_safetensors(bad, shapes, {})
-    with pytest.raises(CheckpointError, match=r"bad\.safetensors: .*missing keys: aggregator\.global_blocks\.5\.attn\.k_norm\.bias"):
+    with pytest.raises(
+        CheckpointError, match=r"bad\.safetensors: .*missing keys: aggregator\.global_blocks\.5\.attn\.k_norm\.bias"
+    ):
         load_backbone(str(bad))

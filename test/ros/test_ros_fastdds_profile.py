@@ -62,7 +62,9 @@ def test_best_effort_vga_images_cross_processes_with_the_profile(tmp_path):
     sub = subprocess.Popen(
         [sys.executable, "-c", _SCRIPT, "sub"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    pub = subprocess.run([sys.executable, "-c", _SCRIPT, "pub"], check=False, env=env, capture_output=True, text=True, timeout=60)
+    pub = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, "pub"], check=False, env=env, capture_output=True, text=True, timeout=60
+    )
     out, err = sub.communicate(timeout=60)
     assert pub.returncode == 0 and sub.returncode == 0, pub.stderr + err
     for stream in (pub.stderr, err):

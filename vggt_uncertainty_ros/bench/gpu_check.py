@@ -90,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     cached = model(seq[1:].unsqueeze(0), frame_ids=list(range(1, args.frames + 1)), token_cache=cache)
     plain = model(seq[1:].unsqueeze(0))
     d = _max_diff(cached["pose_enc_preact_list"][-1], plain["pose_enc_preact_list"][-1])
-    _report(d < 1e-3 and cache.misses == args.frames + 1, f"token cache vs recompute: pose diff {d:.2e}, misses {cache.misses}", failures)
+    _report(
+        d < 1e-3 and cache.misses == args.frames + 1,
+        f"token cache vs recompute: pose diff {d:.2e}, misses {cache.misses}",
+        failures,
+    )
 
     if cuda:
         try:

@@ -10,7 +10,9 @@ HELP = "benchmark the VGGT backbone (latency, memory, sliding-window frames/s, F
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the bench options."""
-    parser.add_argument("--config", choices=("tiny", "full"), default=None, help="model size (default: tiny on cpu, full on cuda)")
+    parser.add_argument(
+        "--config", choices=("tiny", "full"), default=None, help="model size (default: tiny on cpu, full on cuda)"
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device (default cpu)")
     parser.add_argument("--frames", type=int, default=8, help="window size S (default 8)")
     parser.add_argument("--height", type=int, default=392, help="input height in px, multiple of 14 (default 392)")

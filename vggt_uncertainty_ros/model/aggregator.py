@@ -131,7 +131,9 @@ class Aggregator(nn.Module):
                 shape = None if images is None else tuple(images.shape)
                 raise ModelError(f"expected images [B, S, 3, H, W], got {shape}")
             b, s, _, h, w = images.shape
-            patch_tokens = self.patch_tokens(images.reshape(b * s, 3, h, w)).reshape(b, s, -1, self.camera_token.shape[-1])
+            patch_tokens = self.patch_tokens(images.reshape(b * s, 3, h, w)).reshape(
+                b, s, -1, self.camera_token.shape[-1]
+            )
         else:
             if image_hw is None:
                 raise ModelError("image_hw is required with patch_tokens")

@@ -86,7 +86,9 @@ def _safetensors_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
             raise CheckpointError(f"{path}: corrupt safetensors header: {err}") from err
     header.pop("__metadata__", None)
     data_size = size - 8 - n
-    cut = sorted((info["data_offsets"][1], name) for name, info in header.items() if info["data_offsets"][1] > data_size)
+    cut = sorted(
+        (info["data_offsets"][1], name) for name, info in header.items() if info["data_offsets"][1] > data_size
+    )
     if cut:
         names = [name for _, name in cut]
         raise CheckpointError(
@@ -135,7 +137,11 @@ def check_keys(
     kept = {k: v for k, v in found.items() if not k.startswith(DROPPED_PREFIXES)}
     missing = [k for k in expected if k not in kept]
     unexpected = [k for k in kept if k not in expected]
-    wrong = [f"{k} {tuple(kept[k])} != {tuple(expected[k])}" for k in expected if k in kept and tuple(kept[k]) != tuple(expected[k])]
+    wrong = [
+        f"{k} {tuple(kept[k])} != {tuple(expected[k])}"
+        for k in expected
+        if k in kept and tuple(kept[k]) != tuple(expected[k])
+    ]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
@@ -144,7 +150,9 @@ def check_keys(
     if wrong:
         problems.append(f"{len(wrong)} shape mismatches: {_listing(wrong)}")
     if problems:
-        raise CheckpointError(f"{path}: checkpoint does not match the VGGT aggregator + camera head: " + "; ".join(problems))
+        raise CheckpointError(
+            f"{path}: checkpoint does not match the VGGT aggregator + camera head: " + "; ".join(problems)
+        )
 
 
 def _expected_shapes(config: str) -> dict[str, tuple[int, ...]]:

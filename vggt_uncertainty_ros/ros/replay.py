@@ -173,7 +173,9 @@ def replay_and_record(
         while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         if publisher.get_subscription_count() == 0:
-            _log.warning("no subscriber on %s after %.0f s; publishing anyway", publisher.topic_name, wait_for_subscribers_s)
+            _log.warning(
+                "no subscriber on %s after %.0f s; publishing anyway", publisher.topic_name, wait_for_subscribers_s
+            )
         if recorder is not None:  # let the recorder's subscriptions match their publishers
             time.sleep(0.5)
         with AnyReader([Path(bag)]) as reader:
