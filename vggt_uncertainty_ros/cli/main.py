@@ -40,17 +40,23 @@ def _load(name: str):
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
-    """Build the parser; only the ``selected`` subcommand's module is imported."""
-    parser = argparse.ArgumentParser(prog="vggt-uncertainty", description=__doc__.splitlines()[0])
+    """The parser; with ``selected``, only that subcommand's module is imported.
+
+    Without it (``--help``, or no subcommand given), every module is imported for its help line.
+    """
+    parser = argparse.ArgumentParser(
+        prog="vggt-uncertainty",
+        description="Calibrated 6-DOF pose uncertainty with VGGT: synthetic data, training, evaluation, "
+        "benchmarks and the end-to-end demo. The ROS 2 node is `vggt_uncertainty_node`.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        if selected is None or name == selected:
+        if selected in (None, name):
             module = _load(name)
-            sp = sub.add_parser(name, help=module.HELP, description=module.HELP)
-            module.add_arguments(sp)
-        else:
-            sub.add_parser(name, add_help=False)
+            module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.HELP))
+        else:  # present so that the name parses; its module stays unimported
+            sub.add_parser(name)
     return parser
 
 
@@ -58,10 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((a for a in argv if a in SUBCOMMANDS), None)
-    if selected is None and not any(a in ("-h", "--help") for a in argv):
-        selected = None
-    parser = build_parser(selected) if selected else _help_parser()
-    args = parser.parse_args(argv)
+    args = build_parser(selected).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -75,19 +78,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _log.error("interrupted")
         return 130
-
-
-def _help_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vggt-uncertainty", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        try:
-            help_text = _load(name).HELP
-        except ImportError:  # a subcommand whose optional dependencies are missing
-            help_text = "(unavailable: missing dependencies)"
-        sub.add_parser(name, help=help_text)
-    return parser
 
 
 if __name__ == "__main__":
