@@ -60,6 +60,11 @@ def launch_arguments() -> list[DeclareLaunchArgument]:
         ),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
         DeclareLaunchArgument("image", default_value="image", description="sensor_msgs/Image topic to subscribe to"),
+        DeclareLaunchArgument(
+            "camera_info",
+            default_value="camera_info",
+            description="sensor_msgs/CameraInfo topic (read only with the parameter use_camera_info)",
+        ),
     ]
 
 
@@ -69,6 +74,7 @@ def node_action(use_ament: bool):
     use_sim_time = LaunchConfiguration("use_sim_time")
     namespace = LaunchConfiguration("namespace")
     image = LaunchConfiguration("image")
+    camera_info = LaunchConfiguration("camera_info")
     if use_ament:
         from launch_ros.actions import Node
 
@@ -78,7 +84,7 @@ def node_action(use_ament: bool):
             name=NODE_NAME,
             namespace=namespace,
             parameters=[params_file, {"use_sim_time": use_sim_time}],
-            remappings=[("image", image)],
+            remappings=[("image", image), ("camera_info", camera_info)],
             output="screen",
             emulate_tty=True,
         )
@@ -93,6 +99,8 @@ def node_action(use_ament: bool):
             ["__ns:=/", namespace],
             "-r",
             ["image:=", image],
+            "-r",
+            ["camera_info:=", camera_info],
             "--params-file",
             params_file,
             "-p",
