@@ -197,3 +197,23 @@ def test_memory_of_known_poses_is_bounded():
     for start in range(0, 400, 2):
         tracker.process(list(range(start, start + 4)), T, np.zeros((4, 6)), 0)
     assert len(tracker._known) <= 16
+
+
+def test_non_finite_odometry_is_rejected_and_cannot_poison_the_scale():
+    tracker = TrajectoryTracker(np.eye(4), "odometry")
+    bad = np.eye(4)
+    bad[0, 3] = np.nan
+    for k in range(6):
+        T = make_transform(np.eye(3), np.array([0.1 * k, 0.0, 0.0]))
+        tracker.add_odometry(k * 100 * MS, bad if k == 2 else T)
+    assert tracker.counters.odometry_rejected == 1
+    rel = np.stack([make_transform(np.eye(3), np.array([0.05 * k, 0.0, 0.0])) for k in range(4)])
+    out = tracker.process([k * 100 * MS for k in (0, 1, 3, 4)], rel, np.zeros((4, 6)), tracker.epoch)
+    assert out.scale_fitted and np.isfinite(out.scale)
+    assert all(np.isfinite(p.T_odom_base).all() for p in out.poses)
+
+
+def test_metric_head_windows_without_an_odometry_scale_are_not_published():
+    tracker = TrajectoryTracker(np.eye(4), "odometry", "metric")
+    out = tracker.process([0, 1], np.stack([np.eye(4)] * 2), np.zeros((2, 6)), tracker.epoch)
+    assert out is None and tracker.counters.windows_without_scale == 1

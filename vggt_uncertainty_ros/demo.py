@@ -39,6 +39,7 @@ from vggt_uncertainty_ros.errors import VggtUncertaintyError
 _log = logging.getLogger(__name__)
 
 NODE_NAME = "vggt_uncertainty_node"
+POSE_TYPE = "geometry_msgs/msg/PoseWithCovarianceStamped"
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"
 
 
@@ -198,8 +199,6 @@ def run_node_and_record(cfg: DemoConfig, head: Path, seq: _Sequence) -> tuple[Pa
     with log_path.open("wb") as log:
         node = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        from geometry_msgs.msg import PoseWithCovarianceStamped
-
         from vggt_uncertainty_ros.ros.replay import replay_and_record
 
         recording = cfg.out_dir / "node_recording"
@@ -210,7 +209,7 @@ def run_node_and_record(cfg: DemoConfig, head: Path, seq: _Sequence) -> tuple[Pa
             stats = replay_and_record(
                 seq.bag,
                 IMAGE_TOPIC,
-                record={relative_topic: PoseWithCovarianceStamped, pose_topic: PoseWithCovarianceStamped},
+                record={relative_topic: POSE_TYPE, pose_topic: POSE_TYPE},
                 out_bag=recording,
                 wait_for_subscribers_s=120.0,
                 settle_s=30.0,

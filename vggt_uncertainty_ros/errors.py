@@ -52,5 +52,13 @@ class ModelError(VggtUncertaintyError):
     """A model was used with inputs it cannot handle (shape, dtype, device)."""
 
 
+class InvalidWindowError(ModelError):
+    """The images of a window are empty, of mixed sizes or not H×W×3 uint8."""
+
+
+class NonFiniteOutputError(ModelError):
+    """The backbone or the head produced NaN/Inf; the window should be skipped."""
+
+
 class EvaluationError(VggtUncertaintyError):
     """The evaluator could not produce a result (e.g. no window could be evaluated)."""

@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from vggt_uncertainty_ros.errors import CheckpointError, ConfigError, ModelError
+from vggt_uncertainty_ros.errors import (
+    CheckpointError,
+    ConfigError,
+    InvalidWindowError,
+    NonFiniteOutputError,
+)
 from vggt_uncertainty_ros.head import (
     HeadMetadata,
     InputFeature,
@@ -37,14 +42,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 _log = logging.getLogger(__name__)
-
-class InvalidWindowError(ModelError):
-    """The images of a window are empty, of mixed sizes or not H×W×3 uint8."""
-
-
-class NonFiniteOutputError(ModelError):
-    """The backbone or the head produced NaN/Inf; the window should be skipped."""
-
 
 @dataclass(frozen=True)
 class WindowEstimate:
@@ -101,6 +98,24 @@ def resolve_device(device: str | torch.device | None = "auto", *, fallback_to_cp
         _log.warning("device %r requested but CUDA is not available: falling back to cpu (slow)", str(device))
         return torch.device("cpu")
     return dev
+
+
+#: dtype names accepted in configs and parameters ("auto" maps to None: the device's default).
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def parse_dtype(name: str) -> torch.dtype | None:
+    """``"float32"``/``"bfloat16"``/``"float16"`` -> torch dtype; ``"auto"`` -> None.
+
+    Raises:
+        ConfigError: for any other name.
+    """
+    if name == "auto":
+        return None
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ConfigError(f"dtype {name!r} is not one of auto, {', '.join(DTYPES)}") from None
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -341,5 +356,6 @@ __all__ = [
     "build_estimator",
     "constant_log_var",
     "default_dtype",
+    "parse_dtype",
     "resolve_device",
 ]

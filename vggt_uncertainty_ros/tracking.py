@@ -38,7 +38,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from vggt_uncertainty_ros.data.windows import WindowBuilder, WindowConfig
-from vggt_uncertainty_ros.errors import ConfigError
+from vggt_uncertainty_ros.errors import ConfigError, NonFiniteOutputError
 from vggt_uncertainty_ros.geometry import (
     compose_with_covariance,
     diag_to_cov,
@@ -46,8 +46,7 @@ from vggt_uncertainty_ros.geometry import (
     invert_transform,
     residual_cov_to_ros,
 )
-from vggt_uncertainty_ros.head import ScaleConvention
-from vggt_uncertainty_ros.inference import NonFiniteOutputError
+from vggt_uncertainty_ros.geometry.residuals import ScaleConvention
 
 _log = logging.getLogger(__name__)
 
@@ -217,6 +216,8 @@ class TrackerCounters:
     stale_windows: int = 0
     trajectory_breaks: int = 0
     scale_fallbacks: int = 0
+    windows_without_scale: int = 0
+    odometry_rejected: int = 0
     resets: int = 0
 
 
@@ -290,12 +291,17 @@ class TrajectoryTracker:
     def add_odometry(self, stamp_ns: int, T_odom_base: np.ndarray) -> None:
         """Buffer one odometry pose (4x4 base in the odometry's frame, metres) for the scale fit.
 
-        Out-of-order messages (stamp not after the last buffered one) are ignored.
+        Out-of-order messages (stamp not after the last buffered one) are ignored; a pose that
+        is not a finite 4x4 matrix is dropped and counted (``odometry_rejected``).
         """
+        T_odom_base = np.asarray(T_odom_base, dtype=np.float64)
         with self._lock:
+            if T_odom_base.shape != (4, 4) or not np.isfinite(T_odom_base).all():
+                self.counters.odometry_rejected += 1
+                return
             if self._odom and stamp_ns <= self._odom[-1][0]:
                 return
-            self._odom.append((int(stamp_ns), np.asarray(T_odom_base, dtype=np.float64)))
+            self._odom.append((int(stamp_ns), T_odom_base))
 
     def process(
         self, stamps_ns: tuple[int, ...] | list[int], T_0_i: np.ndarray, log_var: np.ndarray, epoch: int
@@ -310,7 +316,9 @@ class TrajectoryTracker:
             epoch: the :attr:`epoch` of this tracker when the window was cut.
 
         Returns:
-            The window's output, or ``None`` if the window is stale (a reset happened since).
+            The window's output, or ``None`` if the window is stale (a reset happened since) or
+            if a ``metric`` head's window has no odometry scale (``windows_without_scale``):
+            its σ is in metres, so it cannot be published in VGGT units.
 
         Raises:
             NonFiniteOutputError: if ``T_0_i`` or ``log_var`` contain NaN/Inf.
@@ -324,6 +332,9 @@ class TrajectoryTracker:
                 self.counters.stale_windows += 1
                 return None
             scale, fitted = self._scale(stamps, T_0_i)
+            if not fitted and self.scale_convention is ScaleConvention.METRIC:
+                self.counters.windows_without_scale += 1
+                return None
             relative = self._relative(stamps, T_0_i, log_var, scale)
             poses, bridged = self._chain(relative)
             self.counters.windows += 1
@@ -393,7 +404,7 @@ class TrajectoryTracker:
         T_odom_cam = T_odom_base @ self._T_base_cam
         T_gt = invert_transform(T_odom_cam[0]) @ T_odom_cam
         fit = fit_scale(T_gt[:, :3, 3], T_0_i[:, :3, 3])
-        if int(fit.n_valid) < 2:
+        if int(fit.n_valid) < 2 or not np.isfinite(fit.scale):
             self.counters.scale_fallbacks += 1
             return self._last_scale, False
         self._last_scale = float(fit.scale)

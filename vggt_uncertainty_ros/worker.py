@@ -213,7 +213,10 @@ class InferenceWorker(Generic[JobT, ResultT]):
                     self._failures[reason] += 1
                 _log.error("inference failed (%s), window skipped: %s", reason, exc)
                 if self._on_error is not None:
-                    self._on_error(job, exc)
+                    try:
+                        self._on_error(job, exc)
+                    except Exception:  # noqa: BLE001 - the error hook must not kill the worker either
+                        _log.exception("the inference error hook failed")
                 continue
             latency = time.monotonic() - t0
             with self._lock:

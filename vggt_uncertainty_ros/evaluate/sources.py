@@ -149,11 +149,9 @@ class ModelSource:
         self.decode = DecodeStats()
 
     def _estimator(self) -> WindowEstimator:
-        import torch
+        from vggt_uncertainty_ros.inference import build_estimator, parse_dtype
 
-        from vggt_uncertainty_ros.inference import build_estimator
-
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.cfg.dtype]
+        dtype = parse_dtype(self.cfg.dtype)
         try:
             return build_estimator(
                 self.cfg.backbone,

@@ -26,6 +26,7 @@ from vggt_uncertainty_ros.geometry.pose_encoding import (
 from vggt_uncertainty_ros.geometry.residuals import (
     MIN_MOTION_M,
     SCALE_CLAMP,
+    ScaleConvention,
     ScaleFit,
     fit_scale,
     pose_residual,
@@ -53,6 +54,7 @@ from vggt_uncertainty_ros.geometry.so3 import (
 __all__ = [
     "MIN_MOTION_M",
     "SCALE_CLAMP",
+    "ScaleConvention",
     "ScaleFit",
     "compose_with_covariance",
     "cov_to_ros_msg_list",

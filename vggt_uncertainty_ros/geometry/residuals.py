@@ -18,12 +18,14 @@ Frames and conventions (docs/ARCHITECTURE.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from vggt_uncertainty_ros.errors import GeometryError
 from vggt_uncertainty_ros.geometry._backend import Array, check_last_dims, ops_for
 from vggt_uncertainty_ros.geometry.se3 import invert_transform, make_transform, se3_log
 
 __all__ = [
+    "ScaleConvention",
     "MIN_MOTION_M",
     "SCALE_CLAMP",
     "ScaleFit",
@@ -32,6 +34,18 @@ __all__ = [
     "relative_from_extrinsics",
     "window_relative",
 ]
+
+class ScaleConvention(str, Enum):
+    """Unit of a head's translation log-variance (docs/ARCHITECTURE.md, "Scale convention").
+
+    * ``VGGT``: VGGT's normalised units; whoever scales the translation by ``s`` (ground-truth
+      fit, odometry fit, or ``s = 1``) multiplies σ_trans by ``s`` too.
+    * ``METRIC``: metres of the scaled prediction; valid only where a metric scale is applied.
+    """
+
+    VGGT = "vggt"
+    METRIC = "metric"
+
 
 MIN_MOTION_M = 0.02
 """Ground-truth translation (metres) a frame needs to take part in the scale fit."""

@@ -14,8 +14,7 @@ import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from enum import Enum
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from safetensors.torch import save_file
 
 from vggt_uncertainty_ros import __version__
 from vggt_uncertainty_ros.errors import CheckpointError
+from vggt_uncertainty_ros.geometry.residuals import ScaleConvention
 from vggt_uncertainty_ros.head.head import (
     InputFeature,
     Parameterization,
@@ -37,13 +37,6 @@ _log = logging.getLogger(__name__)
 METADATA_KEY = "vggt_uncertainty_head"
 #: Format version of the metadata JSON.
 FORMAT_VERSION = 1
-
-
-class ScaleConvention(str, Enum):
-    """Unit of the head's translation log-variance (docs/ARCHITECTURE.md)."""
-
-    VGGT = "vggt"
-    METRIC = "metric"
 
 
 @dataclass(frozen=True)
@@ -151,7 +144,7 @@ def save_head(
     fields = asdict(meta)
     fields["head_config"] = head.config
     if not fields["created"]:
-        fields["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+        fields["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in head.state_dict().items()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,6 @@ NODE_NAME = "vggt_uncertainty_node"
 #: QoS of every output: reliable, keep last 10 (robot_localization's default subscription).
 OUTPUT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 RELIABLE_IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def build_estimator(params: NodeParams) -> WindowEstimator:
@@ -94,7 +93,7 @@ def build_estimator(params: NodeParams) -> WindowEstimator:
         params.backbone,
         params.head_checkpoint or None,
         device=inference.resolve_device(params.device, fallback_to_cpu=True),
-        dtype=None if params.dtype == "auto" else _DTYPES[params.dtype],
+        dtype=inference.parse_dtype(params.dtype),
         preprocess_mode=params.preprocess_mode,
         constant_sigma=(params.constant_sigma_rot_rad, params.constant_sigma_trans),
         strict_backbone=True,
@@ -118,7 +117,12 @@ class VggtUncertaintyNode(Node):
         self.add_on_set_parameters_callback(make_on_set_callback(lambda: True))
         p = self.params
         self._estimator = estimator if estimator is not None else build_estimator(p)
-        self._tracker = TrajectoryTracker(p.T_base_cam, p.scale_source, self._estimator.scale_convention)
+        self._tracker = TrajectoryTracker(
+            p.T_base_cam,
+            p.scale_source,
+            self._estimator.scale_convention,
+            max_known=max(64, 4 * p.window_size),  # the next window's anchor must still be known
+        )
         self._stream = FrameStream(p.window_config)
         self._counters = diag.InputCounters()
         self._last_problems = 0
@@ -213,10 +217,14 @@ class VggtUncertaintyNode(Node):
 
     def _infer(self, job: WindowJob) -> WindowOutput | None:
         estimate = self._estimator.estimate(list(job.images), job.stamps_ns)
-        if self._focal is not None:
+        output = self._tracker.process(job.stamps_ns, estimate.T_0_i, estimate.log_var, job.epoch)
+        if self._focal is not None:  # a diagnostic only: it must never cost the window its poses
             height, width = job.images[0].shape[:2]
-            self._focal.compare(estimate.intrinsics, width, height)
-        return self._tracker.process(job.stamps_ns, estimate.T_0_i, estimate.log_var, job.epoch)
+            try:
+                self._focal.compare(estimate.intrinsics, width, height)
+            except Exception as err:  # noqa: BLE001 - reported, not fatal
+                self.get_logger().warning(f"focal-length check failed: {err}", throttle_duration_sec=10.0)
+        return output
 
     def _on_model_error(self, job: WindowJob, exc: BaseException) -> None:
         if classify_error(exc) == "cuda_oom" and torch.cuda.is_available():
@@ -265,6 +273,8 @@ class VggtUncertaintyNode(Node):
                 "queue_capacity": self.params.queue_depth,
                 "trajectory_breaks": t.trajectory_breaks,
                 "scale_fallbacks": t.scale_fallbacks,
+                "windows_without_scale": t.windows_without_scale,
+                "odometry_rejected": t.odometry_rejected,
                 "resets": t.resets,
                 "device": str(self._estimator.device),
             }

@@ -13,6 +13,7 @@ subscriptions.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
@@ -92,6 +93,12 @@ class _Recorder:
             writer.close()
 
 
+def message_class(type_name: str) -> type:
+    """``"geometry_msgs/msg/PoseWithCovarianceStamped"`` -> the rclpy message class."""
+    package, kind, name = type_name.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
 def _ros_type_name(msg_type: type) -> str:
     """``geometry_msgs.msg.PoseWithCovarianceStamped`` -> ``geometry_msgs/msg/PoseWithCovarianceStamped``."""
     package = msg_type.__module__.split(".")[0]
@@ -116,7 +123,7 @@ def replay_and_record(
     image_topic: str,
     *,
     publish_topic: str | None = None,
-    record: dict[str, type] | None = None,
+    record: dict[str, type | str] | None = None,
     out_bag: Path | None = None,
     rate: float = 1.0,
     wait_for_subscribers_s: float = 30.0,
@@ -131,7 +138,8 @@ def replay_and_record(
         bag: ROS 1 ``.bag`` or ROS 2 bag directory/file holding ``sensor_msgs/Image`` messages.
         image_topic: the topic to replay from the bag.
         publish_topic: topic to publish on (default: the same name).
-        record: ``{topic: message class}`` to record into ``out_bag`` (ROS 2, sqlite3).
+        record: ``{topic: message class or type name}`` to record into ``out_bag`` (ROS 2,
+            sqlite3), e.g. ``{"/pose": "geometry_msgs/msg/PoseWithCovarianceStamped"}``.
         out_bag: the bag to write; must not exist.
         rate: playback speed factor (1.0 = recorded rate).
         wait_for_subscribers_s: how long to wait for a subscriber before publishing.
@@ -148,7 +156,7 @@ def replay_and_record(
     """
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
-    record = record or {}
+    record = {topic: message_class(t) if isinstance(t, str) else t for topic, t in (record or {}).items()}
     owns_context = not rclpy.ok()
     if owns_context:
         rclpy.init()

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from vggt_uncertainty_ros.errors import CheckpointError, ConfigError
-from vggt_uncertainty_ros.inference import resolve_device
+from vggt_uncertainty_ros.inference import parse_dtype, resolve_device
 from vggt_uncertainty_ros.trainer.cache import FeatureCache
 from vggt_uncertainty_ros.trainer.config import TrainConfig, save_run_config
 from vggt_uncertainty_ros.trainer.data import WindowSet, build_window_set, split_sequences
@@ -310,7 +310,7 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
     """
     from vggt_uncertainty_ros.model import backbone_identity, load_backbone
 
-    dtype = getattr(torch, cfg.backbone.dtype)
+    dtype = parse_dtype(cfg.backbone.dtype) or torch.float32
     train_specs, val_specs = split_sequences(cfg.data, cfg.output.cache_dir, cfg.train.seed)
     _log.info("sequences: %d train, %d validation", len(train_specs), len(val_specs))
     model = load_backbone(cfg.backbone.spec, device, dtype)
