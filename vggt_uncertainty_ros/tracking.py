@@ -45,6 +45,8 @@ from vggt_uncertainty_ros.geometry import (
     fit_scale,
     invert_transform,
     residual_cov_to_ros,
+    scale_covariance,
+    scale_translation,
 )
 from vggt_uncertainty_ros.geometry.residuals import ScaleConvention
 
@@ -345,12 +347,11 @@ class TrajectoryTracker:
     def _relative(
         self, stamps: list[int], T_0_i: np.ndarray, log_var: np.ndarray, scale: float
     ) -> list[RelativeMeasurement]:
-        T_scaled = T_0_i.copy()
-        T_scaled[:, :3, 3] *= scale
-        var = np.exp(log_var)
-        if self.scale_convention is ScaleConvention.VGGT:
-            var[:, 3:] *= scale**2
-        cov_ros = residual_cov_to_ros(T_scaled, diag_to_cov(var))
+        T_scaled = scale_translation(T_0_i, scale)
+        cov = diag_to_cov(np.exp(log_var))
+        if self.scale_convention is ScaleConvention.VGGT:  # σ_trans is in VGGT units: scale it too
+            cov = scale_covariance(cov, scale)
+        cov_ros = residual_cov_to_ros(T_scaled, cov)
         cov_ros = 0.5 * (cov_ros + np.swapaxes(cov_ros, -1, -2))
         return [RelativeMeasurement(stamps[0], stamps[i], T_scaled[i], cov_ros[i]) for i in range(1, len(stamps))]
 

@@ -23,9 +23,15 @@ import numpy as np
 from vggt_uncertainty_ros.data.types import WarningCounter
 from vggt_uncertainty_ros.evaluate.config import ScaleMode
 from vggt_uncertainty_ros.evaluate.sources import WindowMeasurement
-from vggt_uncertainty_ros.geometry import fit_scale, invert_transform, pose_residual
+from vggt_uncertainty_ros.geometry import (
+    fit_scale,
+    invert_transform,
+    pose_residual,
+    scale_covariance,
+    scale_translation,
+)
 
-__all__ = ["WindowEval", "evaluate_window", "scale_covariance", "scale_translation"]
+__all__ = ["WindowEval", "evaluate_window"]
 
 _log = logging.getLogger(__name__)
 
@@ -63,19 +69,6 @@ class WindowEval:
     constraint_stamps_ns: np.ndarray
     constraint_T: np.ndarray
     constraint_cov: np.ndarray
-
-
-def scale_translation(T: np.ndarray, s: float) -> np.ndarray:
-    """Copy of ``T[..., 4, 4]`` with the translation multiplied by ``s``."""
-    out = np.array(T, dtype=np.float64, copy=True)
-    out[..., :3, 3] *= s
-    return out
-
-
-def scale_covariance(cov: np.ndarray, s: float) -> np.ndarray:
-    """Covariance ``[..., 6, 6]`` (order rot, trans) of a translation multiplied by ``s``: ``D Σ D``."""
-    d = np.array([1.0, 1.0, 1.0, s, s, s])
-    return np.asarray(cov, dtype=np.float64) * d[:, None] * d[None, :]
 
 
 def evaluate_window(

@@ -31,6 +31,8 @@ from vggt_uncertainty_ros.geometry.residuals import (
     fit_scale,
     pose_residual,
     relative_from_extrinsics,
+    scale_covariance,
+    scale_translation,
     window_relative,
 )
 from vggt_uncertainty_ros.geometry.se3 import (
@@ -73,6 +75,8 @@ __all__ = [
     "relative_from_extrinsics",
     "residual_cov_to_gtsam",
     "residual_cov_to_ros",
+    "scale_covariance",
+    "scale_translation",
     "ros_cov_to_residual_cov",
     "ros_msg_list_to_cov",
     "rotmat_to_quat",

@@ -20,12 +20,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+import numpy as np
+
 from vggt_uncertainty_ros.errors import GeometryError
 from vggt_uncertainty_ros.geometry._backend import Array, check_last_dims, ops_for
 from vggt_uncertainty_ros.geometry.se3 import invert_transform, make_transform, se3_log
 
 __all__ = [
     "ScaleConvention",
+    "scale_covariance",
+    "scale_translation",
     "MIN_MOTION_M",
     "SCALE_CLAMP",
     "ScaleFit",
@@ -163,3 +167,20 @@ def pose_residual(T_gt: Array, T_pred: Array) -> Array:
     check_last_dims(T_gt, (4, 4), "T_gt")
     check_last_dims(T_pred, (4, 4), "T_pred")
     return se3_log(invert_transform(T_gt) @ T_pred)
+
+
+def scale_translation(T: Array, s: float) -> np.ndarray:
+    """Copy of ``T[..., 4, 4]`` with the translation multiplied by the scale ``s`` (numpy float64)."""
+    out = np.array(T, dtype=np.float64, copy=True)
+    out[..., :3, 3] *= s
+    return out
+
+
+def scale_covariance(cov: Array, s: float) -> np.ndarray:
+    """Covariance ``[..., 6, 6]`` in our order ``[rot, trans]`` of a translation scaled by ``s``.
+
+    ``D Σ D`` with ``D = diag(1, 1, 1, s, s, s)``: σ_trans is multiplied by ``s``, rotation is
+    unchanged (a ``vggt``-convention head's covariance under the applied scale).
+    """
+    d = np.array([1.0, 1.0, 1.0, s, s, s])
+    return np.asarray(cov, dtype=np.float64) * d[:, None] * d[None, :]
