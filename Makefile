@@ -9,12 +9,12 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
 .PHONY: demo test venv clean
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
-	# torch first and pinned: 2.13.0 CPU is on local disk; an open range pulls GBs of CUDA.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[ros,dev]"
+	# torch first and pinned (constraints.txt): 2.13.0 CPU is on local disk; an open range pulls GBs of CUDA.
+	$(PY) -m pip install --quiet -c constraints.txt torch
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[ros,dev]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -45,4 +45,5 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert "make test" in ci
     makefile = (ROOT / "Makefile").read_text()
-    assert "torch==2.13.0" in makefile  # an unpinned torch would pull GBs of CUDA
+    assert "-c constraints.txt torch" in makefile  # torch comes in pinned, before anything else
+    assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text().split()  # unpinned: GBs of CUDA
