@@ -95,3 +95,16 @@ def test_shape_errors():
         se3_exp(np.zeros(3))
     with pytest.raises(GeometryError, match=r"row7 must have shape"):
         pose_from_tum(np.zeros(8))
+
+
+def test_pose_from_message_fields_normalises_or_returns_nan():
+    from scipy.spatial.transform import Rotation
+
+    from vggt_uncertainty_ros.geometry import pose_from_message_fields
+
+    q = Rotation.from_rotvec([0.1, -0.2, 0.3]).as_quat()  # XYZW
+    T = pose_from_message_fields([1.0, 2.0, 3.0], 2.5 * q)  # not unit: normalised
+    np.testing.assert_allclose(T[:3, :3], Rotation.from_quat(q).as_matrix(), atol=1e-12)
+    np.testing.assert_allclose(T[:3, 3], [1.0, 2.0, 3.0])
+    for xyz, quat in (([np.nan, 0, 0], q), ([0, 0, 0], [0, 0, 0, 0]), ([0, 0, 0], [np.inf, 0, 0, 1])):
+        assert np.isnan(pose_from_message_fields(xyz, quat)).all()

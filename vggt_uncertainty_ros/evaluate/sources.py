@@ -39,7 +39,7 @@ from vggt_uncertainty_ros.evaluate.config import (
 )
 from vggt_uncertainty_ros.geometry import (
     diag_to_cov,
-    quat_to_rotmat,
+    pose_from_message_fields,
     ros_cov_to_residual_cov,
 )
 from vggt_uncertainty_ros.measurements import parse_anchor_frame_id
@@ -244,15 +244,10 @@ class _Pending:
 
 
 def _pose_from_msg(msg: object) -> np.ndarray:
+    """``T_0_i`` of a relative-pose message; all-NaN (counted by the caller) if invalid."""
     pose = msg.pose.pose  # type: ignore[attr-defined]
-    q = np.array([pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w], dtype=np.float64)
-    t = np.array([pose.position.x, pose.position.y, pose.position.z], dtype=np.float64)
-    T = np.full((4, 4), np.nan)
-    if np.all(np.isfinite(q)) and np.all(np.isfinite(t)) and np.linalg.norm(q) > 1e-12:
-        T = np.eye(4)
-        T[:3, :3] = np.asarray(quat_to_rotmat(q / np.linalg.norm(q)))
-        T[:3, 3] = t
-    return T
+    p, o = pose.position, pose.orientation
+    return pose_from_message_fields((p.x, p.y, p.z), (o.x, o.y, o.z, o.w))
 
 
 def read_pose_messages(path: Path, topic: str, warnings: WarningCounter) -> list[WindowMeasurement]:

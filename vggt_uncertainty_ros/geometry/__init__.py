@@ -38,6 +38,7 @@ from vggt_uncertainty_ros.geometry.residuals import (
 from vggt_uncertainty_ros.geometry.se3 import (
     invert_transform,
     make_transform,
+    pose_from_message_fields,
     pose_from_tum,
     pose_to_tum,
     se3_exp,
@@ -67,6 +68,7 @@ __all__ = [
     "invert_transform",
     "make_transform",
     "pose_encoding_to_extri_intri",
+    "pose_from_message_fields",
     "pose_from_tum",
     "pose_residual",
     "pose_to_tum",

@@ -11,6 +11,8 @@ Conventions (docs/ARCHITECTURE.md):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from vggt_uncertainty_ros.geometry._backend import Array, NumpyOps, TorchOps, check_last_dims, ops_for
@@ -26,6 +28,7 @@ from vggt_uncertainty_ros.geometry.so3 import (
 __all__ = [
     "invert_transform",
     "make_transform",
+    "pose_from_message_fields",
     "pose_from_tum",
     "pose_to_tum",
     "se3_exp",
@@ -155,6 +158,28 @@ def pose_from_tum(row7: Array) -> Array:
     ops = ops_for(row7)
     row7 = ops.asarray(row7)
     return make_transform(quat_to_rotmat(row7[..., 3:]), row7[..., :3])
+
+
+def pose_from_message_fields(xyz: Sequence[float], q_xyzw: Sequence[float]) -> np.ndarray:
+    """4x4 transform from a message's position and XYZW orientation, or all-NaN if invalid.
+
+    For poses read from messages (``geometry_msgs/Pose``, odometry) where a bad value must be
+    counted by the caller rather than raise: a non-finite entry or a (near-)zero quaternion
+    gives a 4x4 NaN matrix. The quaternion is normalised.
+
+    Args:
+        xyz: position ``[x, y, z]`` (the message's units, metres for ROS).
+        q_xyzw: orientation quaternion, XYZW order.
+
+    Returns:
+        ``[4, 4]`` float64 transform ``T_parent_child``, or NaN everywhere.
+    """
+    t = np.asarray(xyz, dtype=np.float64)
+    q = np.asarray(q_xyzw, dtype=np.float64)
+    norm = float(np.linalg.norm(q)) if np.isfinite(q).all() else 0.0
+    if t.shape != (3,) or q.shape != (4,) or not np.isfinite(t).all() or norm < 1e-12:
+        return np.full((4, 4), np.nan)
+    return np.asarray(make_transform(quat_to_rotmat(q / norm), t), dtype=np.float64)
 
 
 def pose_to_tum(T: Array) -> Array:

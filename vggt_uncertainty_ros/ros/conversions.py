@@ -22,7 +22,11 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image
 
 from vggt_uncertainty_ros.data.image_codec import decode_image, encode_image, to_rgb8
-from vggt_uncertainty_ros.geometry import cov_to_ros_msg_list, make_transform, quat_to_rotmat, rotmat_to_quat
+from vggt_uncertainty_ros.geometry import (
+    cov_to_ros_msg_list,
+    pose_from_message_fields,
+    rotmat_to_quat,
+)
 from vggt_uncertainty_ros.intrinsics_check import CameraIntrinsics, effective_intrinsics
 from vggt_uncertainty_ros.measurements import format_anchor_frame_id, parse_anchor_frame_id
 
@@ -142,12 +146,12 @@ def transform_msg(T_parent_child: np.ndarray, parent: str, child: str, stamp_ns:
 
 
 def odometry_to_matrix(msg: Odometry) -> np.ndarray:
-    """4x4 pose of ``child_frame_id`` in ``header.frame_id`` from ``nav_msgs/Odometry``, metres."""
+    """4x4 pose of ``child_frame_id`` in ``header.frame_id`` from ``nav_msgs/Odometry``, metres.
+
+    All-NaN for a non-finite pose or a zero quaternion (the tracker rejects and counts it).
+    """
     p, o = msg.pose.pose.position, msg.pose.pose.orientation
-    q = np.array([o.x, o.y, o.z, o.w], dtype=np.float64)
-    norm = np.linalg.norm(q)
-    q = q / norm if norm > 0 else np.array([0.0, 0.0, 0.0, 1.0])
-    return make_transform(quat_to_rotmat(q), np.array([p.x, p.y, p.z], dtype=np.float64))
+    return pose_from_message_fields((p.x, p.y, p.z), (o.x, o.y, o.z, o.w))
 
 
 def camera_info_intrinsics(msg: CameraInfo) -> CameraIntrinsics:
