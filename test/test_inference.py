@@ -149,3 +149,21 @@ def test_tiny_backbone_end_to_end_with_head_checkpoint(tmp_path: Path) -> None:
     np.testing.assert_allclose(out.sigma[:, :3], 0.02, rtol=0.1)
     np.testing.assert_allclose(out.sigma[:, 3:], 0.05, rtol=0.1)
     assert np.isfinite(out.intrinsics).all() and out.intrinsics[0, 0, 0] > 0
+
+
+def test_token_cache_reuses_shared_frames_without_changing_estimates(caplog: pytest.LogCaptureFixture) -> None:
+    frames = _images(6, h=42, w=56)
+    plain = build_estimator("tiny", device="cpu", constant_sigma=0.1)
+    with caplog.at_level("INFO", logger="vggt_uncertainty_ros.inference"):
+        cached = build_estimator("tiny", device="cpu", constant_sigma=0.1, token_cache_frames=8, compile_blocks=True)
+    assert "only used on CUDA" in caplog.text  # compile is a CUDA-only speed-up: eager on the CPU
+    assert all(getattr(m, "_compiled_call_impl", None) is None for m in cached.backbone.modules())
+    stamps = [10, 20, 30, 40, 50, 60]
+    for start in (0, 2):  # two windows of 4 frames sharing 2
+        window, ids = frames[start : start + 4], stamps[start : start + 4]
+        a = plain.estimate(window, ids)
+        b = cached.estimate(window, ids, frame_ids=ids)
+        np.testing.assert_allclose(b.T_0_i, a.T_0_i, atol=1e-5)
+    assert (cached.token_cache.hits, cached.token_cache.misses) == (2, 6)
+    assert len(cached._preprocessed) == 6  # each frame preprocessed once
+    assert plain.token_cache is None

@@ -53,3 +53,15 @@ def test_cli_rejects_bad_sizes():
     bench_cli.add_arguments(parser)
     with pytest.raises(ConfigError, match="--height 50 is not a multiple of 14"):
         bench_cli.run(parser.parse_args(["--height", "50"]))
+
+
+def test_cli_sdpa_choices_are_the_model_backends():
+    import argparse
+
+    from vggt_uncertainty_ros.model.layers import SDPA_BACKENDS
+
+    parser = argparse.ArgumentParser()
+    bench_cli.add_arguments(parser)
+    action = next(a for a in parser._actions if a.dest == "sdpa_backend")
+    assert set(action.choices) == set(SDPA_BACKENDS)
+    assert parser.parse_args(["--sdpa-backend", "cudnn"]).sdpa_backend == "cudnn"

@@ -98,6 +98,33 @@ def test_sdpa_matches_manual_attention_tiny(tiny):
     assert_close(out["pose_enc"], ref["pose_enc"], rtol=1e-4, atol=1e-5)
 
 
+@torch.no_grad()
+def test_last_layer_camera_only_path_equals_full_layer(tiny):
+    # by default the last global block updates only the camera tokens; asking for the
+    # whole last layer runs it over every token: the camera features must not change
+    x = _images(3, h=42, w=56, seed=3)
+    pruned = tiny(x, decode=False)
+    full = tiny(x, keep_layers=(-1,), decode=False)
+    last = full["aggregated_layers"][tiny.aggregator.depth - 1]
+    assert_close(pruned["camera_features"], last[:, :, 0], rtol=1e-5, atol=1e-6)
+    assert_close(full["camera_features"], last[:, :, 0], rtol=0, atol=0)
+    assert_close(pruned["pose_enc"], full["pose_enc"], rtol=1e-5, atol=1e-6)
+
+
+@torch.no_grad()
+def test_sdpa_backend_preference_keeps_results(tiny):
+    x = _images(3, h=42, w=56, seed=4)
+    ref = tiny(x, decode=False)
+    try:
+        for name in ("math", "cudnn", "flash"):  # cuDNN/flash are CUDA-only or bf16-only: fall through
+            tiny.set_sdpa_backend(name)
+            assert_close(tiny(x, decode=False)["pose_enc"], ref["pose_enc"], rtol=1e-4, atol=1e-5)
+        with pytest.raises(ModelError, match="unknown SDPA backend"):
+            tiny.set_sdpa_backend("fa9")
+    finally:
+        tiny.set_sdpa_backend("auto")
+
+
 def test_bad_inputs_raise(tiny):
     with pytest.raises(ModelError, match="multiple of the patch size"):
         tiny(torch.rand(1, 2, 3, 50, 56))

@@ -37,6 +37,7 @@ class BenchSettings:
         iters: Timed forward passes (and sliding windows per variant).
         warmup: Untimed forward passes first.
         compile: ``torch.compile`` every transformer block (:meth:`VGGT.compile_blocks`).
+        sdpa_backend: Preferred fused-attention kernel (:meth:`VGGT.set_sdpa_backend`).
     """
 
     config: str = "tiny"
@@ -47,6 +48,7 @@ class BenchSettings:
     iters: int = 10
     warmup: int = 2
     compile: bool = False
+    sdpa_backend: str = "auto"
 
 
 @dataclass
@@ -70,6 +72,7 @@ class BenchResult:
     matmul_peak_tflops: float
     achieved_fraction_of_peak: float
     compiled: bool
+    sdpa_backend: str
 
     def to_dict(self) -> dict:
         """Plain dict (for JSON)."""
@@ -80,7 +83,10 @@ class BenchResult:
         gib = self.peak_memory_bytes / 2**30
         return [
             f"device            : {self.device_name} (torch {self.torch_version})",
-            f"model             : {self.config}, {self.compute_dtype}{', torch.compile' if self.compiled else ''}",
+            (
+                f"model             : {self.config}, {self.compute_dtype}"
+                f"{', torch.compile' if self.compiled else ''}, attention kernel preference {self.sdpa_backend}"
+            ),
             f"window            : {self.frames} x {self.height}x{self.width}",
             f"latency           : median {self.latency_ms_median:.1f} ms, min {self.latency_ms_min:.1f} ms",
             f"peak memory       : {gib:.2f} GiB ({self.peak_memory_kind})",
@@ -111,8 +117,9 @@ def _block_flops(n_seq: int, seq_len: int, dim: int, mlp_ratio: float = 4.0) -> 
 def vggt_flops(cfg: VGGTConfig, frames: int, height: int, width: int, batch: int = 1) -> float:
     """Analytic FLOPs (2 per multiply-add) of one forward pass: matmuls and attention only.
 
-    Covers the patch convolution, the DINOv2 blocks, the frame and global blocks and the
-    camera head (4 iterations); norms, activations and RoPE are ignored (< 1 %).
+    Covers the patch convolution, the DINOv2 blocks, the frame and global blocks (the last
+    global block updating only the camera tokens, as the model does) and the camera head
+    (4 iterations); norms, activations and RoPE are ignored (< 1 %).
     """
     c, p = cfg.embed_dim, cfg.patch_size
     n_patch = (height // p) * (width // p)
@@ -121,7 +128,11 @@ def vggt_flops(cfg: VGGTConfig, frames: int, height: int, width: int, batch: int
     dino_len = 1 + cfg.num_register_tokens + n_patch
     flops += cfg.dino_depth * _block_flops(images, dino_len, c)
     agg_len = 1 + cfg.num_register_tokens + n_patch
-    flops += cfg.depth * (_block_flops(images, agg_len, c) + _block_flops(batch, frames * agg_len, c))
+    flops += cfg.depth * _block_flops(images, agg_len, c) + (cfg.depth - 1) * _block_flops(batch, frames * agg_len, c)
+    # the last global block updates only the S camera tokens: qkv over every token, then
+    # S queries against all keys, and proj + MLP over S tokens
+    flops += _linear_flops(images * agg_len, c, 3 * c) + 2 * 2.0 * images * frames * agg_len * c
+    flops += _linear_flops(images, c, c) + 2 * _linear_flops(images, c, 4 * c)
     d = cfg.feature_dim
     per_iter = _linear_flops(images, 9, d) + _linear_flops(images, d, 3 * d)
     per_iter += cfg.head_depth * _block_flops(batch, frames, d)
@@ -216,6 +227,7 @@ def run_backbone_bench(settings: BenchSettings, model: VGGT | None = None) -> Be
         raise ModelError("--device cuda requested but torch.cuda.is_available() is False")
     cfg = get_config(settings.config)
     model = model or build_bench_model(settings)
+    model.set_sdpa_backend(settings.sdpa_backend)
     if settings.compile:
         model.compile_blocks()
     run = model
@@ -284,4 +296,5 @@ def run_backbone_bench(settings: BenchSettings, model: VGGT | None = None) -> Be
         matmul_peak_tflops=peak_tflops,
         achieved_fraction_of_peak=flops / (med / 1e3) / (peak_tflops * 1e12),
         compiled=settings.compile,
+        sdpa_backend=settings.sdpa_backend,
     )

@@ -20,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iters", type=int, default=10, help="timed iterations (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up iterations (default 2)")
     parser.add_argument("--compile", action="store_true", help="wrap the model in torch.compile")
+    parser.add_argument(
+        "--sdpa-backend",
+        choices=("auto", "cudnn", "flash", "efficient", "math"),
+        default="auto",
+        help="preferred fused-attention kernel (default auto: PyTorch's order)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
@@ -43,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         iters=args.iters,
         warmup=args.warmup,
         compile=args.compile,
+        sdpa_backend=args.sdpa_backend,
     )
     result = run_backbone_bench(settings)
     if args.json:

@@ -31,14 +31,14 @@ class AggregatorOutput:
     """What the aggregator keeps of its 24 layers.
 
     Attributes:
-        last: ``[B, S, P, 2C]`` output of the last layer (the camera head's input).
+        camera_last: ``[B, S, 2C]`` camera token of the last layer (the camera head's input).
         layers: ``{layer index: [B, S, P, 2C]}`` for every index requested in ``keep_layers``.
         camera_tokens: ``[L, B, S, 2C]`` camera-token column of every layer, or ``None``
             unless requested.
         patch_start_idx: Index of the first patch token.
     """
 
-    last: torch.Tensor
+    camera_last: torch.Tensor
     layers: dict[int, torch.Tensor] = field(default_factory=dict)
     camera_tokens: torch.Tensor | None = None
     patch_start_idx: int = 5
@@ -158,21 +158,25 @@ class Aggregator(nn.Module):
         frame_rope = (cos, sin)
         global_rope = (cos.repeat(s, 1), sin.repeat(s, 1))
         keep = {i % self.depth for i in keep_layers}
-        out = AggregatorOutput(last=tokens, patch_start_idx=self.patch_start_idx)
         cam_cols: list[torch.Tensor] = []
+        layers: dict[int, torch.Tensor] = {}
         for i in range(self.depth):
             tokens = self.frame_blocks[i](tokens.reshape(b * s, p, c), frame_rope)
             frame_out = tokens.reshape(b, s, p, c)
+            if i == self.depth - 1 and i not in keep:
+                # Only the camera tokens of the last layer are read (by the camera head):
+                # the last global block updates just those S tokens (token k * P is frame k's
+                # camera token), attending to all S * P tokens as usual.
+                global_cam = self.global_blocks[i](tokens.reshape(b, s * p, c), global_rope, query_step=p)
+                cam_cols.append(torch.cat((frame_out[:, :, 0], global_cam), dim=-1))
+                break
             tokens = self.global_blocks[i](tokens.reshape(b, s * p, c), global_rope)
             global_out = tokens.reshape(b, s, p, c)
-            if camera_token_layers:
+            if camera_token_layers or i == self.depth - 1:
                 cam_cols.append(torch.cat((frame_out[:, :, 0], global_out[:, :, 0]), dim=-1))
-            if i in keep or i == self.depth - 1:
-                layer = torch.cat((frame_out, global_out), dim=-1)
-                if i in keep:
-                    out.layers[i] = layer
-                if i == self.depth - 1:
-                    out.last = layer
+            if i in keep:
+                layers[i] = torch.cat((frame_out, global_out), dim=-1)
+        out = AggregatorOutput(camera_last=cam_cols[-1], layers=layers, patch_start_idx=self.patch_start_idx)
         if camera_token_layers:
             out.camera_tokens = torch.stack(cam_cols)
         return out

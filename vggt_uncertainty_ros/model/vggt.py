@@ -20,18 +20,23 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn.attention import sdpa_kernel
 
 from vggt_uncertainty_ros.errors import ModelError
 from vggt_uncertainty_ros.model.aggregator import Aggregator
 from vggt_uncertainty_ros.model.camera_head import CameraHead
 from vggt_uncertainty_ros.model.config import VGGTConfig, get_config
 from vggt_uncertainty_ros.model.init import deterministic_init_
-from vggt_uncertainty_ros.model.layers import ATTENTION_IMPLS, Attention
+from vggt_uncertainty_ros.model.layers import ATTENTION_IMPLS, SDPA_BACKENDS, Attention
 from vggt_uncertainty_ros.model.token_cache import TokenCache
 
 logger = logging.getLogger(__name__)
 
 InitMode = Literal["auto", "torch", "deterministic", "empty", "meta"]
+
+#: Compiled variants of ``Block.forward`` allowed by :meth:`VGGT.compile_blocks`: about 6
+#: block kinds x the DINOv2 batch sizes of a window (1..S new frames) x grad modes.
+COMPILE_GRAPH_LIMIT = 64
 
 
 class VGGT(nn.Module):
@@ -70,6 +75,7 @@ class VGGT(nn.Module):
                 raise ModelError(f"unknown init mode {init!r}")
         self.feature_dim = self.config.feature_dim
         self.amp_dtype: torch.dtype | None = None
+        self.sdpa_backend = "auto"
 
     def _build(self) -> None:
         self.aggregator = Aggregator(self.config)
@@ -83,6 +89,16 @@ class VGGT(nn.Module):
         for module in self.modules():
             if isinstance(module, Attention):
                 module.impl = impl
+
+    def set_sdpa_backend(self, name: str) -> None:
+        """Prefer a fused-attention kernel: a key of :data:`SDPA_BACKENDS` ("auto", "cudnn", ...).
+
+        Blocks compiled by :meth:`compile_blocks` keep the kernel chosen when they were
+        compiled: set the backend first.
+        """
+        if name not in SDPA_BACKENDS:
+            raise ModelError(f"unknown SDPA backend {name!r}; expected one of {sorted(SDPA_BACKENDS)}")
+        self.sdpa_backend = name
 
     def set_amp(self, dtype: torch.dtype | None, compact_weights: bool = False) -> None:
         """Run the aggregator under autocast with ``dtype`` (``None``: float32 throughout).
@@ -106,19 +122,40 @@ class VGGT(nn.Module):
         """``torch.compile`` every transformer block in place (fuses norms, RoPE, GELU, casts).
 
         Blocks of one kind share a compiled graph, so this compiles a handful of graphs
-        instead of the whole unrolled model. ``kwargs`` go to :meth:`nn.Module.compile`.
+        instead of the whole unrolled model. Shapes are static (``dynamic=False``): each
+        DINOv2 batch size the token cache produces gets its own specialised graph rather
+        than slower shape-generic kernels. All block kinds (DINOv2, frame, global, the
+        camera-only last global block, camera head) and batch sizes share ``Block.forward``,
+        so dynamo's per-function recompile limit is raised to :data:`COMPILE_GRAPH_LIMIT`;
+        past it dynamo would silently run the remaining variants eagerly. ``kwargs`` go to
+        :meth:`nn.Module.compile`.
         """
+        import torch._dynamo.config as dynamo_config
+
         from vggt_uncertainty_ros.model.layers import Block
 
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, COMPILE_GRAPH_LIMIT)
+        kwargs.setdefault("dynamic", False)
         for module in self.modules():
             if isinstance(module, Block):
                 module.compile(**kwargs)
+
+    def uncompile_blocks(self) -> None:
+        """Undo :meth:`compile_blocks` (blocks run eagerly again; dynamo's caches are kept)."""
+        for module in self.modules():
+            module._compiled_call_impl = None
 
     # ------------------------------------------------------------------ forward
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.amp_dtype)
+
+    def _sdpa_preference(self) -> contextlib.AbstractContextManager:
+        order = SDPA_BACKENDS[self.sdpa_backend]
+        if order is None:
+            return contextlib.nullcontext()
+        return sdpa_kernel(list(order), set_priority=True)
 
     def forward(
         self,
@@ -171,7 +208,7 @@ class VGGT(nn.Module):
             raise ModelError(f"expected images [B, S, 3, H, W], got {tuple(images.shape)}")
         b, s, _, h, w = images.shape
         device = images.device
-        with self._autocast(device):
+        with self._sdpa_preference(), self._autocast(device):
             if token_cache is not None:
                 if frame_ids is None or len(frame_ids) != s or b != 1:
                     raise ModelError("token_cache needs B == 1 and one frame id per frame")
@@ -184,8 +221,8 @@ class VGGT(nn.Module):
                 )
             else:
                 agg = self.aggregator(images, keep_layers=keep_layers, camera_token_layers=camera_token_layers)
-        camera_features = agg.last[:, :, 0]
-        with torch.autocast(device_type=device.type, enabled=False):
+        camera_features = agg.camera_last
+        with self._sdpa_preference(), torch.autocast(device_type=device.type, enabled=False):
             head = self.camera_head(camera_features.float(), iters=iters)
         out: dict[str, object] = {
             "pose_enc_list": head.pose_enc_list,

@@ -97,6 +97,8 @@ def build_estimator(params: NodeParams) -> WindowEstimator:
         preprocess_mode=params.preprocess_mode,
         constant_sigma=(params.constant_sigma_rot_rad, params.constant_sigma_trans),
         strict_backbone=True,
+        compile_blocks=params.compile_backbone,
+        token_cache_frames=2 * params.window_size if params.token_cache else 0,
     )
 
 
@@ -216,7 +218,8 @@ class VggtUncertaintyNode(Node):
     # -- worker thread ----------------------------------------------------------------------
 
     def _infer(self, job: WindowJob) -> WindowOutput | None:
-        estimate = self._estimator.estimate(list(job.images), job.stamps_ns)
+        # stamps identify frames: windows that share a frame share its DINOv2 tokens
+        estimate = self._estimator.estimate(list(job.images), job.stamps_ns, frame_ids=list(job.stamps_ns))
         output = self._tracker.process(job.stamps_ns, estimate.T_0_i, estimate.log_var, job.epoch)
         if self._focal is not None:  # a diagnostic only: it must never cost the window its poses
             height, width = job.images[0].shape[:2]

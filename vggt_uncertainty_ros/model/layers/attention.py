@@ -7,12 +7,26 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend
 
 from vggt_uncertainty_ros.model.layers.rope import RotaryPositionEmbedding2D
 
 #: Attention kernels: "sdpa" (fused ``F.scaled_dot_product_attention``) or "manual"
 #: (explicit softmax(q k^T / sqrt(d)) v, the reference path used by tests).
 ATTENTION_IMPLS = ("sdpa", "manual")
+
+#: Kernel preference orders for ``F.scaled_dot_product_attention`` (the first that supports
+#: the inputs runs). "auto" keeps PyTorch's own order, which on an H100 with torch 2.11
+#: already runs cuDNN's fused attention, the fastest there for VGGT's 64-wide heads (the
+#: README's performance section has the figures); the others are for other devices or
+#: versions. cuDNN and flash take only fp16/bf16, so float32 calls fall through.
+SDPA_BACKENDS: dict[str, tuple[SDPBackend, ...] | None] = {
+    "auto": None,
+    "cudnn": (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH),
+    "flash": (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH),
+    "efficient": (SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH),
+    "math": (SDPBackend.MATH,),
+}
 
 
 class Attention(nn.Module):
@@ -54,31 +68,42 @@ class Attention(nn.Module):
         self.rope = rope
         self.impl = "sdpa"
 
-    def forward(self, x: torch.Tensor, rope_tables: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope_tables: tuple[torch.Tensor, torch.Tensor] | None = None,
+        query_step: int | None = None,
+    ) -> torch.Tensor:
         """Attend over the token axis.
 
         Args:
             x: ``[B, N, C]`` tokens.
             rope_tables: ``(cos, sin)`` of shape ``[N, head_dim]`` from
                 :meth:`RotaryPositionEmbedding2D.tables` (required when ``rope`` is set).
+            query_step: Only tokens ``0, k, 2k, ...`` ask queries (every token still serves
+                as key and value); ``None`` means every token.
 
         Returns:
-            ``[B, N, C]``.
+            ``[B, N, C]``, or ``[B, ceil(N / query_step), C]`` with ``query_step``.
         """
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        q, k, v = qkv.unbind(0)  # [B, heads, N, head_dim] each
+        if query_step is not None:
+            q = q[:, :, ::query_step]  # [B, heads, Nq, head_dim]
         q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
             if rope_tables is None:
                 raise ValueError("this attention layer uses RoPE; pass rope_tables")
             cos, sin = rope_tables
-            q = self.rope.apply(q, cos, sin)
             k = self.rope.apply(k, cos, sin)
+            if query_step is not None:
+                cos, sin = cos[::query_step], sin[::query_step]
+            q = self.rope.apply(q, cos, sin)
         if self.impl == "sdpa":
             x = F.scaled_dot_product_attention(q, k, v)
         else:
             attn = (q * self.scale) @ k.transpose(-2, -1)
             x = attn.softmax(dim=-1) @ v
-        x = x.transpose(1, 2).reshape(b, n, c)
+        x = x.transpose(1, 2).reshape(b, q.shape[2], c)
         return self.proj(x)

@@ -55,7 +55,19 @@ class Block(nn.Module):
         self.mlp = ffn_layer(in_features=dim, hidden_features=int(dim * mlp_ratio), bias=ffn_bias)
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
 
-    def forward(self, x: torch.Tensor, rope_tables: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """Apply the block to ``[B, N, C]`` tokens (``rope_tables`` as in :class:`Attention`)."""
-        x = x + self.ls1(self.attn(self.norm1(x), rope_tables))
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope_tables: tuple[torch.Tensor, torch.Tensor] | None = None,
+        query_step: int | None = None,
+    ) -> torch.Tensor:
+        """Apply the block to ``[B, N, C]`` tokens (``rope_tables`` as in :class:`Attention`).
+
+        With ``query_step`` only tokens ``0, k, 2k, ...`` are updated and returned
+        (``[B, ceil(N / k), C]``); they still attend to all ``N`` tokens.
+        """
+        attended = self.attn(self.norm1(x), rope_tables, query_step)
+        if query_step is not None:
+            x = x[:, ::query_step]
+        x = x + self.ls1(attended)
         return x + self.ls2(self.mlp(self.norm2(x)))
