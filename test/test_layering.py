@@ -27,6 +27,7 @@ def test_core_modules_import_without_torch_or_ros():
         "import vggt_uncertainty_ros.geometry, vggt_uncertainty_ros.calibration, vggt_uncertainty_ros.data\n"
         "import vggt_uncertainty_ros.tracking, vggt_uncertainty_ros.worker, vggt_uncertainty_ros.measurements\n"
         "import vggt_uncertainty_ros.intrinsics_check, vggt_uncertainty_ros.demo, vggt_uncertainty_ros.cli.main\n"
+        "import vggt_uncertainty_ros.allocator\n"
         "heavy = sorted(m for m in ('torch', 'rclpy', 'evo', 'gtsam') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )

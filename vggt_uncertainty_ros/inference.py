@@ -178,7 +178,8 @@ class WindowEstimator:
             raise NotImplementedError(f"unknown preprocess mode {preprocess_mode!r}; expected 'crop' or 'pad'")
         self.preprocess_mode = preprocess_mode
         self.token_cache = token_cache
-        # with the token cache: frame id -> (preprocessed [3, H, W] image, ImageTransform)
+        # with the token cache: frame id -> (preprocessed [3, H, W] image, ImageTransform) of
+        # the last window's frames
         self._preprocessed: OrderedDict[tuple, tuple[torch.Tensor, Any]] = OrderedDict()
         self.backbone = backbone.to(self.device).eval()
         if hasattr(backbone, "set_amp") and getattr(backbone, "amp_dtype", None) != self._amp_dtype:
@@ -222,7 +223,7 @@ class WindowEstimator:
                 )
 
     def _preprocess_shared(self, images: Sequence[np.ndarray], frame_ids: list[Any]) -> tuple[torch.Tensor, list]:
-        """Preprocess only frames not seen in recent windows (kept as long as the token cache)."""
+        """Preprocess only the frames the previous window did not have (it alone is kept)."""
         from vggt_uncertainty_ros.model import preprocess_images_with_transforms
 
         keys = [(fid, np.shape(images[i])) for i, fid in enumerate(frame_ids)]
@@ -233,11 +234,9 @@ class WindowEstimator:
             )
             for j, i in enumerate(missing):
                 self._preprocessed[keys[i]] = (fresh[j], fresh_transforms[j])
-        for k in keys:
-            self._preprocessed.move_to_end(k)
-        while len(self._preprocessed) > self.token_cache.max_frames:
-            self._preprocessed.popitem(last=False)
-        return torch.stack([self._preprocessed[k][0] for k in keys]), [self._preprocessed[k][1] for k in keys]
+        current = {k: self._preprocessed[k] for k in keys}
+        self._preprocessed = OrderedDict(current)  # the next window can only share these frames
+        return torch.stack([v[0] for v in current.values()]), [v[1] for v in current.values()]
 
     @torch.inference_mode()
     def estimate(

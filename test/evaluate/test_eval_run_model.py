@@ -108,7 +108,7 @@ class _StubEstimator:
     def __init__(self, live: list[weakref.ref]) -> None:
         self.live = live
 
-    def estimate(self, images, stamps_ns=None) -> WindowEstimate:
+    def estimate(self, images, stamps_ns=None, frame_ids=None) -> WindowEstimate:
         n = len(images)
         self.live.extend(weakref.ref(im) for im in images)
         T = np.tile(np.eye(4), (n, 1, 1))

@@ -160,6 +160,8 @@ class ModelSource:
                 dtype=dtype,
                 preprocess_mode=self.cfg.preprocess_mode,
                 constant_sigma=(self.cfg.sigma_rot_rad, self.cfg.sigma_trans),
+                compile_blocks=True,
+                token_cache_frames=2 * self.window_config.size,
             )
         except ValueError as err:
             raise ModelError(f"cannot build the estimator: {err}") from err
@@ -203,7 +205,7 @@ class ModelSource:
                         continue
                     images = [f.image for f in window.items]
                     try:
-                        est = estimator.estimate(images, window.stamps_ns)
+                        est = estimator.estimate(images, window.stamps_ns, frame_ids=list(window.stamps_ns))
                     except NonFiniteOutputError as err:
                         self.warnings.add("nonfinite_model_output", f"window at {window.stamps_ns[0]} ns: {err}")
                         continue

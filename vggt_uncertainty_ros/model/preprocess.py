@@ -88,8 +88,11 @@ def _load_rgb(image: ImageLike) -> Image.Image:
     return img.convert("RGB")
 
 
-def _preprocess_one(image: ImageLike, mode: str) -> tuple[torch.Tensor, list[float]]:
-    """One image -> (``[3, h, w]`` float32 in [0, 1], ``[sx, sy, ox, oy, H0, W0]``)."""
+def _resize(image: ImageLike, mode: str) -> tuple[Image.Image, tuple[int, int]]:
+    """Load one image as RGB and resize it as the official loader does (Pillow bicubic).
+
+    Returns the resized image and the original ``(height, width)``.
+    """
     img = _load_rgb(image)
     width, height = img.size
     if mode == "pad" and height > width:
@@ -98,7 +101,13 @@ def _preprocess_one(image: ImageLike, mode: str) -> tuple[torch.Tensor, list[flo
     else:
         new_w = TARGET_SIZE
         new_h = round(height * (new_w / width) / PATCH) * PATCH
-    img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    return img.resize((new_w, new_h), Image.Resampling.BICUBIC), (height, width)
+
+
+def _to_tensor(img: Image.Image, original_hw: tuple[int, int], mode: str) -> tuple[torch.Tensor, list[float]]:
+    """Resized image -> (``[3, h, w]`` float32 in [0, 1] cropped or padded, ``[sx, sy, ox, oy, H0, W0]``)."""
+    height, width = original_hw
+    new_w, new_h = img.size
     t = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div(255)
     sx, sy, ox, oy = new_w / width, new_h / height, 0.0, 0.0
     if mode == "crop" and new_h > TARGET_SIZE:
@@ -115,7 +124,9 @@ def _preprocess_one(image: ImageLike, mode: str) -> tuple[torch.Tensor, list[flo
 
 
 #: Threads resizing the images of one call (Pillow releases the GIL while resampling; the
-#: bicubic resize is ~90 % of the preprocessing time). Created on first use.
+#: bicubic resize is ~90 % of the preprocessing time). Only the resize runs there: the
+#: float tensors are made on the caller's thread, so the workers' malloc arenas stay small.
+#: Created on first use.
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -152,7 +163,7 @@ def preprocess_images_with_transforms(
         raise ModelError("at least one image is required")
     if mode not in ("crop", "pad"):
         raise ModelError(f"mode must be 'crop' or 'pad', got {mode!r}")
-    done = _map_images(partial(_preprocess_one, mode=mode), images)
+    done = [_to_tensor(img, hw, mode) for img, hw in _map_images(partial(_resize, mode=mode), images)]
     tensors = [t for t, _ in done]
     geoms = [g for _, g in done]  # sx, sy, ox, oy, H0, W0
     max_h = max(t.shape[1] for t in tensors)

@@ -20,7 +20,11 @@ logger = logging.getLogger(__name__)
 
 
 class TokenCache:
-    """LRU cache ``frame id -> [P, C]`` DINOv2 patch tokens.
+    """LRU cache ``frame id -> [P, C]`` DINOv2 patch tokens, in one preallocated buffer.
+
+    The tokens live in slots of a single ``[max_frames, P, C]`` tensor allocated on first use
+    (and again when the image size, dtype or device changes), so a long stream neither grows
+    nor fragments host or device memory.
 
     Args:
         max_frames: Frames kept (least recently used evicted first); keep it >= the window size.
@@ -30,16 +34,18 @@ class TokenCache:
         if max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
         self.max_frames = max_frames
-        self._store: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._slots: OrderedDict[Hashable, int] = OrderedDict()  # frame id -> slot, LRU first
+        self._buffer: torch.Tensor | None = None  # [max_frames, P, C]
+        self._shape_key: tuple | None = None
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
-        return len(self._store)
+        return len(self._slots)
 
     def clear(self) -> None:
         """Drop every cached frame (call after changing the backbone weights)."""
-        self._store.clear()
+        self._slots.clear()
 
     def get_or_compute(
         self,
@@ -59,22 +65,44 @@ class TokenCache:
         """
         if len(frame_ids) != images.shape[0]:
             raise ValueError(f"{len(frame_ids)} frame ids for {images.shape[0]} frames")
+        if len(set(frame_ids)) != len(frame_ids):
+            raise ValueError(f"frame ids of one call must be unique, got {list(frame_ids)}")
+        if len(frame_ids) > self.max_frames:
+            raise ValueError(f"{len(frame_ids)} frames do not fit a cache of {self.max_frames}")
         shape_key = (tuple(images.shape[-2:]), images.dtype, str(images.device))
-        keys = [(fid, shape_key) for fid in frame_ids]
-        missing = [i for i, k in enumerate(keys) if k not in self._store]
-        self.hits += len(keys) - len(missing)
+        if shape_key != self._shape_key:
+            self._slots.clear()  # another image size, dtype or device: nothing cached applies
+            self._buffer = None
+            self._shape_key = shape_key
+        missing = [i for i, fid in enumerate(frame_ids) if fid not in self._slots]
+        self.hits += len(frame_ids) - len(missing)
         self.misses += len(missing)
+        for fid in frame_ids:
+            if fid in self._slots:
+                self._slots.move_to_end(fid)  # the frames of this call are the newest: never evicted below
         if missing:
             if missing == list(range(missing[0], missing[-1] + 1)):
                 batch = images[missing[0] : missing[-1] + 1]  # a view: no index tensor
             else:
                 batch = images[missing]
-            fresh = compute(batch)
+            fresh = compute(batch)  # [N, P, C]
+            if self._buffer is None or self._buffer.shape[1:] != fresh.shape[1:] or self._buffer.dtype != fresh.dtype:
+                self._buffer = fresh.new_empty((self.max_frames, *fresh.shape[1:]))
+                self._slots.clear()
             for j, i in enumerate(missing):
-                self._store[keys[i]] = fresh[j]
-        for k in keys:
-            self._store.move_to_end(k)
-        result = torch.stack([self._store[k] for k in keys])
-        while len(self._store) > self.max_frames:
-            self._store.popitem(last=False)
-        return result
+                slot = self._free_slot()
+                self._buffer[slot].copy_(fresh[j])
+                self._slots[frame_ids[i]] = slot
+        assert self._buffer is not None
+        return torch.stack([self._buffer[self._slots[fid]] for fid in frame_ids])
+
+    def _free_slot(self) -> int:
+        """A slot for a new frame: an unused one, else the least recently used frame's.
+
+        The frames of the current call were moved to the recent end, so with at most
+        ``max_frames`` frames per call they are never the ones evicted.
+        """
+        if len(self._slots) < self.max_frames:
+            used = set(self._slots.values())
+            return next(k for k in range(self.max_frames) if k not in used)
+        return self._slots.popitem(last=False)[1]

@@ -37,6 +37,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from sensor_msgs.msg import CameraInfo, Image
 
 from vggt_uncertainty_ros import inference
+from vggt_uncertainty_ros.allocator import pin_mmap_threshold
 from vggt_uncertainty_ros.data.image_codec import SUPPORTED_ENCODINGS
 from vggt_uncertainty_ros.errors import ConfigError, ImageEncodingError, VggtUncertaintyError
 from vggt_uncertainty_ros.inference import WindowEstimator
@@ -319,6 +320,7 @@ def main(args: list[str] | None = None) -> int:
         args: command line (``--ros-args ...``); ``sys.argv`` when None.
     """
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+    pin_mmap_threshold()  # per-window temporaries go back to the OS: a flat resident set
     rclpy.init(args=args)
     try:
         node = VggtUncertaintyNode()

@@ -190,16 +190,25 @@ def _relative_gt(frames: list[Any]) -> np.ndarray:
     return np.asarray(window_relative(T_world_cam), dtype=np.float64)
 
 
-def run_backbone_window(model: Any, frames: list[Any], preprocess_mode: str, device: Any, dtype: Any) -> dict[str, Any]:
-    """Run the frozen backbone on one window; returns its output dict (tensors on ``device``)."""
+def run_backbone_window(
+    model: Any, frames: list[Any], preprocess_mode: str, device: Any, token_cache: Any | None = None
+) -> dict[str, Any]:
+    """Run the frozen backbone on one window; returns its output dict (tensors on ``device``).
+
+    With a ``model.TokenCache``, frames (identified by their index in the sequence) that an
+    earlier overlapping window already saw skip DINOv2.
+    """
     import torch
 
     from vggt_uncertainty_ros.model import preprocess_images
 
     images = preprocess_images([f.image for f in frames], mode=preprocess_mode)
+    kwargs: dict[str, Any] = {}
+    if token_cache is not None:
+        kwargs = {"frame_ids": [int(f.index) for f in frames], "token_cache": token_cache}
     # images stay float32 in [0, 1]; a reduced-precision backbone casts internally (autocast)
     with torch.inference_mode():
-        out = model(images.to(device=device)[None])
+        out = model(images.to(device=device)[None], **kwargs)
     out["_image_hw"] = tuple(int(v) for v in images.shape[-2:])
     return out
 
@@ -272,6 +281,10 @@ class FeatureCache:
     def _build(self, spec: SequenceSpec, path: Path) -> CachedSequence:
         from tqdm import tqdm
 
+        from vggt_uncertainty_ros.model import TokenCache
+
+        tokens = TokenCache(max_frames=2 * self.window.size)
+
         feats: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_KEYS}
         pose_enc: list[np.ndarray] = []
         gt: list[np.ndarray] = []
@@ -283,7 +296,7 @@ class FeatureCache:
                            leave=False, disable=None):
             _sync(self.device)
             t0 = time.perf_counter()
-            out = run_backbone_window(self.model, frames, self.preprocess_mode, self.device, self.dtype)
+            out = run_backbone_window(self.model, frames, self.preprocess_mode, self.device, tokens)
             _sync(self.device)
             times.append(time.perf_counter() - t0)
             image_hw = out["_image_hw"]

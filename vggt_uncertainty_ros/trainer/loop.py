@@ -315,6 +315,8 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
     _log.info("sequences: %d train, %d validation", len(train_specs), len(val_specs))
     model = load_backbone(cfg.backbone.spec, device, dtype)
     model.eval()
+    if cfg.backbone.compile and device.type == "cuda":
+        model.compile_blocks()
     identity = backbone_identity(model)
     cache = FeatureCache(cfg.output.cache_dir, model, identity, device, dtype, cfg.backbone.preprocess_mode, cfg.window)
     train_cached = [cache.get(s) for s in train_specs]
