@@ -2,7 +2,7 @@
 
 colcon users: ``colcon build --packages-select vggt_uncertainty_ros`` installs the node
 under ``lib/vggt_uncertainty_ros/`` (setup.cfg) and ``launch/`` + ``config/`` under
-``share/vggt_uncertainty_ros``. pip users: ``pip install -e .[ros,dev]``.
+``share/vggt_uncertainty_ros``. pip users: ``pip install -c constraints.txt -e .[ros,dev]``.
 """
 
 from glob import glob
@@ -25,12 +25,14 @@ setup(
     package_data={PACKAGE: ["py.typed"]},
     include_package_data=True,
     python_requires=">=3.10",
-    # torch is deliberately not pinned here: a ROS/GPU machine brings its own CUDA build.
-    # The Makefile installs torch==2.13.0 (CPU) into .venv first; see README "Dependencies".
+    # torch is pinned to the tested release: any install resolves to one known wheel (the CPU
+    # build from local disk on this project's machines, the CUDA build from PyPI on a robot),
+    # never to an open range that downloads GBs of CUDA. A robot that must keep another torch
+    # build installs this package with --no-deps.
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",
-        "torch>=2.3",
+        "torch==2.13.0",
         "safetensors>=0.4",
         "huggingface_hub>=0.20",
         "pillow>=10",

@@ -47,3 +47,5 @@ def test_ci_runs_exactly_the_readme_test_command():
     makefile = (ROOT / "Makefile").read_text()
     assert "-c constraints.txt torch" in makefile  # torch comes in pinned, before anything else
     assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text().split()  # unpinned: GBs of CUDA
+    setup = (ROOT / "setup.py").read_text()
+    assert '"torch==2.13.0"' in setup and "torch>=" not in setup  # no set-up path resolves an open range
