@@ -154,9 +154,8 @@ class Aggregator(nn.Module):
             dim=1,
         )
         p = tokens.shape[1]
-        cos, sin = self.rope.tables((rows, cols), self.patch_start_idx, self.head_dim, tokens.device)
-        frame_rope = (cos, sin)
-        global_rope = (cos.repeat(s, 1), sin.repeat(s, 1))
+        frame_rope = self.rope.tables((rows, cols), self.patch_start_idx, self.head_dim, tokens.device)
+        global_rope = self.rope.tables((rows, cols), self.patch_start_idx, self.head_dim, tokens.device, frames=s)
         keep = {i % self.depth for i in keep_layers}
         cam_cols: list[torch.Tensor] = []
         layers: dict[int, torch.Tensor] = {}

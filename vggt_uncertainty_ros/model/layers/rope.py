@@ -40,18 +40,23 @@ class RotaryPositionEmbedding2D(nn.Module):
         return angles.cos(), angles.sin()
 
     def tables(
-        self, grid_hw: tuple[int, int], n_special: int, head_dim: int, device: torch.device
+        self, grid_hw: tuple[int, int], n_special: int, head_dim: int, device: torch.device, frames: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token tables for one frame: ``cos[P, head_dim]`` and signed ``sin[P, head_dim]``.
+        """Per-token tables: ``cos[frames * P, head_dim]`` and signed ``sin[frames * P, head_dim]``.
 
-        ``P = n_special + rows * cols``; token order is special tokens, then patches row-major.
+        ``P = n_special + rows * cols``; token order is special tokens, then patches row-major,
+        repeated for each of ``frames`` frames laid end to end (a global-attention sequence).
         The sign of ``sin`` folds in the ``(-x2, x1)`` half rotation, so that
         ``rope(x) = x * cos + swap_halves(x) * sin``. Tables are float32 and cached.
         """
-        key = (int(grid_hw[0]), int(grid_hw[1]), int(n_special), int(head_dim), str(device))
+        key = (int(grid_hw[0]), int(grid_hw[1]), int(n_special), int(head_dim), str(device), int(frames))
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        if frames > 1:
+            cos, sin = self.tables(grid_hw, n_special, head_dim, device)
+            self._cache[key] = (cos.repeat(frames, 1), sin.repeat(frames, 1))
+            return self._cache[key]
         rows, cols = key[0], key[1]
         half = head_dim // 2
         cos_t, sin_t = self._axis_table(half, max(rows, cols) + 1, device)
