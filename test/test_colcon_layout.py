@@ -132,7 +132,7 @@ def test_installed_executable_runs_the_installed_copy_and_exits_zero_on_sigint(i
             proc.wait()
     log = log_path.read_text(errors="replace")
     assert code == 0 and waited < 5.0, f"exit {code} after {waited:.1f} s\n{log}"
-    assert "device cpu" in log and "backbone 'tiny'" in log, log
+    assert "device cpu" in log and "backbone vggt 'tiny'" in log, log
 
 
 @pytest.fixture

@@ -143,7 +143,7 @@ def train_head(cfg: DemoConfig, seq: _Sequence) -> tuple[Path, list[Path]]:
             "data.synthetic.val": 0,
             "window.size": cfg.window_size,
             "window.stride": cfg.window_stride,
-            "backbone.spec": cfg.backbone,
+            "backbone.weights": cfg.backbone,
             "backbone.device": cfg.device,
             "backbone.dtype": "bfloat16" if cfg.device.startswith("cuda") else "float32",
             "optim.lr": 1.0e-3,
@@ -162,15 +162,15 @@ def train_head(cfg: DemoConfig, seq: _Sequence) -> tuple[Path, list[Path]]:
 
 def _node_params(cfg: DemoConfig, head: Path, path: Path) -> Path:
     doc = yaml.safe_load((REPO_CONFIG / "params.yaml").read_text())
-    doc[NODE_NAME]["ros__parameters"].update(
+    section = doc["/**"]["ros__parameters"]
+    section.update(
         window_size=cfg.window_size,
         window_stride=cfg.window_stride,
-        backbone=cfg.backbone,
         head_checkpoint=str(head.resolve()),
-        device=cfg.device,
         image_qos="reliable",
         queue_depth=2,
     )
+    section["backbone"].update(weights=cfg.backbone, device=cfg.device)
     path.write_text(yaml.safe_dump(doc))
     return path
 

@@ -119,7 +119,7 @@ def test_load_shipped_params() -> None:
     import yaml
 
     shipped = Path(__file__).resolve().parents[2] / "config" / "params.yaml"
-    params = yaml.safe_load(shipped.read_text())["vggt_uncertainty_node"]["ros__parameters"]
+    params = yaml.safe_load(shipped.read_text())["/**"]["ros__parameters"]
     cfg = load_window_config(shipped)
     assert (cfg.size, cfg.stride, cfg.keyframe_every, cfg.min_keyframe_gap_s) == (
         params["window_size"],

@@ -32,7 +32,9 @@ N_FRAMES = 12  # two windows of 8 with stride 4
 
 def _params(path: Path) -> Path:
     doc = yaml.safe_load(DEFAULT_PARAMS_YAML.read_text())
-    doc["vggt_uncertainty_node"]["ros__parameters"].update(device="cpu", image_qos="reliable", queue_depth=8)
+    section = doc["/**"]["ros__parameters"]
+    section.update(image_qos="reliable", queue_depth=8)
+    section["backbone"]["device"] = "cpu"
     path.write_text(yaml.safe_dump(doc))
     return path
 

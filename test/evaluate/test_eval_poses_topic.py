@@ -32,7 +32,7 @@ from vggt_uncertainty_ros.data.tum import read_tum_list, read_tum_trajectory
 from vggt_uncertainty_ros.data.types import WarningCounter
 from vggt_uncertainty_ros.evaluate import EvalConfig, evaluate
 from vggt_uncertainty_ros.geometry import invert_transform, residual_cov_to_ros, se3_exp
-from vggt_uncertainty_ros.measurements import format_anchor_frame_id
+from vggt_uncertainty_ros.online.measurements import format_anchor_frame_id
 
 EVO_BIN = Path(sys.executable).parent
 

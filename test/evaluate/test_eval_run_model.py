@@ -16,7 +16,7 @@ from vggt_uncertainty_ros.data.types import WarningCounter
 from vggt_uncertainty_ros.evaluate import EvalConfig
 from vggt_uncertainty_ros.evaluate.config import DEFAULT_PARAMS_YAML
 from vggt_uncertainty_ros.evaluate.sources import ModelSource
-from vggt_uncertainty_ros.inference import WindowEstimate
+from vggt_uncertainty_ros.online.estimator import WindowEstimate
 
 MAX_FRAMES = 12
 
@@ -61,7 +61,7 @@ def _check_windows_follow_node_rule(data: Path, params: Path, frames: dict[str, 
 def test_run_model_on_each_data_form(form: str, synth_seq, head_ckpt: Path, tmp_path: Path) -> None:
     data = synth_seq.paths[form]
     out = tmp_path / "out"
-    args = ["eval", "--data", str(data), "--run-model", "--backbone", "tiny", "--out", str(out),
+    args = ["eval", "--data", str(data), "--run-model", "--weights", "tiny", "--out", str(out),
             "--max-frames", str(MAX_FRAMES)]
     params = DEFAULT_PARAMS_YAML
     if form == "ros1":

@@ -54,7 +54,12 @@ def ros_env(log_dir: Path, domain: int) -> dict[str, str]:
 def write_params(path: Path, **overrides: Any) -> Path:
     """The shipped ``config/params.yaml`` with ``overrides`` applied, written to ``path``."""
     doc = yaml.safe_load(SHIPPED_PARAMS.read_text())
-    doc[NODE]["ros__parameters"].update(overrides)
+    section = doc["/**"]["ros__parameters"]
+    for key, value in overrides.items():
+        if key.startswith("backbone."):
+            section["backbone"][key.removeprefix("backbone.")] = value
+        else:
+            section[key] = value
     path.write_text(yaml.safe_dump(doc))
     return path
 

@@ -34,7 +34,7 @@ def test_camera_info_focal_ratio_and_size_mismatch_reach_diagnostics(tmp_path):
     env = ros_env(tmp_path / "ros_log", domain)
     params = write_params(
         tmp_path / "params.yaml",
-        device="cpu",
+        **{"backbone.device": "cpu"},
         window_size=2,
         window_stride=1,
         image_qos="reliable",

@@ -10,7 +10,7 @@ from scipy.spatial.transform import Rotation
 from vggt_uncertainty_ros.data.image_codec import encode_image
 from vggt_uncertainty_ros.errors import ImageEncodingError
 from vggt_uncertainty_ros.geometry import make_transform
-from vggt_uncertainty_ros.measurements import parse_anchor_frame_id
+from vggt_uncertainty_ros.online.measurements import parse_anchor_frame_id
 from vggt_uncertainty_ros.ros import conversions as conv
 from vggt_uncertainty_ros.ros import diagnostics as diag
 

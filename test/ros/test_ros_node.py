@@ -28,9 +28,9 @@ from vggt_uncertainty_ros.geometry import (
     residual_cov_to_ros,
 )
 from vggt_uncertainty_ros.head import HeadMetadata, UncertaintyHead, load_head, save_head
-from vggt_uncertainty_ros.inference import WindowEstimator
-from vggt_uncertainty_ros.measurements import format_anchor_frame_id, parse_anchor_frame_id
 from vggt_uncertainty_ros.model import backbone_identity, load_backbone
+from vggt_uncertainty_ros.online.estimator import WindowEstimator
+from vggt_uncertainty_ros.online.measurements import format_anchor_frame_id, parse_anchor_frame_id
 from vggt_uncertainty_ros.ros.conversions import rgb_to_image_msg, stamp_to_ns
 
 CAMERA = "cam_test"
@@ -92,9 +92,9 @@ def session(tmp_path_factory):
         tmp / "params.yaml",
         window_size=SIZE,
         window_stride=STRIDE,
-        backbone="tiny",
+        **{"backbone.weights": "tiny"},
         head_checkpoint=str(head_path),
-        device="cpu",
+        **{"backbone.device": "cpu"},
         camera_frame=CAMERA,
         base_frame="base_test",
         odom_frame="odom_test",

@@ -36,7 +36,7 @@ def test_refuses_bad_heads_and_parameters_with_clear_errors(tmp_path, heads):
     }
     procs = {}
     for name, (overrides, _) in cases.items():
-        params = write_params(tmp_path / f"{name}.yaml", device="cpu", **overrides)
+        params = write_params(tmp_path / f"{name}.yaml", **{"backbone.device": "cpu"}, **overrides)
         procs[name] = start_node(params, env, tmp_path / f"{name}.log")
     for name, (_, message) in cases.items():
         code = procs[name].wait(60)
@@ -48,7 +48,7 @@ def test_refuses_bad_heads_and_parameters_with_clear_errors(tmp_path, heads):
 def test_sigterm_exits_zero_and_cuda_falls_back_to_cpu(tmp_path):
     domain = domain_id(offset=53)
     env = ros_env(tmp_path / "ros_log", domain)
-    params = write_params(tmp_path / "params.yaml", device="cuda", diagnostics_period_s=0.2)
+    params = write_params(tmp_path / "params.yaml", **{"backbone.device": "cuda"}, diagnostics_period_s=0.2)
     log_path = tmp_path / "node.log"
     proc = start_node(params, env, log_path)
     driver = Driver(domain)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,28 +11,29 @@ from rclpy.parameter import Parameter
 
 from vggt_uncertainty_ros.data.windows import load_window_config
 from vggt_uncertainty_ros.errors import ConfigError
-from vggt_uncertainty_ros.ros.params import DESCRIPTIONS, NodeParams, make_on_set_callback
+from vggt_uncertainty_ros.ros.params import DESCRIPTIONS, NodeParams, make_on_set_callback, parameter_defaults
 
 PARAMS_YAML = Path(__file__).resolve().parents[2] / "config" / "params.yaml"
 
 
 def _shipped() -> dict:
-    return yaml.safe_load(PARAMS_YAML.read_text())["vggt_uncertainty_node"]["ros__parameters"]
+    return yaml.safe_load(PARAMS_YAML.read_text())["/**"]["ros__parameters"]
 
 
 def test_shipped_yaml_declares_exactly_the_node_parameters_and_documents_each():
     values = _shipped()
-    assert set(values) == {f.name for f in dataclasses.fields(NodeParams)}
+    flat = {k for k in values if k != "backbone"} | {f"backbone.{k}" for k in values["backbone"]}
+    assert flat == set(parameter_defaults())
     text = PARAMS_YAML.read_text().splitlines()
-    for name in values:
+    for name in [*values, *values["backbone"]]:
         line = next(i for i, row in enumerate(text) if row.strip().startswith(f"{name}:"))
         assert text[line - 1].strip().startswith("#"), f"{name} has no comment above it"
 
 
 def test_shipped_yaml_is_valid_and_matches_defaults():
-    params = NodeParams(**_shipped())
+    params = NodeParams.from_mapping(_shipped())
     assert params == NodeParams()
-    assert params.window_size == 8 and params.device == "cuda" and params.scale_source == "none"
+    assert params.window_size == 8 and params.backbone.device == "cuda" and params.scale_source == "none"
     assert load_window_config(PARAMS_YAML) == params.window_config
 
 
@@ -57,16 +57,19 @@ def test_default_extrinsic_is_an_optical_frame_looking_forward():
         ({"keyframe_min_gap_s": -1.0}, "keyframe_min_gap_s"),
         ({"camera_frame": " "}, "camera_frame"),
         ({"publish_tf": "yes"}, "publish_tf"),
-        ({"dtype": "int8"}, "dtype"),
+        ({"backbone.dtype": "int8"}, "dtype"),
+        ({"backbone.preprocess_mode": "stretch"}, "preprocess_mode"),
+        ({"backbone.weights": ""}, "weights"),
+        ({"window_sise": 8}, "window_sise"),
     ],
 )
 def test_invalid_values_are_refused_with_the_parameter_name(changes, match):
     with pytest.raises(ConfigError, match=match):
-        dataclasses.replace(NodeParams(), **changes)
+        NodeParams.from_mapping(changes)
 
 
 def test_every_parameter_has_a_description():
-    assert set(DESCRIPTIONS) == {f.name for f in dataclasses.fields(NodeParams)}
+    assert set(DESCRIPTIONS) == set(parameter_defaults())
     assert all(len(d) > 10 for d in DESCRIPTIONS.values())
 
 
@@ -75,6 +78,7 @@ def test_on_set_callback_validates_and_freezes_after_start_up():
     callback = make_on_set_callback(lambda: running)
     assert callback([Parameter("window_size", value=6)]).successful
     assert callback([Parameter("keyframe_min_gap_s", value=1)]).successful  # int for a float: coerced
+    assert not callback([Parameter("backbone.dtype", value="int8")]).successful
     bad = callback([Parameter("image_qos", value="fast")])
     assert not bad.successful and "image_qos" in bad.reason
     running = True

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from vggt_uncertainty_ros.cli.benchmarks import import_benchmark
+from vggt_uncertainty_ros.errors import ConfigError
+
 HELP = "benchmark the VGGT backbone (latency, memory, sliding-window frames/s, FLOP efficiency)"
 
 
@@ -31,8 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print its figures."""
-    from vggt_uncertainty_ros.bench.backbone import BenchSettings, run_backbone_bench
-    from vggt_uncertainty_ros.errors import ConfigError
+    backbone = import_benchmark("backbone")
 
     for name in ("height", "width"):
         if getattr(args, name) % 14:
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.iters < 1:
         raise ConfigError("--frames and --iters must be >= 1")
     config = args.config or ("full" if args.device == "cuda" else "tiny")
-    settings = BenchSettings(
+    settings = backbone.BenchSettings(
         config=config,
         device=args.device,
         frames=args.frames,
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
         sdpa_backend=args.sdpa_backend,
     )
-    result = run_backbone_bench(settings)
+    result = backbone.run_backbone_bench(settings)
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
     else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from vggt_uncertainty_ros.cli.benchmarks import import_benchmark
+
 HELP = "train log_var and sqrt_info heads on synthetic heteroscedastic windows and compare calibration"
 
 _log = logging.getLogger(__name__)
@@ -24,12 +26,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from vggt_uncertainty_ros.trainer.bench_calibration import (
-        BenchConfig,
-        format_report,
-        run_bench,
-        write_json,
-    )
+    calibration = import_benchmark("calibration")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -38,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise SystemExit("--steps must be >= 1")
         overrides["steps"] = args.steps
-    cfg = BenchConfig.small(**overrides) if args.small else BenchConfig(**overrides)
+    cfg = calibration.BenchConfig.small(**overrides) if args.small else calibration.BenchConfig(**overrides)
     params = ("log_var", "sqrt_info")
     with tqdm(total=cfg.steps * len(params), desc="bench-calibration", unit="step", mininterval=2.0) as bar:
 
@@ -46,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix_str(f"{parameterization} loss {loss:.3f}", refresh=False)
             bar.update(1)
 
-        result = run_bench(cfg, params, progress)
-    print(format_report(result))
+        result = calibration.run_bench(cfg, params, progress)
+    print(calibration.format_report(result))
     if args.out:
-        path = write_json(result, args.out)
+        path = calibration.write_json(result, args.out)
         _log.info("wrote %s", path)
     return 0

@@ -1,7 +1,7 @@
 """``vggt-uncertainty eval``: calibration, trajectory error and pose-graph benefit of a sequence.
 
 vggt-uncertainty eval --data PATH [--gt groundtruth.txt]
-    (--run-model [--backbone tiny|PATH|HF-ID] [--head CKPT] [--params config/params.yaml]
+    (--run-model [--weights tiny|PATH|HF-ID] [--head CKPT] [--params config/params.yaml]
      | --poses-topic TOPIC)
     [--scale-mode per-window-gt|none] [--sigma-rot R --sigma-trans T] --out DIR
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+
+from vggt_uncertainty_ros.cli.options import add_backbone_arguments, backbone_spec
 
 HELP = "evaluate predicted covariances, trajectory error (evo) and pose-graph benefit (GTSAM) of a sequence"
 
@@ -38,9 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TOPIC",
         help="evaluate recorded PoseWithCovarianceStamped relative poses of the node on TOPIC",
     )
-    parser.add_argument(
-        "--backbone", default=default["backbone"], help="'tiny', a local weights file or a Hugging Face id"
-    )
+    add_backbone_arguments(parser)
     parser.add_argument(
         "--head",
         type=Path,
@@ -78,8 +78,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--huber-k", type=float, default=default["huber_k"], help="Huber threshold of the robust pose graph"
     )
-    parser.add_argument("--device", default=default["device"], help="torch device for --run-model")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--no-plots", action="store_true", help="skip PNG plots and report.md")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
@@ -94,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         source=SourceKind.POSES_TOPIC if args.poses_topic else SourceKind.RUN_MODEL,
         gt=args.gt,
-        backbone=args.backbone,
+        backbone=backbone_spec(args),
         head=args.head,
         params=args.params,
         poses_topic=args.poses_topic,
@@ -104,8 +102,6 @@ def run(args: argparse.Namespace) -> int:
         sigma_trans=args.sigma_trans,
         max_dt_s=args.max_dt,
         huber_k=args.huber_k,
-        device=args.device,
-        dtype=args.dtype,
         max_frames=args.max_frames,
         plots=not args.no_plots,
     )

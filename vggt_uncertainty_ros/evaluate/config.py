@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from vggt_uncertainty_ros.errors import ConfigError
+from vggt_uncertainty_ros.model.spec import BackboneSpec
 
 __all__ = ["DEFAULT_PARAMS_YAML", "EvalConfig", "ScaleMode", "SourceKind"]
 
@@ -48,7 +49,7 @@ class EvalConfig:
         out_dir: output folder (created).
         source: ``run-model`` or ``poses-topic``.
         gt: optional TUM ``groundtruth.txt`` (``T_world_cam``, metres); else the data's own.
-        backbone: ``tiny``, a local weights file or a Hugging Face id (``run-model``).
+        backbone: the backbone settings (``run-model``): weights, device, dtype, preprocessing.
         head: head checkpoint (safetensors); None = constant σ from ``sigma_rot_rad``/``sigma_trans``.
         params: the node's ``params.yaml`` (window size, stride, keyframe rule); None = default.
         poses_topic: topic of the recorded relative poses (``poses-topic``).
@@ -62,9 +63,6 @@ class EvalConfig:
         gt_gap_s: a ground-truth interval longer than this (s) counts as a gap; None = 5× the
             median interval.
         huber_k: Huber threshold (whitened units) of the robust pose-graph runs.
-        device: torch device for ``run-model``.
-        dtype: ``float32`` or ``bfloat16`` / ``float16`` (``run-model``).
-        preprocess_mode: ``crop`` or ``pad``, as the node.
         max_frames: stop after this many frames (None = all).
         plots: write the PNG plots and report.md.
     """
@@ -73,7 +71,7 @@ class EvalConfig:
     out_dir: Path
     source: SourceKind = SourceKind.RUN_MODEL
     gt: Path | None = None
-    backbone: str = "tiny"
+    backbone: BackboneSpec = field(default_factory=BackboneSpec)
     head: Path | None = None
     params: Path | None = None
     poses_topic: str | None = None
@@ -84,9 +82,6 @@ class EvalConfig:
     max_dt_s: float = 0.02
     gt_gap_s: float | None = None
     huber_k: float = 1.345
-    device: str = "cpu"
-    dtype: str = "float32"
-    preprocess_mode: str = "crop"
     max_frames: int | None = None
     plots: bool = True
 
@@ -113,8 +108,6 @@ class EvalConfig:
             raise ConfigError(f"gt_gap_s must be positive, got {self.gt_gap_s}")
         if self.max_frames is not None and self.max_frames < 2:
             raise ConfigError(f"max_frames must be at least 2, got {self.max_frames}")
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         if not self.data.exists():
             raise ConfigError(f"data path {self.data} does not exist")
         for name in ("gt", "head", "params"):

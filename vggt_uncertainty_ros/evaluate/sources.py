@@ -6,7 +6,7 @@ window-sized buffers:
 
 * :class:`ModelSource` (``--run-model``) streams frames with ``data.open_sequence``, cuts them
   into windows with the node's rule (``data.WindowBuilder`` configured from the node's
-  ``params.yaml``) and runs :class:`~vggt_uncertainty_ros.inference.WindowEstimator`.
+  ``params.yaml``) and runs :class:`~vggt_uncertainty_ros.online.estimator.WindowEstimator`.
 * :func:`read_pose_messages` (``--poses-topic``) reads recorded
   ``geometry_msgs/PoseWithCovarianceStamped`` relative-pose messages of the node from a ROS 1 /
   ROS 2 bag with rosbags, groups them into windows by the anchor stamp in ``header.frame_id``
@@ -42,10 +42,10 @@ from vggt_uncertainty_ros.geometry import (
     pose_from_message_fields,
     ros_cov_to_residual_cov,
 )
-from vggt_uncertainty_ros.measurements import parse_anchor_frame_id
+from vggt_uncertainty_ros.online.measurements import parse_anchor_frame_id
 
 if TYPE_CHECKING:
-    from vggt_uncertainty_ros.inference import WindowEstimator
+    from vggt_uncertainty_ros.online.estimator import WindowEstimator
 
 __all__ = [
     "POSE_MSGTYPE",
@@ -149,18 +149,13 @@ class ModelSource:
         self.decode = DecodeStats()
 
     def _estimator(self) -> WindowEstimator:
-        from vggt_uncertainty_ros.inference import build_estimator, parse_dtype
+        from vggt_uncertainty_ros.online.estimator import build_estimator
 
-        dtype = parse_dtype(self.cfg.dtype)
         try:
             return build_estimator(
                 self.cfg.backbone,
                 self.cfg.head,
-                device=self.cfg.device,
-                dtype=dtype,
-                preprocess_mode=self.cfg.preprocess_mode,
                 constant_sigma=(self.cfg.sigma_rot_rad, self.cfg.sigma_trans),
-                compile_blocks=True,
                 token_cache_frames=2 * self.window_config.size,
             )
         except ValueError as err:
@@ -174,7 +169,7 @@ class ModelSource:
             ModelError: the backbone or head cannot be loaded.
         """
         from vggt_uncertainty_ros.data import WindowBuilder, open_sequence
-        from vggt_uncertainty_ros.inference import NonFiniteOutputError
+        from vggt_uncertainty_ros.online.estimator import NonFiniteOutputError
 
         estimator = self._estimator()
         scales = estimator.scale_convention != "metric"

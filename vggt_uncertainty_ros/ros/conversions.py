@@ -3,14 +3,14 @@
 * images: ``sensor_msgs/Image`` <-> ``[H,W,3]`` uint8 RGB with the project's step- and
   endianness-aware codec (:mod:`vggt_uncertainty_ros.data.image_codec`; no cv_bridge);
 * calibration: ``sensor_msgs/CameraInfo`` -> the published image's pinhole ``K`` (ROI and
-  binning applied, :func:`~vggt_uncertainty_ros.intrinsics_check.effective_intrinsics`);
+  binning applied, :func:`~vggt_uncertainty_ros.online.intrinsics_check.effective_intrinsics`);
 * stamps: ``builtin_interfaces/Time`` <-> integer nanoseconds;
 * poses: 4x4 ``T_parent_child`` + 6x6 covariance (ROS order ``[x, y, z, rotX, rotY, rotZ]``
   in the parent/header frame) -> ``PoseWithCovarianceStamped``, ``Odometry``,
   ``TransformStamped``; ``Odometry`` -> 4x4.
 
 The relative-pose frame-id convention is re-exported from
-:mod:`vggt_uncertainty_ros.measurements`.
+:mod:`vggt_uncertainty_ros.online.measurements`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from vggt_uncertainty_ros.geometry import (
     pose_from_message_fields,
     rotmat_to_quat,
 )
-from vggt_uncertainty_ros.intrinsics_check import CameraIntrinsics, effective_intrinsics
-from vggt_uncertainty_ros.measurements import format_anchor_frame_id, parse_anchor_frame_id
+from vggt_uncertainty_ros.online.intrinsics_check import CameraIntrinsics, effective_intrinsics
+from vggt_uncertainty_ros.online.measurements import format_anchor_frame_id, parse_anchor_frame_id
 
 __all__ = [
     "camera_info_intrinsics",

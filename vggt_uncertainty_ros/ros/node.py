@@ -5,17 +5,17 @@ Subscribes:
     (``nav_msgs/Odometry``) when ``scale_source`` is ``odometry``, and ``camera_info``
     (``sensor_msgs/CameraInfo``, same QoS as the image) when ``use_camera_info`` is set: VGGT's
     focal lengths are compared with its ``K`` on ``/diagnostics``
-    (:class:`~vggt_uncertainty_ros.intrinsics_check.FocalLengthMonitor`).
+    (:class:`~vggt_uncertainty_ros.online.intrinsics_check.FocalLengthMonitor`).
 Publishes (reliable, depth 10):
     ``~/pose`` (``PoseWithCovarianceStamped``): ``base_frame`` in ``odom_frame``, covariance
     6x6 in ROS order ``[x, y, z, rotX, rotY, rotZ]`` in ``odom_frame``;
     ``~/relative_pose``: one per frame i > 0 of each window, pose of camera i in the anchor
     camera (window frame 0), ``header.stamp`` = frame i's stamp, ``header.frame_id`` =
-    ``"<camera_frame>@<sec>.<nanosec>"`` of the anchor (:mod:`vggt_uncertainty_ros.measurements`);
+    ``"<camera_frame>@<sec>.<nanosec>"`` of the anchor (:mod:`vggt_uncertainty_ros.online.measurements`);
     ``/diagnostics``; optionally ``~/odometry`` (``nav_msgs/Odometry``) and ``/tf``.
 
 Callbacks run on a single-threaded executor and only decode, window and queue; the model
-runs on :class:`~vggt_uncertainty_ros.worker.InferenceWorker`'s thread. SIGINT and SIGTERM
+runs on :class:`~vggt_uncertainty_ros.online.worker.InferenceWorker`'s thread. SIGINT and SIGTERM
 stop the executor, then the worker, and the process exits 0.
 """
 
@@ -36,13 +36,15 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
-from vggt_uncertainty_ros import inference
-from vggt_uncertainty_ros.allocator import pin_mmap_threshold
 from vggt_uncertainty_ros.data.image_codec import SUPPORTED_ENCODINGS
 from vggt_uncertainty_ros.errors import ConfigError, ImageEncodingError, VggtUncertaintyError
-from vggt_uncertainty_ros.inference import WindowEstimator
-from vggt_uncertainty_ros.intrinsics_check import CameraInfoError, FocalLengthMonitor
-from vggt_uncertainty_ros.measurements import format_anchor_frame_id
+from vggt_uncertainty_ros.online import estimator as online_estimator
+from vggt_uncertainty_ros.online.allocator import pin_mmap_threshold
+from vggt_uncertainty_ros.online.estimator import WindowEstimator
+from vggt_uncertainty_ros.online.intrinsics_check import CameraInfoError, FocalLengthMonitor
+from vggt_uncertainty_ros.online.measurements import format_anchor_frame_id
+from vggt_uncertainty_ros.online.tracking import FrameStream, StreamEvent, TrajectoryTracker, WindowJob, WindowOutput
+from vggt_uncertainty_ros.online.worker import InferenceWorker, classify_error
 from vggt_uncertainty_ros.ros import diagnostics as diag
 from vggt_uncertainty_ros.ros.conversions import (
     camera_info_intrinsics,
@@ -54,8 +56,6 @@ from vggt_uncertainty_ros.ros.conversions import (
     transform_msg,
 )
 from vggt_uncertainty_ros.ros.params import NodeParams, declare_parameters, make_on_set_callback
-from vggt_uncertainty_ros.tracking import FrameStream, StreamEvent, TrajectoryTracker, WindowJob, WindowOutput
-from vggt_uncertainty_ros.worker import InferenceWorker, classify_error
 
 try:  # tf2_msgs is not among the pip wheels; TF output is optional
     from tf2_msgs.msg import TFMessage
@@ -90,16 +90,13 @@ def build_estimator(params: NodeParams) -> WindowEstimator:
                 f"head checkpoint {params.head_checkpoint} has scale_convention 'metric' (σ_trans in metres) "
                 "but scale_source is 'none' (VGGT units): set scale_source 'odometry' or use a 'vggt' head"
             )
-    return inference.build_estimator(
+    return online_estimator.build_estimator(
         params.backbone,
         params.head_checkpoint or None,
-        device=inference.resolve_device(params.device, fallback_to_cpu=True),
-        dtype=inference.parse_dtype(params.dtype),
-        preprocess_mode=params.preprocess_mode,
         constant_sigma=(params.constant_sigma_rot_rad, params.constant_sigma_trans),
         strict_backbone=True,
-        compile_blocks=params.compile_backbone,
-        token_cache_frames=2 * params.window_size if params.token_cache else 0,
+        fallback_to_cpu=True,
+        token_cache_frames=2 * params.window_size,
     )
 
 
@@ -157,7 +154,8 @@ class VggtUncertaintyNode(Node):
         self._worker.start()
         self._diag_timer = self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
         self.get_logger().info(
-            f"ready: window {p.window_size}/stride {p.window_stride}, backbone {p.backbone!r}, "
+            f"ready: window {p.window_size}/stride {p.window_stride}, "
+            f"backbone {p.backbone.name} {p.backbone.weights!r}, "
             f"head {p.head_checkpoint or '<constant sigma>'!r}, device {self._estimator.device}, "
             f"scale {p.scale_source}, image QoS {p.image_qos}"
         )

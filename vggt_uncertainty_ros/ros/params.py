@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -20,11 +20,10 @@ from rclpy.parameter import Parameter
 from vggt_uncertainty_ros.data.windows import WindowConfig
 from vggt_uncertainty_ros.errors import ConfigError
 from vggt_uncertainty_ros.geometry import make_transform, quat_to_rotmat
+from vggt_uncertainty_ros.model.spec import BackboneSpec
 
 _log = logging.getLogger(__name__)
 
-DTYPES = ("auto", "float32", "float16", "bfloat16")
-PREPROCESS_MODES = ("crop", "pad")
 SCALE_SOURCES = ("none", "odometry")
 IMAGE_QOS = ("sensor_data", "reliable")
 
@@ -41,15 +40,10 @@ class NodeParams:
     window_stride: int = 4
     keyframe_every: int = 1
     keyframe_min_gap_s: float = 0.0
-    backbone: str = "tiny"
+    backbone: BackboneSpec = field(default_factory=lambda: BackboneSpec(device="cuda"))
     head_checkpoint: str = ""
     constant_sigma_rot_rad: float = 0.05
     constant_sigma_trans: float = 0.1
-    device: str = "cuda"
-    dtype: str = "auto"
-    preprocess_mode: str = "crop"
-    compile_backbone: bool = True
-    token_cache: bool = True
     camera_frame: str = "camera_optical"
     base_frame: str = "base_link"
     odom_frame: str = "vggt_odom"
@@ -67,12 +61,28 @@ class NodeParams:
     def __post_init__(self) -> None:
         object.__setattr__(self, "camera_to_base", tuple(float(v) for v in self.camera_to_base))
         for name, value in ((f.name, getattr(self, f.name)) for f in fields(self)):
-            check_value(name, value)
+            if name != "backbone":
+                check_value(name, value)
         if self.window_stride >= self.window_size:
             raise ConfigError(
                 f"window_stride ({self.window_stride}) must be < window_size ({self.window_size}): "
                 "consecutive windows must overlap so ~/pose can chain them"
             )
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> NodeParams:
+        """Build from a params-file section (``backbone`` nested or as ``backbone.*`` keys).
+
+        Raises:
+            ConfigError: an unknown or invalid value.
+        """
+        values = dict(values)
+        backbone = dict(values.pop("backbone", None) or {})
+        backbone.update({k.removeprefix("backbone."): values.pop(k) for k in list(values) if k.startswith("backbone.")})
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}")
+        return cls(backbone=BackboneSpec.from_mapping(backbone, defaults=cls().backbone), **values)
 
     @property
     def window_config(self) -> WindowConfig:
@@ -96,15 +106,16 @@ DESCRIPTIONS: dict[str, str] = {
     "window_stride": "keyframes between consecutive windows' first frames, 1 <= stride < window_size",
     "keyframe_every": "use every k-th image as a keyframe, >= 1",
     "keyframe_min_gap_s": "minimum time between keyframes in seconds, >= 0",
-    "backbone": "'tiny' (random test model), a local checkpoint path or a Hugging Face id",
+    "backbone.name": "backbone family: vggt",
+    "backbone.weights": "'tiny' (random test model), a local checkpoint path or a Hugging Face id",
+    "backbone.device": "'cuda' (falls back to cpu with a warning), 'cuda:N', 'cpu' or 'auto'",
+    "backbone.dtype": "autocast dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, float16 or bfloat16",
+    "backbone.preprocess_mode": "image preprocessing before the backbone: crop or pad",
+    "backbone.compile": "torch.compile the backbone's blocks on CUDA (1.7x faster after a first-window compile)",
+    "backbone.token_cache": "reuse the patch tokens of frames shared by overlapping windows",
     "head_checkpoint": "uncertainty-head .safetensors; empty = constant sigmas",
     "constant_sigma_rot_rad": "rotation sigma (rad) used without a head, > 0",
     "constant_sigma_trans": "translation sigma (node scale units) used without a head, > 0",
-    "device": "'cuda' (falls back to cpu with a warning), 'cuda:N' or 'cpu'",
-    "dtype": "autocast dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, float16 or bfloat16",
-    "preprocess_mode": "image preprocessing before VGGT: crop or pad",
-    "compile_backbone": "torch.compile the backbone's blocks on CUDA (1.7x faster after a first-window compile)",
-    "token_cache": "reuse the DINOv2 tokens of frames shared by overlapping windows",
     "camera_frame": "camera optical frame id (OpenCV axes)",
     "base_frame": "robot base frame id whose pose ~/pose reports",
     "odom_frame": "fixed frame of ~/pose (origin = base at the first image)",
@@ -121,8 +132,6 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "dtype": DTYPES,
-    "preprocess_mode": PREPROCESS_MODES,
     "scale_source": SCALE_SOURCES,
     "image_qos": IMAGE_QOS,
 }
@@ -133,7 +142,7 @@ _POSITIVE = (
     "diagnostics_period_s",
     "camera_info_focal_tolerance",
 )
-_NON_EMPTY = ("backbone", "device", "camera_frame", "base_frame", "odom_frame", "odometry_topic")
+_NON_EMPTY = ("camera_frame", "base_frame", "odom_frame", "odometry_topic")
 
 
 def check_value(name: str, value: Any) -> None:
@@ -142,9 +151,12 @@ def check_value(name: str, value: Any) -> None:
     Raises:
         ConfigError: naming the parameter and the bad value.
     """
-    default = getattr(NodeParams, name, None) if name != "camera_to_base" else ()
     if name not in DESCRIPTIONS:
         raise ConfigError(f"unknown parameter {name!r}")
+    if name.startswith("backbone."):
+        BackboneSpec.from_mapping({name.removeprefix("backbone."): value}, defaults=NodeParams().backbone)
+        return
+    default = getattr(NodeParams, name, None) if name != "camera_to_base" else ()
     bad = f"parameter {name}={value!r}"
     if name in _MIN_INT:
         if isinstance(value, bool) or not isinstance(value, int) or value < _MIN_INT[name]:
@@ -179,16 +191,22 @@ def declare_parameters(node: Node) -> NodeParams:
     Raises:
         ConfigError: if a value (from the command line or a params file) is invalid.
     """
-    defaults = NodeParams()
     values: dict[str, Any] = {}
-    for f in fields(NodeParams):
-        default = getattr(defaults, f.name)
+    for name, default in parameter_defaults().items():
         if isinstance(default, tuple):
             default = [float(v) for v in default]
         # dynamic typing: a YAML ``0`` for a float parameter is coerced here, not refused by rclpy
-        descriptor = ParameterDescriptor(name=f.name, description=DESCRIPTIONS[f.name], dynamic_typing=True)
-        values[f.name] = coerce(f.name, node.declare_parameter(f.name, default, descriptor).value)
-    return NodeParams(**values)
+        descriptor = ParameterDescriptor(name=name, description=DESCRIPTIONS[name], dynamic_typing=True)
+        values[name] = coerce(name, node.declare_parameter(name, default, descriptor).value)
+    return NodeParams.from_mapping(values)
+
+
+def parameter_defaults() -> dict[str, Any]:
+    """Every ROS parameter name (``backbone.*`` flattened, as rclpy names them) and its default."""
+    defaults = NodeParams()
+    flat = {f.name: getattr(defaults, f.name) for f in fields(NodeParams) if f.name != "backbone"}
+    flat.update({f"backbone.{k}": v for k, v in defaults.backbone.to_dict().items()})
+    return flat
 
 
 def coerce(name: str, value: Any) -> Any:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from vggt_uncertainty_ros.errors import ConfigError
+from vggt_uncertainty_ros.model.spec import BackboneSpec
 
 _log = logging.getLogger(__name__)
 
@@ -30,8 +31,6 @@ PARAMETERIZATIONS = ("log_var", "sqrt_info")
 INPUT_FEATURES = ("camera_features", "camera_trunk_features")
 SCALE_CONVENTIONS = ("vggt", "metric")
 SEQUENCE_FORMATS = ("tum", "ros1", "ros2", "ros2-mcap")
-PREPROCESS_MODES = ("crop", "pad")
-DTYPES = ("float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -108,26 +107,6 @@ class WindowSection:
     keyframe_every: int = 1
     min_keyframe_gap_s: float = 0.0
     max_windows_per_sequence: int = 0
-
-
-@dataclass(frozen=True)
-class BackboneConfig:
-    """The frozen VGGT backbone.
-
-    Attributes:
-        spec: ``"tiny"``, a local checkpoint file, or a Hugging Face id (``facebook/VGGT-1B``).
-        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:n]"``.
-        dtype: backbone compute dtype (``float32``, ``float16``, ``bfloat16``).
-        preprocess_mode: ``crop`` or ``pad`` (see ``model.preprocess_images``).
-        compile: ``torch.compile`` the backbone's blocks while filling the feature cache on
-            CUDA (1.7x faster per window after a first-window compile); ignored on the CPU.
-    """
-
-    spec: str = "tiny"
-    device: str = "auto"
-    dtype: str = "float32"
-    preprocess_mode: str = "crop"
-    compile: bool = True
 
 
 @dataclass(frozen=True)
@@ -253,7 +232,7 @@ class TrainConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     window: WindowSection = field(default_factory=WindowSection)
-    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    backbone: BackboneSpec = field(default_factory=BackboneSpec)
     head: HeadSection = field(default_factory=HeadSection)
     loss: LossSection = field(default_factory=LossSection)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -282,8 +261,6 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "head.input_feature": INPUT_FEATURES,
     "head.scale_convention": SCALE_CONVENTIONS,
     "data.synthetic.format": SEQUENCE_FORMATS,
-    "backbone.preprocess_mode": PREPROCESS_MODES,
-    "backbone.dtype": DTYPES,
     "output.wandb_mode": ("offline", "online", "disabled"),
 }
 

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from vggt_uncertainty_ros.errors import CheckpointError, ConfigError
-from vggt_uncertainty_ros.inference import parse_dtype, resolve_device
+from vggt_uncertainty_ros.model import backbone_identity, load_backbone
+from vggt_uncertainty_ros.model.device import resolve_device, resolve_dtype
 from vggt_uncertainty_ros.trainer.cache import FeatureCache
 from vggt_uncertainty_ros.trainer.config import TrainConfig, save_run_config
 from vggt_uncertainty_ros.trainer.data import WindowSet, build_window_set, split_sequences
@@ -308,12 +309,10 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
         ``(train, val or None, info)`` with ``info`` holding cache hits/misses, backbone
         identity and the backbone timing.
     """
-    from vggt_uncertainty_ros.model import backbone_identity, load_backbone
-
-    dtype = parse_dtype(cfg.backbone.dtype) or torch.float32
+    dtype = resolve_dtype(cfg.backbone.dtype, device)
     train_specs, val_specs = split_sequences(cfg.data, cfg.output.cache_dir, cfg.train.seed)
     _log.info("sequences: %d train, %d validation", len(train_specs), len(val_specs))
-    model = load_backbone(cfg.backbone.spec, device, dtype)
+    model = load_backbone(cfg.backbone.weights, device, dtype)
     model.eval()
     if cfg.backbone.compile and device.type == "cuda":
         model.compile_blocks()
@@ -549,7 +548,7 @@ def _speed_report(cfg: TrainConfig, info: dict[str, Any], step_times: list[float
         "speed: head step %.3f ms on cached features (batch %d x %d frames), backbone %.1f ms per window "
         "(%s, %dx%d, %s) -> a head step is %.0fx cheaper than a backbone window",
         1e3 * report.head_step_s, report.batch_size, report.window_size, 1e3 * report.backbone_window_s,
-        cfg.backbone.spec, *report.image_hw, report.backbone_source, report.ratio,
+        cfg.backbone.weights, *report.image_hw, report.backbone_source, report.ratio,
     )
     return report
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from vggt_uncertainty_ros.inference import NonFiniteOutputError
-from vggt_uncertainty_ros.worker import InferenceWorker, LatestWinsQueue, classify_error
+from vggt_uncertainty_ros.online.estimator import NonFiniteOutputError
+from vggt_uncertainty_ros.online.worker import InferenceWorker, LatestWinsQueue, classify_error
 
 
 class OutOfMemoryError(RuntimeError):

@@ -1,7 +1,7 @@
 import pytest
 
 from vggt_uncertainty_ros.errors import DataError
-from vggt_uncertainty_ros.measurements import format_anchor_frame_id, parse_anchor_frame_id
+from vggt_uncertainty_ros.online.measurements import format_anchor_frame_id, parse_anchor_frame_id
 
 
 @pytest.mark.parametrize("stamp", [0, 1, 999_999_999, 1_305_031_102_175_304_000])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vggt_uncertainty_ros.bench.backbone import (
+from benchmarks.backbone import (
     BenchSettings,
     dino_flops,
     run_backbone_bench,

@@ -12,13 +12,14 @@ from torch import nn
 
 from vggt_uncertainty_ros.errors import ModelError
 from vggt_uncertainty_ros.head import HeadMetadata, UncertaintyHead, save_head
-from vggt_uncertainty_ros.inference import (
+from vggt_uncertainty_ros.model.device import resolve_device
+from vggt_uncertainty_ros.model.spec import BackboneSpec
+from vggt_uncertainty_ros.online.estimator import (
     InvalidWindowError,
     NonFiniteOutputError,
     WindowEstimator,
     build_estimator,
     constant_log_var,
-    resolve_device,
 )
 
 
@@ -139,7 +140,7 @@ def test_tiny_backbone_end_to_end_with_head_checkpoint(tmp_path: Path) -> None:
         head,
         HeadMetadata.for_head(head, backbone=backbone_identity(backbone), scale_convention="metric"),
     )
-    est = build_estimator("tiny", path, device="cpu")
+    est = build_estimator(BackboneSpec(device="cpu"), path)
     assert est.scale_convention == "metric"
     out = est.estimate(_images(3, h=42, w=56), stamps_ns=[1, 2, 3])
     assert out.T_0_i.shape == (3, 4, 4) and out.features.shape == (3, backbone.feature_dim)
@@ -153,9 +154,9 @@ def test_tiny_backbone_end_to_end_with_head_checkpoint(tmp_path: Path) -> None:
 
 def test_token_cache_reuses_shared_frames_without_changing_estimates(caplog: pytest.LogCaptureFixture) -> None:
     frames = _images(6, h=42, w=56)
-    plain = build_estimator("tiny", device="cpu", constant_sigma=0.1)
-    with caplog.at_level("INFO", logger="vggt_uncertainty_ros.inference"):
-        cached = build_estimator("tiny", device="cpu", constant_sigma=0.1, token_cache_frames=8, compile_blocks=True)
+    plain = build_estimator(BackboneSpec(device="cpu", token_cache=False), constant_sigma=0.1)
+    with caplog.at_level("INFO", logger="vggt_uncertainty_ros.online.estimator"):
+        cached = build_estimator(BackboneSpec(device="cpu"), constant_sigma=0.1, token_cache_frames=8)
     assert "only used on CUDA" in caplog.text  # compile is a CUDA-only speed-up: eager on the CPU
     assert all(getattr(m, "_compiled_call_impl", None) is None for m in cached.backbone.modules())
     stamps = [10, 20, 30, 40, 50, 60]

@@ -1,6 +1,6 @@
 """Micro-benchmarks behind the GPU path's kernel choices (run on a CUDA machine).
 
-    python -m vggt_uncertainty_ros.bench.gpu_kernels [--whole-compile]
+    python -m benchmarks.gpu_kernels [--whole-compile]
 
 1. The camera head's float32 linear layers see only S = 8 tokens: which formulation of
    ``[8, K] x [K, N]`` streams its weights fastest (cuBLAS picks a small-N GEMV otherwise).
@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from vggt_uncertainty_ros.bench.gpu_check import time_ms
+from benchmarks.gpu_check import time_ms
 
 
 def _graph_ms(fn: Callable[[], object], iters: int = 30) -> float:
@@ -84,7 +84,7 @@ def fc1_gelu(device: torch.device) -> None:
 
 
 def whole_compile(device: torch.device) -> None:
-    from vggt_uncertainty_ros.bench.backbone import BenchSettings, build_bench_model
+    from benchmarks.backbone import BenchSettings, build_bench_model
 
     print("--- whole-aggregator torch.compile", flush=True)
     model = build_bench_model(BenchSettings(config="full", device=str(device)))
@@ -103,7 +103,7 @@ def whole_compile(device: torch.device) -> None:
 
 def model_gelu_epilogue(device: torch.device) -> None:
     """Per-block-compiled full model with exact GELU vs cuBLASLt's fused tanh-GELU epilogue."""
-    from vggt_uncertainty_ros.bench.backbone import BenchSettings, build_bench_model
+    from benchmarks.backbone import BenchSettings, build_bench_model
     from vggt_uncertainty_ros.model.layers import Mlp
 
     print("--- full model, per-block compile: fc1 + GELU as cuBLASLt epilogue", flush=True)

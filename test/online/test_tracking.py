@@ -9,8 +9,8 @@ from scipy.spatial.transform import Rotation
 from vggt_uncertainty_ros.data.windows import WindowConfig
 from vggt_uncertainty_ros.errors import ConfigError
 from vggt_uncertainty_ros.geometry import invert_transform, make_transform
-from vggt_uncertainty_ros.inference import NonFiniteOutputError
-from vggt_uncertainty_ros.tracking import FrameStream, StreamEvent, TrajectoryTracker
+from vggt_uncertainty_ros.online.estimator import NonFiniteOutputError
+from vggt_uncertainty_ros.online.tracking import FrameStream, StreamEvent, TrajectoryTracker
 
 MS = 1_000_000
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vggt_uncertainty_ros.intrinsics_check import (
+from vggt_uncertainty_ros.online.intrinsics_check import (
     REJECT_SIZE,
     REJECT_UNCALIBRATED,
     CameraInfoError,

@@ -1,6 +1,6 @@
 """Decoding throughput of the sequence readers (frames/s), e.g. for the >= 300 frames/s target.
 
-``python -m vggt_uncertainty_ros.bench.decoding [SEQUENCE ...]`` prints frames/s for each sequence;
+``python -m benchmarks.decoding [SEQUENCE ...]`` prints frames/s for each sequence;
 without arguments it first synthesises a 300-frame 640x480 sequence in every format.
 """
 

@@ -2,8 +2,8 @@
 
 Run on a CUDA machine (a few minutes on an H100 for the full model, mostly torch.compile)::
 
-    python -m vggt_uncertainty_ros.bench.gpu_check            # full model, cuda
-    python -m vggt_uncertainty_ros.bench.gpu_check --device cpu --config tiny --height 126 --width 182  # dry run
+    python -m benchmarks.gpu_check            # full model, cuda
+    python -m benchmarks.gpu_check --device cpu --config tiny --height 126 --width 182  # dry run
 
 It prints every figure; a line starting with ``FAIL`` marks a failed check and the exit
 status is the number of failed checks. Order: kernel micro-benchmarks (attention kernels,
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from vggt_uncertainty_ros.bench.backbone import (
+from benchmarks.backbone import (
     BenchSettings,
     build_bench_model,
     measure_matmul_peak,
@@ -187,7 +187,7 @@ def estimator_bench(model: torch.nn.Module, device: torch.device, frames: int, w
     """Wall time of :meth:`WindowEstimator.estimate` (preprocessing included) as the node calls it."""
     import numpy as np
 
-    from vggt_uncertainty_ros.inference import WindowEstimator
+    from vggt_uncertainty_ros.online.estimator import WindowEstimator
 
     rng = np.random.default_rng(0)
     stride = max(1, frames // 2)

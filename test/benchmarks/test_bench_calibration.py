@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vggt_uncertainty_ros.cli.main import main
-from vggt_uncertainty_ros.trainer.bench_calibration import (
+from benchmarks.calibration import (
     BenchConfig,
     log_var_targets_met,
     make_windows,
     run_bench,
     true_log_var,
 )
+from vggt_uncertainty_ros.cli.main import main
 
 METRIC_KEYS = {"d2_mean", "anees_bounds_95", "coverage", "spearman", "clamp_hit", "excess_nll_per_dof"}
 

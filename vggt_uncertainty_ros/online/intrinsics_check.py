@@ -1,6 +1,6 @@
 """ROS-free check of VGGT's focal lengths against a calibrated camera (``camera_info``).
 
-VGGT estimates a pinhole ``K`` per frame (:attr:`~vggt_uncertainty_ros.inference.WindowEstimate.intrinsics`,
+VGGT estimates a pinhole ``K`` per frame (:attr:`~vggt_uncertainty_ros.online.estimator.WindowEstimate.intrinsics`,
 pixels of the input image). When the camera driver also publishes its calibration, the ratio
 ``f_vggt / f_calibrated`` tells a robotics user whether VGGT "sees" the camera as it really is:
 a median ratio far from 1 means a wrong ``camera_info``, a zoomed/cropped stream, or images

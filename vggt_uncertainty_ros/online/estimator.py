@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,16 +27,25 @@ import torch
 
 from vggt_uncertainty_ros.errors import (
     CheckpointError,
-    ConfigError,
     InvalidWindowError,
     NonFiniteOutputError,
 )
+from vggt_uncertainty_ros.geometry import relative_from_extrinsics
 from vggt_uncertainty_ros.head import (
     HeadMetadata,
     InputFeature,
     UncertaintyHead,
     load_head,
 )
+from vggt_uncertainty_ros.model import (
+    TokenCache,
+    backbone_identity,
+    intrinsics_to_original,
+    load_backbone,
+    preprocess_images_with_transforms,
+)
+from vggt_uncertainty_ros.model.device import resolve_device, resolve_dtype
+from vggt_uncertainty_ros.model.spec import BackboneSpec
 
 if TYPE_CHECKING:
     from torch import nn
@@ -58,7 +66,6 @@ class WindowEstimate:
         intrinsics: [S, 3, 3] float64 pinhole K in pixels of the *input* images.
         features: [S, D] float32 head input feature.
         stamps_ns: [S] int64 stamps passed to :meth:`~WindowEstimator.estimate`, or None.
-        elapsed_s: wall time of the call (preprocess + backbone + head), seconds.
     """
 
     T_0_i: np.ndarray
@@ -67,61 +74,11 @@ class WindowEstimate:
     intrinsics: np.ndarray
     features: np.ndarray
     stamps_ns: np.ndarray | None = None
-    elapsed_s: float = 0.0
 
     @property
     def sigma(self) -> np.ndarray:
         """[S, 6] standard deviations ``exp(½ log σ²)`` (rad, unit)."""
         return np.exp(0.5 * self.log_var)
-
-
-def resolve_device(device: str | torch.device | None = "auto", *, fallback_to_cpu: bool = False) -> torch.device:
-    """The torch device to run on.
-
-    Args:
-        device: ``"auto"``/None (CUDA when available, else CPU), or any torch device string.
-        fallback_to_cpu: when CUDA is requested but unavailable, warn and use the CPU (the
-            node) instead of raising (the trainer).
-
-    Raises:
-        ConfigError: ``device`` is not a torch device, or CUDA is requested, unavailable and
-            ``fallback_to_cpu`` is False.
-    """
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"device {device!r} is not a torch device") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        if not fallback_to_cpu:
-            raise ConfigError(f"device {device!r} requested but CUDA is not available")
-        _log.warning("device %r requested but CUDA is not available: falling back to cpu (slow)", str(device))
-        return torch.device("cpu")
-    return dev
-
-
-#: dtype names accepted in configs and parameters ("auto" maps to None: the device's default).
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def parse_dtype(name: str) -> torch.dtype | None:
-    """``"float32"``/``"bfloat16"``/``"float16"`` -> torch dtype; ``"auto"`` -> None.
-
-    Raises:
-        ConfigError: for any other name.
-    """
-    if name == "auto":
-        return None
-    try:
-        return DTYPES[name]
-    except KeyError:
-        raise ConfigError(f"dtype {name!r} is not one of auto, {', '.join(DTYPES)}") from None
-
-
-def default_dtype(device: torch.device) -> torch.dtype:
-    """bfloat16 autocast on CUDA, float32 on CPU."""
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
 def constant_log_var(sigma: float | Sequence[float]) -> np.ndarray:
@@ -173,7 +130,7 @@ class WindowEstimator:
         token_cache: Any | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        self.dtype = dtype or default_dtype(self.device)
+        self.dtype = dtype or resolve_dtype("auto", self.device)
         if preprocess_mode not in ("crop", "pad"):
             raise NotImplementedError(f"unknown preprocess mode {preprocess_mode!r}; expected 'crop' or 'pad'")
         self.preprocess_mode = preprocess_mode
@@ -259,13 +216,6 @@ class WindowEstimator:
             InvalidWindowError: bad images or stamps.
             NonFiniteOutputError: NaN/Inf in the backbone or head outputs.
         """
-        from vggt_uncertainty_ros.geometry import relative_from_extrinsics
-        from vggt_uncertainty_ros.model import (
-            intrinsics_to_original,
-            preprocess_images_with_transforms,
-        )
-
-        t0 = time.perf_counter()
         self._check_images(images)
         stamps = None
         if stamps_ns is not None:
@@ -304,7 +254,6 @@ class WindowEstimator:
             intrinsics=intrinsics_to_original(intrinsics_net, transforms[0]),
             features=features.cpu().numpy(),
             stamps_ns=stamps,
-            elapsed_s=time.perf_counter() - t0,
         )
 
     @staticmethod
@@ -315,60 +264,51 @@ class WindowEstimator:
 
 
 def build_estimator(
-    backbone_spec: str,
+    spec: BackboneSpec,
     head_path: str | os.PathLike[str] | None = None,
     *,
-    device: str | torch.device | None = "auto",
-    dtype: torch.dtype | None = None,
-    preprocess_mode: str = "crop",
     constant_sigma: float | Sequence[float] | None = None,
     strict_backbone: bool = False,
-    compile_blocks: bool = False,
-    token_cache_frames: int = 0,
+    fallback_to_cpu: bool = False,
+    token_cache_frames: int = 16,
 ) -> WindowEstimator:
-    """Load a backbone (``"tiny"``, a local file or a Hugging Face id) and an optional head.
+    """Load the backbone ``spec`` names and an optional head.
 
-    ``dtype`` is the backbone's autocast dtype (``load_backbone``); half precision on the CPU
-    falls back to float32 with a warning. A head checkpoint's ``input_feature`` and scale
-    convention are honoured.
+    A head checkpoint's ``input_feature`` and scale convention are honoured.
 
     Args:
+        spec: the backbone settings (weights, device, dtype, preprocessing, compile, token cache).
+        head_path: uncertainty-head checkpoint; None uses ``constant_sigma``.
+        constant_sigma: σ used without a head (rotation rad, translation backbone units).
         strict_backbone: a head trained on another backbone identity is an error (the node)
             rather than a warning (offline experiments).
-        compile_blocks: ``torch.compile`` the backbone's transformer blocks when running on
-            CUDA (1.7x faster on an H100; the first windows of each shape compile for tens of
-            seconds); ignored on the CPU.
-        token_cache_frames: keep the DINOv2 tokens of this many recent frames, so frames
-            shared by overlapping windows skip DINOv2 (pass ``frame_ids`` to
-            :meth:`WindowEstimator.estimate`); 0 disables the cache.
+        fallback_to_cpu: an unavailable CUDA runs on the CPU with a warning (the node).
+        token_cache_frames: frames whose patch tokens the cache keeps when ``spec.token_cache``
+            (twice the window size covers overlapping windows).
 
     Raises:
         CheckpointError: the head checkpoint cannot be read, or (``strict_backbone``) was
             trained on another backbone.
+        ConfigError: a bad device.
         ValueError: neither a head nor ``constant_sigma``, or mismatched feature sizes.
     """
-    from vggt_uncertainty_ros.model import TokenCache, backbone_identity, load_backbone
-
-    dev = resolve_device(device)
-    amp = dtype or default_dtype(dev)
-    if dev.type == "cpu" and amp is not torch.float32:
-        _log.warning("dtype %s is not used on the cpu: running float32", amp)
-        amp = torch.float32
+    dev = resolve_device(spec.device, fallback_to_cpu=fallback_to_cpu)
+    amp = resolve_dtype(spec.dtype, dev)
     head = meta = None
     if head_path is not None:
         head, meta = load_head(head_path, device=dev)
-    backbone = load_backbone(backbone_spec, dev, amp)
-    if compile_blocks:
+    backbone = load_backbone(spec.weights, dev, amp)
+    if spec.compile:
         if dev.type == "cuda":
             backbone.compile_blocks()
         else:
-            _log.info("compile_blocks is only used on CUDA: running the backbone eagerly on %s", dev)
+            _log.info("compile is only used on CUDA: running the backbone eagerly on %s", dev)
     if meta is not None:
         identity = backbone_identity(backbone)
         if meta.backbone != identity:
             text = (
                 f"head checkpoint {head_path} was trained on backbone {meta.backbone or '<unknown>'!r}, "
-                f"but backbone {backbone_spec!r} has identity {identity!r}"
+                f"but backbone {spec.weights!r} has identity {identity!r}"
             )
             if strict_backbone:
                 raise CheckpointError(text + "; use the matching backbone or head")
@@ -378,10 +318,10 @@ def build_estimator(
         head,
         dev,
         amp,
-        preprocess_mode,
+        spec.preprocess_mode,
         constant_sigma=constant_sigma,
         head_metadata=meta,
-        token_cache=TokenCache(max_frames=token_cache_frames) if token_cache_frames > 0 else None,
+        token_cache=TokenCache(max_frames=token_cache_frames) if spec.token_cache and token_cache_frames > 0 else None,
     )
 
 
@@ -392,7 +332,4 @@ __all__ = [
     "WindowEstimator",
     "build_estimator",
     "constant_log_var",
-    "default_dtype",
-    "parse_dtype",
-    "resolve_device",
 ]

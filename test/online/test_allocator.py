@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from vggt_uncertainty_ros.allocator import pin_mmap_threshold
+from vggt_uncertainty_ros.online.allocator import pin_mmap_threshold
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")

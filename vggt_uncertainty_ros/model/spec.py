@@ -1,0 +1,76 @@
+"""The backbone settings: one type shared by the node's parameters, the trainer's and the evaluator's configs.
+
+Torch-free on purpose: configs are validated (and ``--help`` printed) without importing torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from vggt_uncertainty_ros.errors import ConfigError
+
+#: Backbone families (``BackboneSpec.name``).
+BACKBONES: tuple[str, ...] = ("vggt",)
+#: Autocast dtype names; ``auto`` is bfloat16 on CUDA and float32 on the CPU.
+DTYPES: tuple[str, ...] = ("auto", "float32", "float16", "bfloat16")
+#: Image preprocessing modes of VGGT's official ``load_and_preprocess_images``.
+PREPROCESS_MODES: tuple[str, ...] = ("crop", "pad")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Which frozen backbone runs, from which weights, where and how.
+
+    Attributes:
+        name: backbone family, one of :data:`BACKBONES`.
+        weights: ``"tiny"`` (small random model with fixed seed, for tests and plumbing), a local
+            checkpoint file (``.safetensors`` or ``.pt``), or a Hugging Face id
+            (``facebook/VGGT-1B``, optionally ``repo/id:file``).
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+            An unavailable CUDA falls back to the CPU with a warning in the node and is an error
+            offline (see :func:`vggt_uncertainty_ros.model.device.resolve_device`).
+        dtype: autocast dtype, one of :data:`DTYPES`; half precision is not used on the CPU.
+        preprocess_mode: ``crop`` or ``pad``, as VGGT's official preprocessing.
+        compile: ``torch.compile`` the transformer blocks on CUDA (ignored on the CPU).
+        token_cache: reuse the patch tokens of frames shared by overlapping windows.
+    """
+
+    name: str = "vggt"
+    weights: str = "tiny"
+    device: str = "auto"
+    dtype: str = "auto"
+    preprocess_mode: str = "crop"
+    compile: bool = True
+    token_cache: bool = True
+
+    def __post_init__(self) -> None:
+        for name, choices in (("name", BACKBONES), ("dtype", DTYPES), ("preprocess_mode", PREPROCESS_MODES)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"backbone.{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        for name in ("weights", "device"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"backbone.{name} must be a non-empty string; got {value!r}")
+        for name in ("compile", "token_cache"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"backbone.{name} must be true or false; got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], *, defaults: BackboneSpec | None = None) -> BackboneSpec:
+        """Build from a config section; unknown keys are an error naming them.
+
+        Raises:
+            ConfigError: an unknown key or an invalid value.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown backbone setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        base = {f.name: getattr(defaults or cls(), f.name) for f in fields(cls)}
+        return cls(**{**base, **values})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain mapping (YAML/JSON-ready)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
