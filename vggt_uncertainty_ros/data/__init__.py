@@ -13,8 +13,9 @@ Public API (see docs/ARCHITECTURE.md, "data"):
 * :mod:`~vggt_uncertainty_ros.data.synth`: ``synth.generate(out_dir, seed, n_frames, formats)``.
 """
 
+from typing import Any
+
 from vggt_uncertainty_ros.data import synth
-from vggt_uncertainty_ros.data.bags import BagReader, bag_topics, read_bag_trajectory
 from vggt_uncertainty_ros.data.groundtruth import GroundTruth, GtMode
 from vggt_uncertainty_ros.data.image_codec import (
     SUPPORTED_ENCODINGS,
@@ -46,6 +47,19 @@ from vggt_uncertainty_ros.data.windows import (
     load_window_config,
     window_indices,
 )
+
+#: names served lazily from data.bags: it imports ``rosbags``, an offline-tool dependency the
+#: node (which imports this package for the codec and windowing) must not need on a robot.
+_BAG_NAMES = ("BagReader", "bag_topics", "read_bag_trajectory")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BAG_NAMES:
+        from vggt_uncertainty_ros.data import bags
+
+        return getattr(bags, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_DEPTH_TOPIC",
