@@ -11,7 +11,13 @@ from rclpy.parameter import Parameter
 
 from vggt_uncertainty_ros.data.windows import load_window_config
 from vggt_uncertainty_ros.errors import ConfigError
-from vggt_uncertainty_ros.ros.params import DESCRIPTIONS, NodeParams, make_on_set_callback, parameter_defaults
+from vggt_uncertainty_ros.ros.params import (
+    DESCRIPTIONS,
+    NodeParams,
+    make_on_set_callback,
+    parameter_defaults,
+    unknown_parameter_warnings,
+)
 
 PARAMS_YAML = Path(__file__).resolve().parents[2] / "config" / "params.yaml"
 
@@ -85,3 +91,14 @@ def test_on_set_callback_validates_and_freezes_after_start_up():
     frozen = callback([Parameter("window_size", value=6)])
     assert not frozen.successful and "restart" in frozen.reason
     assert callback([Parameter("use_sim_time", value=True)]).successful
+
+
+def test_unknown_parameters_are_reported_with_the_closest_valid_name():
+    messages = unknown_parameter_warnings(
+        {"window_sise", "backbone.dtyp", "zzz", "window_size", "use_sim_time", "qos_overrides./image.reliability"}
+    )
+    assert messages == [
+        "unknown parameter 'backbone.dtyp' ignored (did you mean 'backbone.dtype'?)",
+        "unknown parameter 'window_sise' ignored (did you mean 'window_size'?)",
+        "unknown parameter 'zzz' ignored",
+    ]

@@ -7,6 +7,7 @@ reason ("restart the node"), except ``use_sim_time`` which rclpy handles itself.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -185,19 +186,53 @@ def check_value(name: str, value: Any) -> None:
             raise ConfigError(f"{bad}: must not be empty")
 
 
+#: parameters rclpy itself declares or reads on every node (never reported as unknown)
+RCLPY_PARAMETERS = ("use_sim_time", "start_type_description_service")
+RCLPY_PREFIXES = ("qos_overrides.",)
+
+
+def unknown_parameter_warnings(names: list[str] | set[str]) -> list[str]:
+    """One message per name that is no node parameter, with the closest valid name if any.
+
+    Names rclpy handles itself (``use_sim_time``, ``qos_overrides.*``, ...) are not reported.
+    """
+    known = sorted(DESCRIPTIONS)
+    messages = []
+    for name in sorted(names):
+        if name in DESCRIPTIONS or name in RCLPY_PARAMETERS or name.startswith(RCLPY_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        messages.append(f"unknown parameter {name!r} ignored{hint}")
+    return messages
+
+
 def declare_parameters(node: Node) -> NodeParams:
     """Declare every node parameter (with its description) and return the validated values.
+
+    ``node`` must be created with ``automatically_declare_parameters_from_overrides=True``:
+    every parameter given for it (params file section, ``-p``) is then visible, so names that
+    are no node parameter (a typo such as ``window_sise``) are logged as warnings with the
+    closest valid name, and undeclared again.
 
     Raises:
         ConfigError: if a value (from the command line or a params file) is invalid.
     """
+    given = set(node.list_parameters([], 0).names)  # depth 0: recursive
+    for message in unknown_parameter_warnings(given):
+        node.get_logger().warning(message)
     values: dict[str, Any] = {}
     for name, default in parameter_defaults().items():
         if isinstance(default, tuple):
             default = [float(v) for v in default]
+        if name in given:  # declared from the overrides without a description: declare it properly
+            node.undeclare_parameter(name)
         # dynamic typing: a YAML ``0`` for a float parameter is coerced here, not refused by rclpy
         descriptor = ParameterDescriptor(name=name, description=DESCRIPTIONS[name], dynamic_typing=True)
         values[name] = coerce(name, node.declare_parameter(name, default, descriptor).value)
+    for name in given - set(values):
+        if name not in RCLPY_PARAMETERS and not name.startswith(RCLPY_PREFIXES):
+            node.undeclare_parameter(name)
     return NodeParams.from_mapping(values)
 
 

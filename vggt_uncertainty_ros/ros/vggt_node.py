@@ -118,6 +118,8 @@ class VggtUncertaintyNode(Node):
     """
 
     def __init__(self, estimator: WindowEstimator | None = None, **kwargs: Any) -> None:
+        # every given parameter becomes visible, so unknown ones can be reported (declare_parameters)
+        kwargs.setdefault("automatically_declare_parameters_from_overrides", True)
         super().__init__(NODE_NAME, **kwargs)
         self.params = declare_parameters(self)
         self.add_on_set_parameters_callback(make_on_set_callback(lambda: True))
