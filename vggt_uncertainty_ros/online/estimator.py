@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class WindowEstimate:
     """Result of :meth:`WindowEstimator.estimate` for one window of ``S`` frames.

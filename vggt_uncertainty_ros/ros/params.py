@@ -27,6 +27,7 @@ _log = logging.getLogger(__name__)
 
 SCALE_SOURCES = ("none", "odometry")
 IMAGE_QOS = ("sensor_data", "reliable")
+IMAGE_TRANSPORTS = ("raw", "compressed")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class NodeParams:
     head_checkpoint: str = ""
     constant_sigma_rot_rad: float = 0.05
     constant_sigma_trans: float = 0.1
+    origin_sigma_rot_rad: float = 0.001
+    origin_sigma_trans: float = 0.001
     camera_frame: str = "camera_optical"
     base_frame: str = "base_link"
     odom_frame: str = "vggt_odom"
@@ -53,10 +56,13 @@ class NodeParams:
     odometry_topic: str = "odom"
     use_camera_info: bool = False
     camera_info_focal_tolerance: float = 0.2
+    image_transport: str = "raw"
     image_qos: str = "sensor_data"
     queue_depth: int = 2
-    publish_odometry: bool = False
+    publish_odometry: bool = True
+    publish_relative_pose: bool = False
     publish_tf: bool = False
+    tf_child_frame: str = ""
     diagnostics_period_s: float = 1.0
 
     def __post_init__(self) -> None:
@@ -96,6 +102,16 @@ class NodeParams:
         )
 
     @property
+    def tf_child(self) -> str:
+        """The child frame of the /tf output (``tf_child_frame``, or ``base_frame`` when empty)."""
+        return self.tf_child_frame.strip() or self.base_frame
+
+    @property
+    def origin_cov(self) -> np.ndarray:
+        """6x6 covariance of the base pose at the origin, ROS order ``[x, y, z, rotX, rotY, rotZ]``."""
+        return np.diag([self.origin_sigma_trans**2] * 3 + [self.origin_sigma_rot_rad**2] * 3)
+
+    @property
     def T_base_cam(self) -> np.ndarray:
         """4x4 pose of the camera (optical) frame in the base frame, metres."""
         xyz, quat = np.asarray(self.camera_to_base[:3]), np.asarray(self.camera_to_base[3:])
@@ -117,6 +133,8 @@ DESCRIPTIONS: dict[str, str] = {
     "head_checkpoint": "uncertainty-head .safetensors; empty = constant sigmas",
     "constant_sigma_rot_rad": "rotation sigma (rad) used without a head, > 0",
     "constant_sigma_trans": "translation sigma (node scale units) used without a head, > 0",
+    "origin_sigma_rot_rad": "rotation sigma (rad) of the base pose at the odom origin (a prior; keeps ~/pose SPD), > 0",
+    "origin_sigma_trans": "translation sigma (node scale units) of the base pose at the odom origin, > 0",
     "camera_frame": "camera optical frame id (OpenCV axes)",
     "base_frame": "robot base frame id whose pose ~/pose reports",
     "odom_frame": "fixed frame of ~/pose (origin = base at the first image)",
@@ -125,21 +143,27 @@ DESCRIPTIONS: dict[str, str] = {
     "odometry_topic": "nav_msgs/Odometry topic used as the scale source",
     "use_camera_info": "subscribe to camera_info and compare VGGT's focal lengths with its K on /diagnostics",
     "camera_info_focal_tolerance": "largest accepted |f_vggt / f_camera_info - 1| before /diagnostics warns, > 0",
+    "image_transport": "raw (sensor_msgs/Image on image) or compressed (CompressedImage on image/compressed)",
     "image_qos": "image subscription QoS: sensor_data (best effort) or reliable",
     "queue_depth": "windows waiting for inference; older ones are dropped beyond it, >= 1",
-    "publish_odometry": "also publish nav_msgs/Odometry on ~/odometry",
-    "publish_tf": "also broadcast odom_frame -> base_frame on /tf (needs tf2_msgs)",
+    "publish_odometry": "publish nav_msgs/Odometry (pose and body twist of base_frame) on ~/odometry",
+    "publish_relative_pose": "publish the anchor-frame measurements on ~/relative_pose (pose-graph consumers)",
+    "publish_tf": "broadcast odom_frame -> tf_child_frame on /tf (needs tf2_msgs; off: REP 105)",
+    "tf_child_frame": "child frame of the /tf output; empty = base_frame",
     "diagnostics_period_s": "period of /diagnostics in seconds, > 0",
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "scale_source": SCALE_SOURCES,
     "image_qos": IMAGE_QOS,
+    "image_transport": IMAGE_TRANSPORTS,
 }
 _MIN_INT = {"window_size": 2, "window_stride": 1, "keyframe_every": 1, "queue_depth": 1}
 _POSITIVE = (
     "constant_sigma_rot_rad",
     "constant_sigma_trans",
+    "origin_sigma_rot_rad",
+    "origin_sigma_trans",
     "diagnostics_period_s",
     "camera_info_focal_tolerance",
 )
