@@ -1,18 +1,28 @@
-"""The ``vggt_uncertainty_node`` node: images in, calibrated ``PoseWithCovarianceStamped`` out.
+"""The ``vggt_uncertainty_node`` node: images in, calibrated poses with covariance out.
 
 Subscribes:
-    ``image`` (``sensor_msgs/Image``; QoS from ``image_qos``), and ``odometry_topic``
-    (``nav_msgs/Odometry``) when ``scale_source`` is ``odometry``, and ``camera_info``
-    (``sensor_msgs/CameraInfo``, same QoS as the image) when ``use_camera_info`` is set: VGGT's
-    focal lengths are compared with its ``K`` on ``/diagnostics``
-    (:class:`~vggt_uncertainty_ros.online.intrinsics_check.FocalLengthMonitor`).
-Publishes (reliable, depth 10):
+    ``image`` (``sensor_msgs/Image``) with ``image_transport: raw``, or ``image/compressed``
+    (``sensor_msgs/CompressedImage``, JPEG/PNG; the name image_transport gives it, built from
+    the resolved ``image`` name so a remap of ``image`` carries over) with ``compressed``;
+    QoS from ``image_qos``. ``odometry_topic`` (``nav_msgs/Odometry``) when ``scale_source`` is
+    ``odometry``, and ``camera_info`` (``sensor_msgs/CameraInfo``, same QoS as the image) when
+    ``use_camera_info`` is set: VGGT's focal lengths are compared with its ``K`` on
+    ``/diagnostics`` (:class:`~vggt_uncertainty_ros.online.intrinsics_check.FocalLengthMonitor`).
+Publishes (reliable, depth 10; a reliable publisher also serves best-effort subscribers such
+as robot_localization's, which use ``SensorDataQoS``):
     ``~/pose`` (``PoseWithCovarianceStamped``): ``base_frame`` in ``odom_frame``, covariance
-    6x6 in ROS order ``[x, y, z, rotX, rotY, rotZ]`` in ``odom_frame``;
-    ``~/relative_pose``: one per frame i > 0 of each window, pose of camera i in the anchor
-    camera (window frame 0), ``header.stamp`` = frame i's stamp, ``header.frame_id`` =
-    ``"<camera_frame>@<sec>.<nanosec>"`` of the anchor (:mod:`vggt_uncertainty_ros.online.measurements`);
-    ``/diagnostics``; optionally ``~/odometry`` (``nav_msgs/Odometry``) and ``/tf``.
+    6x6 in ROS order ``[x, y, z, rotX, rotY, rotZ]`` in ``odom_frame``; the origin pose carries
+    the ``origin_sigma_*`` floor, so every covariance is positive definite;
+    ``~/odometry`` (``nav_msgs/Odometry``, ``publish_odometry``, default on): the same pose and
+    the body twist of ``base_frame`` in ``base_frame`` from the previous keyframe
+    (:mod:`vggt_uncertainty_ros.online.velocity`), both with covariance; none for the origin
+    frame, which has no previous keyframe;
+    ``~/relative_pose`` (opt-in, ``publish_relative_pose``): one per frame i > 0 of each
+    window, pose of camera i in the anchor camera (window frame 0), ``header.stamp`` = frame
+    i's stamp, ``header.frame_id`` = ``"<camera_frame>@<sec>.<nanosec>"`` of the anchor (no TF
+    frame: :mod:`vggt_uncertainty_ros.online.measurements`);
+    ``/tf`` (opt-in, ``publish_tf``): ``odom_frame`` -> ``tf_child_frame`` (default
+    ``base_frame``) at the newest pose; ``/diagnostics``.
 
 Callbacks run on a single-threaded executor and only decode, window and queue; the model
 runs on :class:`~vggt_uncertainty_ros.online.worker.InferenceWorker`'s thread. The process entry
@@ -28,6 +38,7 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -37,7 +48,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from vggt_uncertainty_ros.data.image_codec import SUPPORTED_ENCODINGS
 from vggt_uncertainty_ros.errors import ConfigError, ImageEncodingError, VggtUncertaintyError
@@ -47,10 +58,12 @@ from vggt_uncertainty_ros.online.estimator import WindowEstimator
 from vggt_uncertainty_ros.online.intrinsics_check import CameraInfoError, FocalLengthMonitor
 from vggt_uncertainty_ros.online.measurements import format_anchor_frame_id
 from vggt_uncertainty_ros.online.tracking import FrameStream, StreamEvent, TrajectoryTracker, WindowJob, WindowOutput
+from vggt_uncertainty_ros.online.velocity import window_twists
 from vggt_uncertainty_ros.online.worker import InferenceWorker, classify_error
 from vggt_uncertainty_ros.ros import diagnostics as diag
 from vggt_uncertainty_ros.ros.conversions import (
     camera_info_intrinsics,
+    compressed_image_to_rgb,
     image_msg_to_rgb,
     odometry_msg,
     odometry_to_matrix,
@@ -72,7 +85,8 @@ NODE_NAME = "vggt_uncertainty_node"
 #: longest the main loop waits in the executor before it checks for a shutdown request, s
 SPIN_SLICE_S = 0.1
 
-#: QoS of every output: reliable, keep last 10 (robot_localization's default subscription).
+#: QoS of every output: reliable, keep last 10. robot_localization's ekf subscribes with
+#: SensorDataQoS (best effort), which a reliable publisher serves as well.
 OUTPUT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 RELIABLE_IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 
@@ -130,6 +144,7 @@ class VggtUncertaintyNode(Node):
             p.scale_source,
             self._estimator.scale_convention,
             max_known=max(64, 4 * p.window_size),  # the next window's anchor must still be known
+            origin_cov=p.origin_cov,
         )
         self._stream = FrameStream(p.window_config)
         self._counters = diag.InputCounters()
@@ -137,7 +152,9 @@ class VggtUncertaintyNode(Node):
         self._focal = FocalLengthMonitor(p.camera_info_focal_tolerance) if p.use_camera_info else None
 
         self._pose_pub = self.create_publisher(PoseWithCovarianceStamped, "~/pose", OUTPUT_QOS)
-        self._relative_pub = self.create_publisher(PoseWithCovarianceStamped, "~/relative_pose", OUTPUT_QOS)
+        self._relative_pub = None
+        if p.publish_relative_pose:
+            self._relative_pub = self.create_publisher(PoseWithCovarianceStamped, "~/relative_pose", OUTPUT_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self._odom_pub = self.create_publisher(Odometry, "~/odometry", OUTPUT_QOS) if p.publish_odometry else None
         self._tf_pub = None
@@ -148,7 +165,13 @@ class VggtUncertaintyNode(Node):
                 self._tf_pub = self.create_publisher(TFMessage, "/tf", OUTPUT_QOS)
 
         image_qos = qos_profile_sensor_data if p.image_qos == "sensor_data" else RELIABLE_IMAGE_QOS
-        self._image_sub = self.create_subscription(Image, "image", self._on_image, image_qos)
+        if p.image_transport == "compressed":
+            # image_transport's naming: the resolved base topic (remaps applied) + "/compressed"
+            topic = self.resolve_topic_name("image") + "/compressed"
+            self._image_sub = self.create_subscription(CompressedImage, topic, self._on_compressed, image_qos)
+        else:
+            topic = "image"
+            self._image_sub = self.create_subscription(Image, topic, self._on_image, image_qos)
         self._odom_sub = None
         if p.scale_source == "odometry":
             self._odom_sub = self.create_subscription(Odometry, p.odometry_topic, self._on_odometry, 50)
@@ -165,7 +188,7 @@ class VggtUncertaintyNode(Node):
             f"ready: window {p.window_size}/stride {p.window_stride}, "
             f"backbone {p.backbone.name} {p.backbone.weights!r}, "
             f"head {p.head_checkpoint or '<constant sigma>'!r}, device {self._estimator.device}, "
-            f"scale {p.scale_source}, image QoS {p.image_qos}"
+            f"scale {p.scale_source}, images {p.image_transport} on {self._image_sub.topic_name} ({p.image_qos})"
         )
 
     # -- executor callbacks (short, never wait for the model) ------------------------------
@@ -181,12 +204,32 @@ class VggtUncertaintyNode(Node):
         else:
             detail = f"encoding {msg.encoding!r}, {msg.height}x{msg.width}, step {msg.step}, {len(msg.data)} bytes"
         if reason is not None:
-            self._counters.reject(reason)
-            self.get_logger().warning(f"image rejected ({reason}): {detail}", throttle_duration_sec=5.0)
+            self._reject(reason, detail)
             return
+        self._admit(image, stamp_to_ns(msg.header.stamp))
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._counters.receive()
+        if not msg.data:
+            self._reject(diag.REJECT_SIZE, f"empty CompressedImage (format {msg.format!r})")
+            return
+        try:
+            image = compressed_image_to_rgb(msg)
+        except ImageEncodingError as err:
+            depth = "depth" in msg.format.lower()
+            self._reject(diag.REJECT_ENCODING if depth else diag.REJECT_DECODE, str(err))
+            return
+        self._admit(image, stamp_to_ns(msg.header.stamp))
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self._counters.reject(reason)
+        self.get_logger().warning(f"image rejected ({reason}): {detail}", throttle_duration_sec=5.0)
+
+    def _admit(self, image: np.ndarray, stamp_ns: int) -> None:
+        """Window one decoded ``[H,W,3]`` uint8 RGB image (raw or compressed input alike)."""
         if self._focal is not None:
-            self._focal.observe_image_size(msg.width, msg.height)
-        result = self._stream.push(image, stamp_to_ns(msg.header.stamp))
+            self._focal.observe_image_size(image.shape[1], image.shape[0])
+        result = self._stream.push(image, stamp_ns)
         if result.event is StreamEvent.DUPLICATE_STAMP:
             self._counters.drop(diag.DROP_DUPLICATE)
             return
@@ -244,22 +287,42 @@ class VggtUncertaintyNode(Node):
         if output is None:  # stale: a reset happened while the window was in flight
             return
         p = self.params
-        for m in output.relative:
-            frame_id = format_anchor_frame_id(p.camera_frame, m.anchor_stamp_ns)
-            self._relative_pub.publish(pose_with_covariance_msg(m.T_0_i, m.cov_ros, frame_id, m.stamp_ns))
+        if self._relative_pub is not None:
+            for m in output.relative:
+                frame_id = format_anchor_frame_id(p.camera_frame, m.anchor_stamp_ns)
+                self._relative_pub.publish(pose_with_covariance_msg(m.T_0_i, m.cov_ros, frame_id, m.stamp_ns))
+        twists = self._window_twists(output) if self._odom_pub is not None else {}
         for pose in output.poses:
             self._pose_pub.publish(
                 pose_with_covariance_msg(pose.T_odom_base, pose.cov_ros, p.odom_frame, pose.stamp_ns)
             )
-            if self._odom_pub is not None:
+            twist = twists.get(pose.stamp_ns)
+            if self._odom_pub is not None and twist is not None:
                 self._odom_pub.publish(
-                    odometry_msg(pose.T_odom_base, pose.cov_ros, p.odom_frame, p.base_frame, pose.stamp_ns)
+                    odometry_msg(
+                        pose.T_odom_base,
+                        pose.cov_ros,
+                        p.odom_frame,
+                        p.base_frame,
+                        pose.stamp_ns,
+                        twist=twist.twist,
+                        twist_cov=twist.cov,
+                    )
                 )
         if self._tf_pub is not None and output.poses:
             last = output.poses[-1]
             self._tf_pub.publish(
-                TFMessage(transforms=[transform_msg(last.T_odom_base, p.odom_frame, p.base_frame, last.stamp_ns)])
+                TFMessage(transforms=[transform_msg(last.T_odom_base, p.odom_frame, p.tf_child, last.stamp_ns)])
             )
+
+    def _window_twists(self, output: WindowOutput) -> dict:
+        """Body twist at each of the window's frames i >= 1 (from frame i-1), keyed by stamp (ns)."""
+        if not output.relative:
+            return {}
+        stamps = [output.relative[0].anchor_stamp_ns] + [m.stamp_ns for m in output.relative]
+        poses = [np.eye(4)] + [m.T_0_i for m in output.relative]
+        covs = [np.zeros((6, 6))] + [m.cov_ros for m in output.relative]
+        return window_twists(stamps, poses, covs, self.params.T_base_cam)
 
     # -- diagnostics ------------------------------------------------------------------------
 
