@@ -169,6 +169,7 @@ def _node_params(cfg: DemoConfig, head: Path, path: Path) -> Path:
         head_checkpoint=str(head.resolve()),
         image_qos="reliable",
         queue_depth=2,
+        publish_relative_pose=True,  # opt-in: the evaluator judges these measurements
     )
     section["backbone"].update(weights=cfg.backbone, device=cfg.device)
     path.write_text(yaml.safe_dump(doc))

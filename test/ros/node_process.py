@@ -89,11 +89,14 @@ def write_params(path: Path, **overrides: Any) -> Path:
     return path
 
 
-def start_node(params_file: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """``python -m vggt_uncertainty_ros.ros.node --ros-args --params-file <params_file>``."""
+def start_node(
+    params_file: Path, env: dict[str, str], log_path: Path, extra_args: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """``python -m vggt_uncertainty_ros.ros.node --ros-args --params-file <params_file> <extra_args>``."""
     log = log_path.open("wb")
+    cmd = [sys.executable, "-m", "vggt_uncertainty_ros.ros.node", "--ros-args", "--params-file", str(params_file)]
     return subprocess.Popen(
-        [sys.executable, "-m", "vggt_uncertainty_ros.ros.node", "--ros-args", "--params-file", str(params_file)],
+        [*cmd, *extra_args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
