@@ -15,6 +15,8 @@ $(VENV)/.installed: setup.py constraints.txt
 	# torch first and pinned (constraints.txt): 2.13.0 CPU is on local disk; an open range pulls GBs of CUDA.
 	$(PY) -m pip install --quiet -c constraints.txt torch
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[ros,dev]"
+	# `ros2 launch` (launch, launch_ros, ros2cli from source; no pip wheels) for the launch tests
+	bash ../shared/ros2_launch/install.sh $(VENV)
 	touch $@
 
 venv: $(VENV)/.installed
