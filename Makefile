@@ -15,16 +15,19 @@ $(VENV)/.installed: setup.py constraints.txt
 	# torch first and pinned (constraints.txt): 2.13.0 CPU is on local disk; an open range pulls GBs of CUDA.
 	$(PY) -m pip install --quiet -c constraints.txt torch
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[ros,dev]"
-	# `ros2 launch` (launch, launch_ros, ros2cli from source; no pip wheels) for the launch tests
-	bash ../shared/ros2_launch/install.sh $(VENV)
 	touch $@
+
+# `ros2 launch` (launch, launch_ros, ros2cli built from ../shared sources; no pip wheels) for
+# the launch tests (test/ros/test_ros_launch_run.py). Tests only: the product does not need it.
+$(VENV)/bin/ros2: $(VENV)/.installed
+	bash ../shared/ros2_launch/install.sh $(VENV)
 
 venv: $(VENV)/.installed
 
 demo: venv
 	$(VENV)/bin/vggt-uncertainty demo --out demo_out
 
-test: venv
+test: venv $(VENV)/bin/ros2
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q test
 
