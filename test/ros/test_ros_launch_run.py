@@ -152,3 +152,33 @@ def test_ctrl_c_to_the_process_group_ten_times_in_a_row_exits_zero(install, tmp_
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         assert waited < 5.0, f"run {run}: {waited:.1f} s"
+
+
+def test_pip_branch_without_ament_prefix_path_and_an_absolute_namespace(install, tmp_path):
+    """The launch file by path, no ament index: ExecuteProcess of the script on PATH, ``/robot1``."""
+    env = ros_env(tmp_path / "ros_log", domain_id(offset=47))
+    env.pop("AMENT_PREFIX_PATH", None)
+    params = write_params(tmp_path / "params.yaml", **{"backbone.device": "cpu"}, window_size=2, window_stride=1)
+    prefix = Path(install["AMENT_PREFIX_PATH"])
+    pip_env = {
+        "PYTHONPATH": install["PYTHONPATH"],
+        "PATH": f"{prefix / 'lib' / PACKAGE}:{install['PATH']}",  # the node's script, as pip puts it on PATH
+    }
+    launch_file = prefix / "share" / PACKAGE / "launch" / "node.launch.py"
+    log_path = tmp_path / "launch.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(ROS2), "launch", str(launch_file), f"params_file:={params}", "namespace:=/robot1"],
+            env={**env, **pip_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_for_line(log_path, "[robot1.vggt_uncertainty_node]: ready:", proc)
+        waited = _ctrl_c(proc, log_path)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert waited < 5.0

@@ -63,6 +63,8 @@ def test_default_extrinsic_is_an_optical_frame_looking_forward():
         ({"keyframe_min_gap_s": -1.0}, "keyframe_min_gap_s"),
         ({"camera_frame": " "}, "camera_frame"),
         ({"publish_tf": "yes"}, "publish_tf"),
+        ({"image_transport": "theora"}, "image_transport"),
+        ({"origin_sigma_rot_rad": 0.0}, "origin_sigma_rot_rad"),
         ({"backbone.dtype": "int8"}, "dtype"),
         ({"backbone.preprocess_mode": "stretch"}, "preprocess_mode"),
         ({"backbone.weights": ""}, "weights"),
@@ -102,3 +104,12 @@ def test_unknown_parameters_are_reported_with_the_closest_valid_name():
         "unknown parameter 'window_sise' ignored (did you mean 'window_size'?)",
         "unknown parameter 'zzz' ignored",
     ]
+
+
+def test_default_outputs_name_only_real_frames_and_leave_tf_alone():
+    p = NodeParams()
+    assert p.publish_odometry and not p.publish_relative_pose and not p.publish_tf  # REP 105: no second parent
+    assert p.tf_child == "base_link" and NodeParams(tf_child_frame="vggt_base_link").tf_child == "vggt_base_link"
+    assert p.image_transport == "raw"
+    np.testing.assert_allclose(np.diag(p.origin_cov), [1e-6] * 6)
+    assert np.linalg.eigvalsh(p.origin_cov).min() > 0
