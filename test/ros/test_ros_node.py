@@ -301,7 +301,6 @@ def test_over_rate_stream_drops_by_policy_with_flat_memory(session, main_run):
     except AssertionError as err:
         raise AssertionError(f"{err}: {d.latest_diagnostics()} (before: {v0})") from None
     assert delta(v, "windows_dropped") >= 1 and delta(v, "windows_failed") == 0
-    assert int(v["windows_dropped/queue_full"]) == int(v["windows_dropped"])  # the only drop reason
     with d.lock:
         depths = [int(s["queue_depth"]) for s in d.diagnostics]
     assert max(depths) <= 2, "the queue never exceeds queue_depth"
