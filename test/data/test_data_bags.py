@@ -15,8 +15,8 @@ from vggt_uncertainty_ros.data import (
     read_tum_trajectory,
     synth,
 )
-from vggt_uncertainty_ros.data.bags import Ros1SequenceWriter, Ros2SequenceWriter
 from vggt_uncertainty_ros.data.synth import Renderer, plan_sequence
+from vggt_uncertainty_ros.data.writers import Ros1SequenceWriter, Ros2SequenceWriter
 from vggt_uncertainty_ros.errors import TopicNotFoundError
 
 SEED, N, W, H = 7, 10, 64, 48

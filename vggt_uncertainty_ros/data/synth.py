@@ -29,6 +29,7 @@ from typing import Protocol
 
 import numpy as np
 
+from vggt_uncertainty_ros.data.writers import Ros1SequenceWriter, Ros2SequenceWriter, TumFolderWriter
 from vggt_uncertainty_ros.errors import DataError
 
 __all__ = [
@@ -635,9 +636,6 @@ class SequenceWriter(Protocol):
 def _open_writers(
     out: Path, formats: Sequence[str], ros2_storage: str, K: np.ndarray, size: tuple[int, int]
 ) -> tuple[dict[str, SequenceWriter], dict[str, Path]]:
-    from vggt_uncertainty_ros.data.bags import Ros1SequenceWriter, Ros2SequenceWriter
-    from vggt_uncertainty_ros.data.writers import TumFolderWriter
-
     writers: dict[str, SequenceWriter] = {}
     paths: dict[str, Path] = {}
     try:

@@ -10,7 +10,7 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 
-from vggt_uncertainty_ros.data.sequence import TUM_DEPTH_SCALE
+from vggt_uncertainty_ros.data.layout import TUM_DEPTH_SCALE
 from vggt_uncertainty_ros.data.tum import (
     format_stamp,
     write_tum_list,
