@@ -12,6 +12,7 @@ Public API (see docs/ARCHITECTURE.md, "data"):
   the one way to open any sequence;
 * :class:`BagFile`: raw/deserialised messages of any topic of a bag (reader errors -> ``DataError``);
 * :class:`TumFolderWriter`, :class:`Ros1SequenceWriter`, :class:`Ros2SequenceWriter`;
+  :class:`RawRos2BagWriter` (already-serialised messages);
 * :func:`read_tum_trajectory`, :func:`write_tum_trajectory`, :func:`associate`;
 * :mod:`~vggt_uncertainty_ros.data.image_codec`: :func:`decode_image`, :func:`encode_image`,
   :func:`decode_image_rgb8`, :func:`to_rgb8`;
@@ -57,7 +58,7 @@ from vggt_uncertainty_ros.data.windows import (
     load_window_config,
     window_indices,
 )
-from vggt_uncertainty_ros.data.writers import Ros1SequenceWriter, Ros2SequenceWriter, TumFolderWriter
+from vggt_uncertainty_ros.data.writers import RawRos2BagWriter, Ros1SequenceWriter, Ros2SequenceWriter, TumFolderWriter
 
 __all__ = [
     "DEFAULT_DEPTH_TOPIC",
@@ -69,6 +70,7 @@ __all__ = [
     "Frame",
     "GroundTruth",
     "GtMode",
+    "RawRos2BagWriter",
     "Ros1SequenceWriter",
     "Ros2SequenceWriter",
     "SequenceReader",

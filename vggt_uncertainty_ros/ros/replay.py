@@ -2,9 +2,9 @@
 
 This is what ``ros2 bag play`` + ``ros2 bag record`` do on a ROS install; pip users have
 neither (ros2cli is not on PyPI), so the demo and the tests use this module instead. Bags
-are read through the data layer's :class:`~vggt_uncertainty_ros.data.BagFile` and written with
-``rosbags``; messages travel through real rclpy publishers and
-subscriptions.
+are read and written through the data layer (:class:`~vggt_uncertainty_ros.data.BagFile`,
+:class:`~vggt_uncertainty_ros.data.RawRos2BagWriter`, both over ``rosbags``); messages travel
+through real rclpy publishers and subscriptions.
 
 * Images from a ROS 2 bag are published as their stored CDR bytes (no re-encoding); images
   from a ROS 1 bag are deserialised with ``rosbags`` and rebuilt as ``sensor_msgs/Image``.
@@ -25,11 +25,9 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import Image
 
-from vggt_uncertainty_ros.data import BagFile
+from vggt_uncertainty_ros.data import BagFile, RawRos2BagWriter
 
 _log = logging.getLogger(__name__)
 
@@ -81,16 +79,11 @@ class _Recorder:
 
     def close(self) -> None:
         """Write the recorded messages, in arrival order, to the output bag."""
-        typestore = get_typestore(Stores.ROS2_KILTED)
-        writer = Writer(self._out_bag, version=9, storage_plugin=StoragePlugin.SQLITE3)
-        writer.open()
-        try:
-            conns = {t: writer.add_connection(t, msgtype, typestore=typestore) for t, msgtype in self._types.items()}
-            with self._lock:
-                for topic, t_ns, data in self._messages:
-                    writer.write(conns[topic], t_ns, data)
-        finally:
-            writer.close()
+        with RawRos2BagWriter(self._out_bag, storage="sqlite3") as writer, self._lock:
+            for topic, msgtype in self._types.items():
+                writer.add_topic(topic, msgtype)
+            for topic, t_ns, data in self._messages:
+                writer.write(topic, self._types[topic], t_ns, data)
 
 
 def message_class(type_name: str) -> type:

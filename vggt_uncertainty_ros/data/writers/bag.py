@@ -34,12 +34,13 @@ from vggt_uncertainty_ros.data.layout import (
 )
 from vggt_uncertainty_ros.errors import DataError
 
-__all__ = ["Ros1SequenceWriter", "Ros2SequenceWriter"]
+__all__ = ["RawRos2BagWriter", "Ros1SequenceWriter", "Ros2SequenceWriter"]
 
 _W = TypeVar("_W", bound="_SequenceBagWriter")
 
 #: send the static chain with every n-th motion-capture message (tf1 has no /tf_static)
 _STATIC_EVERY = 10
+_ROS2_STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 
 
 class _SequenceBagWriter:
@@ -230,7 +231,7 @@ class Ros2SequenceWriter(_SequenceBagWriter):
         super().__init__(K, size)
         self.path = Path(path)
         self.ts = get_typestore(Stores.ROS2_HUMBLE)
-        plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}.get(storage)
+        plugin = _ROS2_STORAGES.get(storage)
         if plugin is None:
             raise DataError(f"unknown ROS 2 storage {storage!r}; choose sqlite3 or mcap")
         try:
@@ -245,6 +246,71 @@ class Ros2SequenceWriter(_SequenceBagWriter):
         if conn is None:
             conn = self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=self.ts)
         self._writer.write(conn, int(stamp_ns), self.ts.serialize_cdr(msg, msgtype))
+
+    def close(self) -> None:
+        """Finish the bag (writes ``metadata.yaml``)."""
+        self._writer.close()
+
+
+class RawRos2BagWriter:
+    """A ROS 2 bag of messages that are already CDR bytes (e.g. what an rclpy subscription received).
+
+    Connections are added on first use of a topic; the message definitions stored with them
+    come from ``rosbags``' ROS 2 Kilted type store.
+
+    Args:
+        path: Output bag directory (must not exist).
+        storage: ``sqlite3`` or ``mcap``.
+
+    Raises:
+        DataError: The bag cannot be created or written, or a topic changes its type.
+    """
+
+    def __init__(self, path: str | Path, storage: str = "sqlite3") -> None:
+        self.path = Path(path)
+        plugin = _ROS2_STORAGES.get(storage)
+        if plugin is None:
+            raise DataError(f"unknown ROS 2 storage {storage!r}; choose sqlite3 or mcap")
+        self.ts = get_typestore(Stores.ROS2_KILTED)
+        try:
+            self._writer = Ros2Writer(self.path, version=9, storage_plugin=plugin)
+            self._writer.open()
+        except Exception as err:  # rosbags raises WriterError / OSError
+            raise DataError(f"cannot create ROS 2 bag {self.path}: {err}") from err
+        self._conns: dict[str, tuple[str, Any]] = {}
+
+    def __enter__(self) -> RawRos2BagWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        """Declare ``topic`` (so it is listed in the bag even without messages); idempotent."""
+        known = self._conns.get(topic)
+        if known is not None:
+            if known[0] != msgtype:
+                raise DataError(f"{self.path}: topic {topic!r} already holds {known[0]}, not {msgtype}")
+            return
+        try:
+            self._conns[topic] = (msgtype, self._writer.add_connection(topic, msgtype, typestore=self.ts))
+        except Exception as err:  # rosbags' WriterError, a type the store does not know
+            raise DataError(f"cannot add topic {topic!r} ({msgtype}) to {self.path}: {err}") from err
+
+    def write(self, topic: str, msgtype: str, log_time_ns: int, cdr: bytes) -> None:
+        """Append one message (declaring its topic on first use).
+
+        Args:
+            topic: Topic name.
+            msgtype: ROS 2 type name, e.g. ``geometry_msgs/msg/PoseWithCovarianceStamped``.
+            log_time_ns: Bag (receive) time, integer nanoseconds.
+            cdr: The serialised message.
+        """
+        self.add_topic(topic, msgtype)
+        try:
+            self._writer.write(self._conns[topic][1], int(log_time_ns), cdr)
+        except Exception as err:  # rosbags' WriterError, sqlite3/OS errors
+            raise DataError(f"cannot write {topic!r} ({msgtype}) to {self.path}: {err}") from err
 
     def close(self) -> None:
         """Finish the bag (writes ``metadata.yaml``)."""
