@@ -181,7 +181,9 @@ def make_scene(rng: np.random.Generator, n_boxes: int = 5) -> Scene:
     room_hi = np.array([half[0], half[1], height])
     cam_lo = np.array([-1.0, -0.8, 1.0])
     cam_hi = np.array([1.0, 0.8, 1.7])
-    centres, halves, yaws = [], [], []
+    centres: list[np.ndarray] = []
+    halves: list[np.ndarray] = []
+    yaws: list[float] = []
     keep_out_lo, keep_out_hi = cam_lo[:2] - 0.6, cam_hi[:2] + 0.6
     while len(centres) < n_boxes:
         h = np.array([rng.uniform(0.15, 0.5), rng.uniform(0.15, 0.5), rng.uniform(0.2, 0.7)])
