@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rosbags.typesys import Stores, get_typestore
 
-from vggt_uncertainty_ros.data import BagFile, BagMessage, open_sequence, synth
+from vggt_uncertainty_ros.data import BagFile, BagMessage, RawRos2BagWriter, open_sequence, read_bag_trajectory, synth
 from vggt_uncertainty_ros.data.writers import Ros1SequenceWriter
 from vggt_uncertainty_ros.errors import DataError, TopicNotFoundError
 
@@ -108,3 +109,26 @@ def test_bag_file_streams_in_order_and_lists_topics(bags: synth.SynthResult) -> 
         BagFile(bags.paths["ros1"]).topics  # noqa: B018 - the property access is the test
     with pytest.raises(DataError, match="does not exist"):
         BagFile(bags.paths["ros1"].with_name("missing.bag")).open()
+
+
+def test_zero_quaternion_on_tf_is_a_data_error(tmp_path: Path) -> None:
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    t = ts.types
+
+    def tf(w: float) -> bytes:
+        transform = t["geometry_msgs/msg/TransformStamped"](
+            header=t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="world"),
+            child_frame_id="cam",
+            transform=t["geometry_msgs/msg/Transform"](
+                translation=t["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+                rotation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=w),
+            ),
+        )
+        return ts.serialize_cdr(t["tf2_msgs/msg/TFMessage"](transforms=[transform]), "tf2_msgs/msg/TFMessage")
+
+    path = tmp_path / "zero_quat"
+    with RawRos2BagWriter(path) as writer:
+        writer.write("/tf", "tf2_msgs/msg/TFMessage", 1, tf(1.0))
+        writer.write("/tf", "tf2_msgs/msg/TFMessage", 2, tf(0.0))
+    with pytest.raises(DataError, match=r"zero_quat: 1 transform\(s\) world -> cam on /tf have non-finite"):
+        read_bag_trajectory(path, world_frame="world", camera_frame="cam")

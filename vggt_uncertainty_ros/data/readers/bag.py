@@ -258,6 +258,12 @@ def _tf_samples(bag: BagFile) -> dict[tuple[str, str], tuple[np.ndarray, np.ndar
     edges = {}
     for key, (stamps, values) in raw_edges.items():
         v = np.asarray(values, dtype=np.float64)
+        bad = ~np.all(np.isfinite(v), axis=1) | (np.linalg.norm(v[:, 3:], axis=1) < 1e-12)
+        if bad.any():
+            raise DataError(
+                f"{bag.path}: {int(bad.sum())} transform(s) {key[0]} -> {key[1]} on /tf have non-finite "
+                "values or a zero quaternion"
+            )
         T = np.tile(np.eye(4), (len(v), 1, 1))
         T[:, :3, :3] = Rotation.from_quat(v[:, 3:]).as_matrix()
         T[:, :3, 3] = v[:, :3]
