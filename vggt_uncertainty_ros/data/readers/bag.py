@@ -443,9 +443,7 @@ class BagReader(SequenceReader):
 
     def _decode_rgb(self, msg: Any) -> np.ndarray | None:
         try:
-            return decode_image_rgb8(
-                msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data
-            )
+            return decode_image_rgb8(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
         except ImageEncodingError as err:
             self.warnings.add("undecodable_images", f"{self.path}: {err}")
             return None
@@ -462,9 +460,7 @@ class BagReader(SequenceReader):
             depth = arr.astype(np.float32) / np.float32(1000.0)
             depth[arr == 0] = np.nan
             return depth
-        self.warnings.add(
-            "undecodable_depth", f"{self.path}: depth encoding {msg.encoding!r} is not 32FC1/16UC1"
-        )
+        self.warnings.add("undecodable_depth", f"{self.path}: depth encoding {msg.encoding!r} is not 32FC1/16UC1")
         return None
 
     def frames(self) -> Iterator[Frame]:
@@ -491,9 +487,7 @@ class BagReader(SequenceReader):
                     if not cand[2] and dt < self.max_dt_ns and (best is None or dt < abs(best[0] - stamp)):
                         best = cand
                 if best is None:
-                    self.warnings.add(
-                        "unassociated_depth", f"{self.path}: no depth within max_dt of {stamp} ns"
-                    )
+                    self.warnings.add("unassociated_depth", f"{self.path}: no depth within max_dt of {stamp} ns")
                 else:
                     best[2] = True
                     depth = self._decode_depth(best[1])
@@ -507,9 +501,7 @@ class BagReader(SequenceReader):
             stamp = _stamp_ns(msg.header)
             if message.topic == self.image_topic:
                 if last_stamp is not None and stamp == last_stamp:
-                    self.warnings.add(
-                        "duplicate_stamps", f"{self.path}:{self.image_topic}: repeated stamp {stamp} ns"
-                    )
+                    self.warnings.add("duplicate_stamps", f"{self.path}:{self.image_topic}: repeated stamp {stamp} ns")
                 elif last_stamp is not None and stamp < last_stamp:
                     self.warnings.add(
                         "out_of_order_stamps", f"{self.path}:{self.image_topic}: {stamp} ns < {last_stamp} ns"
@@ -526,8 +518,7 @@ class BagReader(SequenceReader):
                 depths.append([stamp, msg, False])
                 latest_depth = max(latest_depth, stamp)
             while pending and (
-                latest_depth >= pending[0][0] + self.max_dt_ns
-                or latest_rgb - pending[0][0] > self._LOOKAHEAD_NS
+                latest_depth >= pending[0][0] + self.max_dt_ns or latest_rgb - pending[0][0] > self._LOOKAHEAD_NS
             ):
                 frame = emit(*pending.popleft())
                 if frame is not None:

@@ -80,9 +80,7 @@ class _SequenceBagWriter:
             header=self._header("__tf_inner__", stamp_ns, parent),
             child_frame_id=self._name(child),
             transform=types["geometry_msgs/msg/Transform"](
-                translation=types["geometry_msgs/msg/Vector3"](
-                    x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])
-                ),
+                translation=types["geometry_msgs/msg/Vector3"](x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
                 rotation=types["geometry_msgs/msg/Quaternion"](
                     x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])
                 ),
@@ -117,9 +115,7 @@ class _SequenceBagWriter:
             distortion_model="plumb_bob",
             binning_x=0,
             binning_y=0,
-            roi=types["sensor_msgs/msg/RegionOfInterest"](
-                x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
-            ),
+            roi=types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
             **fields,
         )
 
@@ -155,9 +151,7 @@ class _SequenceBagWriter:
         frame = TUM_FRAMES["depth_optical"]
         info = self._camera_info(DEPTH_INFO_TOPIC, stamp_ns, frame)
         self._write(DEPTH_INFO_TOPIC, stamp_ns, info, "sensor_msgs/msg/CameraInfo")
-        image = self._image(
-            DEFAULT_DEPTH_TOPIC, stamp_ns, frame, np.asarray(depth_m, dtype=np.float32), "32FC1"
-        )
+        image = self._image(DEFAULT_DEPTH_TOPIC, stamp_ns, frame, np.asarray(depth_m, dtype=np.float32), "32FC1")
         self._write(DEFAULT_DEPTH_TOPIC, stamp_ns, image, "sensor_msgs/msg/Image")
 
     def _write(self, topic: str, stamp_ns: int, msg: Any, msgtype: str) -> None:
@@ -183,9 +177,7 @@ class Ros1SequenceWriter(_SequenceBagWriter):
         compression: ``None`` (default; fastest to read), ``"bz2"`` or ``"lz4"`` chunks.
     """
 
-    def __init__(
-        self, path: str | Path, K: np.ndarray, size: tuple[int, int], compression: str | None = None
-    ) -> None:
+    def __init__(self, path: str | Path, K: np.ndarray, size: tuple[int, int], compression: str | None = None) -> None:
         super().__init__(K, size)
         self.path = Path(path)
         self.ts = get_typestore(Stores.ROS1_NOETIC)
@@ -225,9 +217,7 @@ class Ros2SequenceWriter(_SequenceBagWriter):
 
     ros2 = True
 
-    def __init__(
-        self, path: str | Path, K: np.ndarray, size: tuple[int, int], storage: str = "sqlite3"
-    ) -> None:
+    def __init__(self, path: str | Path, K: np.ndarray, size: tuple[int, int], storage: str = "sqlite3") -> None:
         super().__init__(K, size)
         self.path = Path(path)
         self.ts = get_typestore(Stores.ROS2_HUMBLE)
