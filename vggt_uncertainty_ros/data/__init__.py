@@ -8,7 +8,7 @@ Layout by job: :mod:`~vggt_uncertainty_ros.data.readers` (TUM folder, bags),
 Public API (see docs/ARCHITECTURE.md, "data"):
 
 * :class:`Frame`, :class:`WarningCounter`;
-* :func:`open_sequence` -> streaming :class:`SequenceReader` (TUM folder, ``.bag``, ROS 2 bag),
+* :func:`open_sequence` -> streaming :class:`SequenceReader` (TUM folder, ``.bag``, ROS 2 bag, image folder),
   the one way to open any sequence;
 * :class:`BagFile`: raw/deserialised messages of any topic of a bag (reader errors -> ``DataError``);
 * :class:`TumFolderWriter`, :class:`Ros1SequenceWriter`, :class:`Ros2SequenceWriter`;
@@ -36,6 +36,7 @@ from vggt_uncertainty_ros.data.readers import (
     BagFile,
     BagMessage,
     BagReader,
+    ImageFolderReader,
     SequenceReader,
     TumFolderReader,
     bag_topics,
@@ -70,6 +71,7 @@ __all__ = [
     "Frame",
     "GroundTruth",
     "GtMode",
+    "ImageFolderReader",
     "RawRos2BagWriter",
     "Ros1SequenceWriter",
     "Ros2SequenceWriter",
