@@ -333,9 +333,11 @@ def read_bag_trajectory(
 class BagReader(SequenceReader):
     """Stream frames from a TUM-layout ROS 1 or ROS 2 bag (see :func:`open_sequence`).
 
-    Opening reads ``/tf`` (small) once to build the ground truth; :meth:`frames` then streams
-    the image (and depth) messages in bag order, decoding one at a time. Depth associates to
-    the nearest unused depth image within ``max_dt_s`` through a bounded look-ahead buffer.
+    Opening reads ``/tf`` once to build the ground truth (in a ROS 1 bag that loads every
+    chunk, since rosbags reads whole chunks and ``/tf`` shares them with the images);
+    :meth:`frames` then streams the image (and depth) messages in bag order, decoding one at a
+    time. Depth associates to the nearest unused depth image within ``max_dt_s`` through a
+    bounded look-ahead buffer. Read failures raise ``DataError`` (see :class:`BagFile`).
     """
 
     _LOOKAHEAD_NS = 1_000_000_000  # give up waiting for depth after 1 s of stream
