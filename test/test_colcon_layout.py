@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.ros
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "vggt_uncertainty_ros"
 #: what a colcon build needs from the source tree

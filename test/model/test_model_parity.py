@@ -16,6 +16,8 @@ from torch.testing import assert_close
 
 from vggt_uncertainty_ros.model import VGGT
 
+pytestmark = [pytest.mark.golden, pytest.mark.slow]
+
 TOK = {"rtol": 1e-4, "atol": 1e-4}
 POSE = {"rtol": 1e-4, "atol": 1e-5}
 
