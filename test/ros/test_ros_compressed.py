@@ -46,6 +46,7 @@ def test_bad_compressed_images_raise_a_clear_error(msg, match):
         compressed_image_to_rgb(msg)
 
 
+@pytest.mark.slow
 def test_the_node_takes_compressed_images_on_the_image_transport_topic(tmp_path):
     domain = domain_id(offset=29)
     env = ros_env(tmp_path / "ros_log", domain)

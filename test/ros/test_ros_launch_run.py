@@ -101,6 +101,7 @@ def _ctrl_c(proc: subprocess.Popen, log_path: Path) -> float:
     return waited
 
 
+@pytest.mark.slow
 def test_launch_with_a_params_file_and_a_namespace_images_in_poses_out(install, tmp_path):
     domain = domain_id(offset=41)
     env = ros_env(tmp_path / "ros_log", domain)
@@ -136,6 +137,7 @@ def test_launch_with_a_params_file_and_a_namespace_images_in_poses_out(install, 
     driver.assert_covariances_spd()
 
 
+@pytest.mark.slow
 def test_ctrl_c_to_the_process_group_ten_times_in_a_row_exits_zero(install, tmp_path):
     """Ten launches, each stopped by SIGINT to its process group: during imports, right after the
     model loaded, or while spinning (in turn)."""
@@ -154,6 +156,7 @@ def test_ctrl_c_to_the_process_group_ten_times_in_a_row_exits_zero(install, tmp_
         assert waited < 5.0, f"run {run}: {waited:.1f} s"
 
 
+@pytest.mark.slow
 def test_pip_branch_without_ament_prefix_path_and_an_absolute_namespace(install, tmp_path):
     """The launch file by path, no ament index: ExecuteProcess of the script on PATH, ``/robot1``."""
     env = ros_env(tmp_path / "ros_log", domain_id(offset=47))

@@ -310,6 +310,7 @@ def test_over_rate_stream_drops_by_policy_with_flat_memory(session, main_run):
     assert session.proc.poll() is None
 
 
+@pytest.mark.slow
 def test_repeated_sigint_and_sigterm_while_busy_exit_zero_within_5_s(tmp_path):
     """Its own node process: SIGINT, SIGINT, SIGTERM while images keep arriving."""
     domain = domain_id(offset=13)

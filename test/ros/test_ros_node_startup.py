@@ -76,6 +76,7 @@ def _wait_for_line(log_path, text: str, proc, timeout_s: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_signals_during_start_up_exit_zero_and_a_misspelt_parameter_is_named(tmp_path):
     """SIGINT during the imports; SIGTERM then SIGINT while the model loads (after the parameters)."""
     env = ros_env(tmp_path / "ros_log", domain_id(offset=59))

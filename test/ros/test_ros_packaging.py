@@ -15,6 +15,8 @@ import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 RECORD = Path(__file__).with_name("rosdep_keys.json")
 DISTROS = ("humble", "jazzy", "kilted", "rolling")
@@ -73,6 +75,7 @@ def test_package_xml_names_every_module_the_node_and_launch_file_import():
     assert {"python3-tqdm", "python3-rosbags-pip", "python3-huggingface-hub-pip"} <= _exec_depends()
 
 
+@pytest.mark.slow
 def test_the_node_imports_and_starts_without_offline_tool_packages(tmp_path):
     script = textwrap.dedent(
         f"""
