@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class BenchSettings:
+class BackboneBenchConfig:
     """What to benchmark.
 
     Attributes:
@@ -189,7 +189,7 @@ def measure_matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None 
     return 2.0 * n**3 * iters / (time.perf_counter() - t0) / 1e12
 
 
-def build_bench_model(settings: BenchSettings, inference_precision: bool = True) -> VGGT:
+def build_bench_model(settings: BackboneBenchConfig, inference_precision: bool = True) -> VGGT:
     """Model on the target device with random weights.
 
     With ``inference_precision`` a CUDA model gets the bf16 GPU path (autocast and
@@ -218,7 +218,7 @@ def _time_calls(fn: Callable[[], object], n: int, device: torch.device) -> list[
 
 
 @torch.no_grad()
-def run_backbone_bench(settings: BenchSettings, model: VGGT | None = None) -> BenchResult:
+def run_backbone_bench(settings: BackboneBenchConfig, model: VGGT | None = None) -> BenchResult:
     """Benchmark one window size; see :class:`BenchResult` for the figures."""
     device = torch.device(settings.device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from benchmarks.backbone import (
-    BenchSettings,
+    BackboneBenchConfig,
     build_bench_model,
     measure_matmul_peak,
     run_backbone_bench,
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
 
     print("--- correctness", flush=True)
     t0 = time.perf_counter()
-    settings = BenchSettings(config=args.config, device=args.device, frames=args.frames, height=args.height,
+    settings = BackboneBenchConfig(config=args.config, device=args.device, frames=args.frames, height=args.height,
                              width=args.width, iters=args.iters)
     model = build_bench_model(settings, inference_precision=False)  # float32 reference first
     print(f"model built in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
     print("--- bench (fastest graph-free variant)", flush=True)
     try:
         bench = run_backbone_bench(
-            BenchSettings(**{**settings.__dict__, "sdpa_backend": best_free["sdpa"], "compile": False}), model=model
+            BackboneBenchConfig(**{**settings.__dict__, "sdpa_backend": best_free["sdpa"], "compile": False}), model=model
         )
         bench.compiled = best_free["mode"] == "compiled"
         print("\n".join(bench.lines()), flush=True)

@@ -84,10 +84,10 @@ def fc1_gelu(device: torch.device) -> None:
 
 
 def whole_compile(device: torch.device) -> None:
-    from benchmarks.backbone import BenchSettings, build_bench_model
+    from benchmarks.backbone import BackboneBenchConfig, build_bench_model
 
     print("--- whole-aggregator torch.compile", flush=True)
-    model = build_bench_model(BenchSettings(config="full", device=str(device)))
+    model = build_bench_model(BackboneBenchConfig(config="full", device=str(device)))
     images = torch.rand(1, 8, 3, 392, 518, device=device)
     with torch.no_grad():
         ref = model(images)
@@ -103,11 +103,11 @@ def whole_compile(device: torch.device) -> None:
 
 def model_gelu_epilogue(device: torch.device) -> None:
     """Per-block-compiled full model with exact GELU vs cuBLASLt's fused tanh-GELU epilogue."""
-    from benchmarks.backbone import BenchSettings, build_bench_model
+    from benchmarks.backbone import BackboneBenchConfig, build_bench_model
     from vggt_uncertainty_ros.model.layers import Mlp
 
     print("--- full model, per-block compile: fc1 + GELU as cuBLASLt epilogue", flush=True)
-    model = build_bench_model(BenchSettings(config="full", device=str(device)), inference_precision=False)
+    model = build_bench_model(BackboneBenchConfig(config="full", device=str(device)), inference_precision=False)
     images = torch.rand(1, 8, 3, 392, 518, device=device)
     with torch.no_grad():
         ref = model(images)

@@ -33,7 +33,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from vggt_uncertainty_ros.errors import DataError
-from vggt_uncertainty_ros.trainer.config import SequenceSpec, WindowSection
+from vggt_uncertainty_ros.trainer.config import SequenceSpec, WindowSamplingConfig
 
 if TYPE_CHECKING:
     import torch
@@ -109,7 +109,7 @@ def fingerprint_path(path: str | Path) -> list[list[Any]]:
 
 def cache_key(
     spec: SequenceSpec,
-    window: WindowSection,
+    window: WindowSamplingConfig,
     preprocess_mode: str,
     backbone_identity: str,
     backbone_dtype: str,
@@ -131,7 +131,7 @@ def cache_key(
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
-def _window_config(window: WindowSection) -> Any:
+def _window_config(window: WindowSamplingConfig) -> Any:
     from vggt_uncertainty_ros.data import WindowConfig
 
     return WindowConfig(
@@ -142,7 +142,7 @@ def _window_config(window: WindowSection) -> Any:
     )
 
 
-def iter_windows(spec: SequenceSpec, window: WindowSection) -> Iterator[list[Any]]:
+def iter_windows(spec: SequenceSpec, window: WindowSamplingConfig) -> Iterator[list[Any]]:
     """Yield the frames (``data.Frame``) of each window of a sequence, in stream order.
 
     Windows come from the shared :class:`~vggt_uncertainty_ros.data.WindowBuilder` rule.
@@ -241,7 +241,7 @@ class FeatureCache:
         device: torch.device,
         dtype: torch.dtype,
         preprocess_mode: str,
-        window: WindowSection,
+        window: WindowSamplingConfig,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.model = model

@@ -159,7 +159,7 @@ class HeadTrainer:
     """
 
     def __init__(self, cfg: TrainConfig, in_dim: int, device: torch.device) -> None:
-        from vggt_uncertainty_ros.head import LossConfig, UncertaintyHead
+        from vggt_uncertainty_ros.head import UncertaintyHead
 
         self.cfg = cfg
         self.device = device
@@ -170,12 +170,7 @@ class HeadTrainer:
                                            weight_decay=cfg.optim.weight_decay)
         self.sampler = torch.Generator(device="cpu")
         self.sampler.manual_seed(cfg.train.seed)
-        self.loss_config = LossConfig(
-            prior_alpha=cfg.loss.prior_alpha,
-            prior_sqrt_info=cfg.loss.prior_sqrt_info0,
-            motion_weighting=cfg.loss.motion_weighting,
-            beta=cfg.loss.beta_nll,
-        )
+        self.loss_config = cfg.loss
 
     def set_lr(self, lr: float) -> None:
         """Set the learning rate of every parameter group."""
