@@ -376,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
     print("--- bench (fastest graph-free variant)", flush=True)
     try:
         bench = run_backbone_bench(
-            BackboneBenchConfig(**{**settings.__dict__, "sdpa_backend": best_free["sdpa"], "compile": False}), model=model
+            BackboneBenchConfig(**{**settings.__dict__, "sdpa_backend": best_free["sdpa"], "compile": False}),
+            model=model,
         )
         bench.compiled = best_free["mode"] == "compiled"
         print("\n".join(bench.lines()), flush=True)
