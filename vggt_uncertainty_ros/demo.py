@@ -13,8 +13,8 @@ Without official weights the backbone is the tiny, randomly initialised configur
 poses are meaningless and the head learns to cover their large errors. With
 ``VGGT_WEIGHTS=<path or HF id>`` (and a GPU) the same loop runs the real model.
 
-rclpy is imported only inside step 4 (``vggt_uncertainty_ros.ros.replay``), so this module
-imports without ROS.
+rclpy is imported only inside step 4 (``vggt_uncertainty_ros.ros.replay``), torch, evo and
+GTSAM only inside the steps that use them, so this module imports without ROS or torch.
 """
 
 from __future__ import annotations
@@ -36,10 +36,6 @@ from tqdm import tqdm
 from vggt_uncertainty_ros.data.sequence import DEFAULT_IMAGE_TOPIC as IMAGE_TOPIC
 from vggt_uncertainty_ros.data.synth import generate
 from vggt_uncertainty_ros.errors import VggtUncertaintyError
-from vggt_uncertainty_ros.evaluate import EvalConfig, SourceKind, evaluate
-from vggt_uncertainty_ros.trainer import load_config, train
-from vggt_uncertainty_ros.trainer.charts import draw_charts
-from vggt_uncertainty_ros.trainer.loop import BEST_FILE
 
 _log = logging.getLogger(__name__)
 
@@ -130,6 +126,11 @@ def train_head(cfg: DemoConfig, seq: _Sequence) -> tuple[Path, list[Path]]:
     The demo has one training sequence, so, as in the original analysis, validation (and the
     choice of the ``best`` checkpoint) uses the training windows; the trainer logs a warning.
     """
+    # lazy: this module imports without torch, evo or GTSAM (test_layering); each step loads its stack
+    from vggt_uncertainty_ros.trainer import load_config, train
+    from vggt_uncertainty_ros.trainer.charts import draw_charts
+    from vggt_uncertainty_ros.trainer.loop import BEST_FILE
+
     run_dir = cfg.out_dir / "train_run"
     bag = str(seq.bag)
     train_cfg = load_config(
@@ -230,6 +231,9 @@ def run_node_and_record(cfg: DemoConfig, head: Path, seq: _Sequence) -> tuple[Pa
 
 def evaluate_recording(cfg: DemoConfig, recording: Path, seq: _Sequence) -> tuple[dict[str, Any], Path]:
     """Step 5: the evaluator in ``--poses-topic`` mode on the recording."""
+    # lazy: this module imports without torch, evo or GTSAM (test_layering)
+    from vggt_uncertainty_ros.evaluate import EvalConfig, SourceKind, evaluate
+
     result = evaluate(
         EvalConfig(
             data=recording,
