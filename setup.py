@@ -54,7 +54,7 @@ setup(
             "ros-diagnostic-msgs",
             "ros-ament-index-python",
         ],
-        "dev": ["pytest>=7", "ruff"],
+        "dev": ["pytest>=7", "pytest-timeout>=2.2", "hypothesis>=6.100", "ruff>=0.6", "mypy>=1.10"],
         "wandb": ["wandb"],
     },
     entry_points={

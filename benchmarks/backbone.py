@@ -21,7 +21,7 @@ from torch import nn
 from vggt_uncertainty_ros.errors import ModelError
 from vggt_uncertainty_ros.model.checkpoint import compact_matrix_weights
 from vggt_uncertainty_ros.model.config import VGGTConfig, get_config
-from vggt_uncertainty_ros.model.layers import ATTENTION_IMPLS, Attention
+from vggt_uncertainty_ros.model.layers import Attention
 from vggt_uncertainty_ros.model.token_cache import TokenCache
 from vggt_uncertainty_ros.model.vggt import VGGT
 
@@ -194,8 +194,8 @@ def measure_matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None 
 
 def set_attention_impl(model: nn.Module, impl: str) -> None:
     """Select ``"sdpa"`` (fused, default) or ``"manual"`` (explicit softmax) attention in every block."""
-    if impl not in ATTENTION_IMPLS:
-        raise ModelError(f"unknown attention implementation {impl!r}; expected {ATTENTION_IMPLS}")
+    if impl not in ("sdpa", "manual"):  # flash4 needs its kernel: model.layers.select_attention
+        raise ModelError(f"attention implementation must be 'sdpa' or 'manual', got {impl!r}")
     for module in model.modules():
         if isinstance(module, Attention):
             module.impl = impl

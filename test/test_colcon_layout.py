@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.ros
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "vggt_uncertainty_ros"
 #: what a colcon build needs from the source tree
@@ -110,7 +112,7 @@ def test_installed_executable_runs_the_installed_copy_and_exits_zero_on_sigint(i
     log_path = tmp_path / "node.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [str(executable), "--ros-args", "--params-file", str(params), "-p", "device:=cpu"],
+            [str(executable), "--ros-args", "--params-file", str(params), "-p", "backbone.device:=cpu"],
             env=env,
             cwd=tmp_path,
             stdout=log,

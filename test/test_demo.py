@@ -10,6 +10,8 @@ from PIL import Image
 
 from vggt_uncertainty_ros.demo import DemoConfig, run_demo
 
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
 
 @pytest.fixture(autouse=True)
 def _localhost_dds(monkeypatch):

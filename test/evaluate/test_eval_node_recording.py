@@ -26,6 +26,8 @@ from rosbags.typesys import Stores, get_typestore
 from vggt_uncertainty_ros.evaluate import EvalConfig, evaluate
 from vggt_uncertainty_ros.evaluate.config import DEFAULT_PARAMS_YAML
 
+pytestmark = pytest.mark.ros
+
 TOPIC = "/vggt_uncertainty_node/relative_pose"
 N_FRAMES = 12  # two windows of 8 with stride 4
 

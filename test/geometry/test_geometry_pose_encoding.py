@@ -21,6 +21,8 @@ from vggt_uncertainty_ros.geometry import (
     rotmat_to_quat,
 )
 
+pytestmark = pytest.mark.golden
+
 GOLDEN = Path(__file__).parent / "data" / "golden_pose_enc.safetensors"
 GOLDEN_SHA256 = "ad28ad94a2282a8349e2688b5d35dd01e5ca6e171322c509098876b6e7278ce3"
 HW = (294, 518)

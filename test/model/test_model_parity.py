@@ -17,6 +17,8 @@ from torch.testing import assert_close
 from vggt_uncertainty_ros.model import VGGT
 from vggt_uncertainty_ros.model.layers import Attention
 
+pytestmark = [pytest.mark.golden, pytest.mark.slow]
+
 TOK = {"rtol": 1e-4, "atol": 1e-4}
 POSE = {"rtol": 1e-4, "atol": 1e-5}
 
