@@ -65,7 +65,7 @@ def sequences(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def _overrides(seqs: list[str], cache_dir: Path) -> list[str]:
-    listed = "[" + ", ".join("{path: %s}" % p for p in seqs) + "]"
+    listed = json.dumps([{"path": p} for p in seqs])
     return [f"data.train={listed}", "data.val_count=0", "data.synthetic.train=0", "data.synthetic.val=0",
             f"output.cache_dir={cache_dir}", "train.threads=1"]
 
