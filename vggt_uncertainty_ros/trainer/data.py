@@ -75,7 +75,8 @@ def split_sequences(cfg: DataConfig, cache_dir: str | Path, seed: int) -> tuple[
 
     Sequences listed in ``cfg.manifest`` join the lists by role. When no validation
     sequence is listed (neither in ``cfg.val`` nor in the manifest), ``cfg.val_count`` of the
-    listed training sequences, chosen by a seeded shuffle, are held out (only if at least one training sequence remains).
+    listed training sequences, chosen by a seeded shuffle, are held out (only if at least one
+    training sequence remains).
 
     Raises:
         DataError: a sequence appears in both lists, or no training sequence remains.
