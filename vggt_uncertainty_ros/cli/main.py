@@ -30,6 +30,8 @@ SUBCOMMANDS: dict[str, str] = {
     "bench": "bench",
     "bench-calibration": "bench_calibration",
     "eval": "eval",
+    "eval-many": "eval_many",
+    "fetch-tum": "fetch_tum",
     "demo": "demo",
 }
 

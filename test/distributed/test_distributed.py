@@ -1,9 +1,14 @@
-"""The sharded feature cache on 2 CPU processes (gloo, loopback) equals the single-process one.
+"""torch.distributed on 2 CPU processes (gloo, loopback): sharded cache and batch evaluation.
+
+Cache: the sharded feature cache equals the single-process one.
 
 Two ranks run ``vggt-uncertainty cache`` (spawned with torch.multiprocessing, the torchrun
 environment variables set by hand); the merged files must hold the same arrays, bit for bit,
 as :class:`FeatureCache` building the same sequences alone in this process. Then an
 interrupted run (merged file gone, one shard lost) resumes: only the lost shard is computed.
+
+Evaluation: ``eval-many`` on 2 ranks writes the same per-sequence tables and pooled report as
+one process, and a rerun skips every finished sequence.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ def _free_port() -> int:
 
 
 def _rank_main(rank: int, world: int, port: int, argv: list[str], out_dir: str) -> None:
+    torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME="lo")
     code = cli_main(argv)
@@ -136,3 +142,55 @@ def test_owner_is_round_robin_and_staggered() -> None:
     assert [owner(c, 2) for c in range(5)] == [0, 1, 0, 1, 0]
     assert [owner(c, 2, offset=1) for c in range(3)] == [1, 0, 1]
     assert [owner(c, 1, offset=7) for c in range(3)] == [0, 0, 0]
+
+
+def _eval_argv(seqs: list[str], params: Path, out: Path) -> list[str]:
+    return ["eval-many", "--data", *seqs, "--run-model", "--weights", "tiny", "--device", "cpu", "--params",
+            str(params), "--no-plots", "--max-frames", "10", "--out", str(out)]
+
+
+@pytest.mark.slow
+def test_eval_many_two_ranks_match_single_process(sequences: list[str], tmp_path: Path) -> None:
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from vggt_uncertainty_ros.evaluate.batch import DONE_FILE, POOLED_FILE
+    from vggt_uncertainty_ros.evaluate.config import DEFAULT_PARAMS_YAML
+
+    params = tmp_path / "params.yaml"
+    params.write_text(DEFAULT_PARAMS_YAML.read_text().replace("window_size: 8", "window_size: 4")
+                      .replace("window_stride: 4", "window_stride: 2"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert cli_main(_eval_argv(sequences, params, tmp_path / "single")) == 0
+    finally:
+        torch.set_num_threads(threads)
+    _spawn(_eval_argv(sequences, params, tmp_path / "dist"), tmp_path)
+
+    single = json.loads((tmp_path / "single" / POOLED_FILE).read_text())
+    dist = json.loads((tmp_path / "dist" / POOLED_FILE).read_text())
+    assert dist == single
+    assert list(single["sequences"]) == ["s0_tum", "s1_tum", "s2_tum"]  # same folder names: parent added
+    assert single["n_sequences"] == 3 and single["n_windows"] == sum(s["n_windows"] for s in
+                                                                     single["sequences"].values())
+    d2 = []
+    for name in single["sequences"]:
+        a = load_file(str(tmp_path / "single" / name / DONE_FILE))
+        b = load_file(str(tmp_path / "dist" / name / DONE_FILE))
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+        assert (tmp_path / "dist" / name / "report.json").is_file()
+        d2.append(a["d2_rot"])
+    assert single["calibration"]["rot"]["d2_mean"] == pytest.approx(float(np.mean(np.concatenate(d2))), rel=1e-12)
+
+    # a rerun finds every sequence finished and only pools again
+    from vggt_uncertainty_ros.data.manifest import ManifestEntry
+    from vggt_uncertainty_ros.evaluate import EvalConfig
+    from vggt_uncertainty_ros.evaluate.batch import evaluate_many
+    from vggt_uncertainty_ros.evaluate.report import to_jsonable
+
+    entries = [ManifestEntry(name=n, path=Path(p), role="test", kind="tum") for n, p in
+               zip(single["sequences"], sequences)]
+    again = evaluate_many(entries, EvalConfig(data=Path(sequences[0]), out_dir=tmp_path), tmp_path / "dist")
+    assert again.evaluated == [] and sorted(again.skipped) == sorted(single["sequences"])
+    assert json.loads(json.dumps(to_jsonable(again.pooled))) == single
