@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     """The options shared with ``eval-many``: source, backbone, head, scale mode, sigma, thresholds."""
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from vggt_uncertainty_ros.evaluate.config import EvalConfig, ScaleMode
 
     default = {name: f.default for name, f in EvalConfig.__dataclass_fields__.items()}
@@ -90,6 +91,7 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation; returns 0, or 1 when no window could be evaluated."""
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from vggt_uncertainty_ros.evaluate import EvalConfig, SourceKind, evaluate
 
     cfg = EvalConfig(
@@ -115,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if not result.ok:
         _log.error("no window evaluated; warnings: %s", report["warnings"])
         return 1
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from vggt_uncertainty_ros.evaluate.plots import summary_lines
 
     print("\n".join(summary_lines(report)))
