@@ -16,6 +16,7 @@ trainer or the evaluator.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import tempfile
@@ -72,12 +73,18 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(f"environment variable {name}={raw!r} is not an integer") from err
 
 
-def init_distributed(device: torch.device | str = "cpu") -> DistContext:
+#: how long a collective waits for the slowest rank: ranks finish their shards at different
+#: times, and torch's defaults (10 to 30 min) are shorter than an uneven cache build.
+DEFAULT_TIMEOUT_S = 6 * 3600.0
+
+
+def init_distributed(device: torch.device | str = "cpu", timeout_s: float = DEFAULT_TIMEOUT_S) -> DistContext:
     """Join the torchrun job described by the environment, or return a world of one.
 
     Args:
         device: the device the caller would use alone. A CUDA device becomes
             ``cuda:LOCAL_RANK`` under torchrun and selects NCCL; anything else uses gloo.
+        timeout_s: longest wait of a barrier or collective for the other ranks, seconds.
 
     Raises:
         ConfigError: the environment is inconsistent (rank outside the world, more local ranks
@@ -100,7 +107,8 @@ def init_distributed(device: torch.device | str = "cpu") -> DistContext:
     else:
         backend = "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world,
+                                timeout=datetime.timedelta(seconds=timeout_s))
     _log.info("rank %d/%d (local %d) on %s, backend %s", rank, world, local, device, backend)
     return DistContext(rank=rank, world_size=world, local_rank=local, device=device, backend=backend)
 

@@ -194,3 +194,34 @@ def test_eval_many_two_ranks_match_single_process(sequences: list[str], tmp_path
     again = evaluate_many(entries, EvalConfig(data=Path(sequences[0]), out_dir=tmp_path), tmp_path / "dist")
     assert again.evaluated == [] and sorted(again.skipped) == sorted(single["sequences"])
     assert json.loads(json.dumps(to_jsonable(again.pooled))) == single
+
+
+def test_world_of_one_and_bad_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vggt_uncertainty_ros.distributed import barrier, init_distributed
+    from vggt_uncertainty_ros.errors import ConfigError
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    ctx = init_distributed("cpu")
+    assert (ctx.rank, ctx.world_size, ctx.backend, ctx.is_main, ctx.distributed) == (0, 1, "", True, False)
+    barrier(ctx)  # no process group: a no-op
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ConfigError, match="outside WORLD_SIZE"):
+        init_distributed("cpu")
+    monkeypatch.setenv("RANK", "one")
+    with pytest.raises(ConfigError, match="not an integer"):
+        init_distributed("cpu")
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    from vggt_uncertainty_ros.distributed import atomic_write
+
+    def fail(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(tmp_path / "x.json", fail)
+    assert list(tmp_path.iterdir()) == []
+    atomic_write(tmp_path / "x.json", lambda tmp: tmp.write_text("{}"))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
