@@ -107,8 +107,9 @@ def init_distributed(device: torch.device | str = "cpu", timeout_s: float = DEFA
     else:
         backend = "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world,
-                                timeout=datetime.timedelta(seconds=timeout_s))
+        dist.init_process_group(
+            backend=backend, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_s)
+        )
     _log.info("rank %d/%d (local %d) on %s, backend %s", rank, world, local, device, backend)
     return DistContext(rank=rank, world_size=world, local_rank=local, device=device, backend=backend)
 

@@ -29,9 +29,11 @@ SEQ = "rgbd_dataset_freiburg1_xyz"
 def _archive(seq: str = SEQ) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, text in ((f"{seq}/rgb.txt", "# rgb\n1.0 rgb/1.0.png\n"),
-                           (f"{seq}/groundtruth.txt", "1.0 0 0 0 0 0 0 1\n"),
-                           (f"{seq}/rgb/1.0.png", random.Random(0).randbytes(5000))):
+        for name, text in (
+            (f"{seq}/rgb.txt", "# rgb\n1.0 rgb/1.0.png\n"),
+            (f"{seq}/groundtruth.txt", "1.0 0 0 0 0 0 0 1\n"),
+            (f"{seq}/rgb/1.0.png", random.Random(0).randbytes(5000)),
+        ):
             data = text if isinstance(text, bytes) else text.encode()
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -115,8 +117,19 @@ def test_fetch_extracts_and_verifies(server: Served, tmp_path: Path) -> None:
     sums = tmp_path / "SHA256SUMS"
     sums.write_text(f"{hashlib.sha256(body).hexdigest()}  {SEQ}.tgz\n")
     out = tmp_path / "out"
-    argv = ["fetch-tum", "fr1_xyz", "--out", str(out), "--base-url", server.base_url, "--format", "both",
-            "--checksums", str(sums), "--no-progress"]
+    argv = [
+        "fetch-tum",
+        "fr1_xyz",
+        "--out",
+        str(out),
+        "--base-url",
+        server.base_url,
+        "--format",
+        "both",
+        "--checksums",
+        str(sums),
+        "--no-progress",
+    ]
     assert cli_main(argv) == 0
     assert (out / SEQ / "rgb.txt").read_text().startswith("# rgb")
     assert (out / SEQ / "rgb" / "1.0.png").stat().st_size == 5000
@@ -132,8 +145,13 @@ def test_dropped_connection_resumes_with_range(server: Served, tmp_path: Path) -
     assert len(body) > 2000
     server.files[_path()] = body
     server.drop_after[_path()] = 1000
-    [folder] = fetch_tum(["fr1_xyz"], tmp_path, base_url=server.base_url,
-                         checksums={f"{SEQ}.tgz": hashlib.sha256(body).hexdigest()}, progress=False)
+    [folder] = fetch_tum(
+        ["fr1_xyz"],
+        tmp_path,
+        base_url=server.base_url,
+        checksums={f"{SEQ}.tgz": hashlib.sha256(body).hexdigest()},
+        progress=False,
+    )
     assert (folder / "groundtruth.txt").is_file()
     assert server.requests == [(_path(), None), (_path(), "bytes=1000-")]
 
@@ -162,8 +180,7 @@ def test_corrupt_archive_and_bad_checksum(server: Served, tmp_path: Path) -> Non
 
     server.files[_path()] = good
     with pytest.raises(DataError, match="does not match"):
-        fetch_tum(["fr1_xyz"], tmp_path, base_url=server.base_url, checksums={f"{SEQ}.tgz": "0" * 64},
-                  progress=False)
+        fetch_tum(["fr1_xyz"], tmp_path, base_url=server.base_url, checksums={f"{SEQ}.tgz": "0" * 64}, progress=False)
     assert not (tmp_path / f"{SEQ}.tgz").exists()
 
 
@@ -173,8 +190,22 @@ def test_missing_file_and_offline(server: Served, tmp_path: Path) -> None:
     with socket.socket() as s:  # a port with nothing listening: what an unreachable server looks like
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    assert cli_main(["fetch-tum", "fr1_xyz", "--out", str(tmp_path), "--base-url", f"http://127.0.0.1:{port}/x",
-                     "--no-progress", "--retries", "0"]) == 1
+    assert (
+        cli_main(
+            [
+                "fetch-tum",
+                "fr1_xyz",
+                "--out",
+                str(tmp_path),
+                "--base-url",
+                f"http://127.0.0.1:{port}/x",
+                "--no-progress",
+                "--retries",
+                "0",
+            ]
+        )
+        == 1
+    )
     with pytest.raises(DataError, match="cannot reach 127.0.0.1.*offline"):
         fetch_tum(["fr1_xyz"], tmp_path, base_url=f"http://127.0.0.1:{port}/x", progress=False, retries=0)
 

@@ -35,13 +35,16 @@ def _write(tree: Path, doc: object, name: str = "m.yaml") -> Path:
 
 
 def test_kinds_roles_and_relative_paths(tree: Path) -> None:
-    doc = {"root": "data", "sequences": [
-        {"path": "tum_seq", "role": "train"},
-        {"path": "seq.bag", "role": "validation", "image_topic": "/camera/rgb/image_color"},
-        {"path": "ros2_seq", "role": "test", "kind": "ros2"},
-        "one.mcap",
-        {"path": "frames", "gt": "gt.txt", "role": "train", "name": "dumped"},
-    ]}
+    doc = {
+        "root": "data",
+        "sequences": [
+            {"path": "tum_seq", "role": "train"},
+            {"path": "seq.bag", "role": "validation", "image_topic": "/camera/rgb/image_color"},
+            {"path": "ros2_seq", "role": "test", "kind": "ros2"},
+            "one.mcap",
+            {"path": "frames", "gt": "gt.txt", "role": "train", "name": "dumped"},
+        ],
+    }
     for name in ("m.yaml", "m.json"):
         m = load_manifest(_write(tree, doc, name))
         assert [e.kind for e in m.entries] == ["tum", "ros1", "ros2", "ros2", "images"]

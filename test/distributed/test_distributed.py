@@ -47,8 +47,14 @@ def _free_port() -> int:
 
 def _rank_main(rank: int, world: int, port: int, argv: list[str], out_dir: str) -> None:
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME="lo")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        GLOO_SOCKET_IFNAME="lo",
+    )
     code = cli_main(argv)
     Path(out_dir, f"rc{rank}").write_text(str(code))
     if code:
@@ -72,13 +78,27 @@ def sequences(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 def _overrides(seqs: list[str], cache_dir: Path) -> list[str]:
     listed = json.dumps([{"path": p} for p in seqs])
-    return [f"data.train={listed}", "data.val_count=0", "data.synthetic.train=0", "data.synthetic.val=0",
-            f"output.cache_dir={cache_dir}", "train.threads=1"]
+    return [
+        f"data.train={listed}",
+        "data.val_count=0",
+        "data.synthetic.train=0",
+        "data.synthetic.val=0",
+        f"output.cache_dir={cache_dir}",
+        "train.threads=1",
+    ]
 
 
 def _argv(seqs: list[str], cache_dir: Path, *extra: str) -> list[str]:
-    argv = ["cache", "--config", str(REPO / "training/configs/synthetic_tiny.yaml"), "--out", str(cache_dir),
-            "--shard-windows", str(SHARD_WINDOWS), *extra]
+    argv = [
+        "cache",
+        "--config",
+        str(REPO / "training/configs/synthetic_tiny.yaml"),
+        "--out",
+        str(cache_dir),
+        "--shard-windows",
+        str(SHARD_WINDOWS),
+        *extra,
+    ]
     for item in _overrides(seqs, cache_dir):
         argv += ["--set", item]
     return argv
@@ -145,8 +165,23 @@ def test_owner_is_round_robin_and_staggered() -> None:
 
 
 def _eval_argv(seqs: list[str], params: Path, out: Path) -> list[str]:
-    return ["eval-many", "--data", *seqs, "--run-model", "--weights", "tiny", "--device", "cpu", "--params",
-            str(params), "--no-plots", "--max-frames", "10", "--out", str(out)]
+    return [
+        "eval-many",
+        "--data",
+        *seqs,
+        "--run-model",
+        "--weights",
+        "tiny",
+        "--device",
+        "cpu",
+        "--params",
+        str(params),
+        "--no-plots",
+        "--max-frames",
+        "10",
+        "--out",
+        str(out),
+    ]
 
 
 @pytest.mark.slow
@@ -158,8 +193,11 @@ def test_eval_many_two_ranks_match_single_process(sequences: list[str], tmp_path
     from vggt_uncertainty_ros.evaluate.config import DEFAULT_PARAMS_YAML
 
     params = tmp_path / "params.yaml"
-    params.write_text(DEFAULT_PARAMS_YAML.read_text().replace("window_size: 8", "window_size: 4")
-                      .replace("window_stride: 4", "window_stride: 2"))
+    params.write_text(
+        DEFAULT_PARAMS_YAML.read_text()
+        .replace("window_size: 8", "window_size: 4")
+        .replace("window_stride: 4", "window_stride: 2")
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -172,8 +210,9 @@ def test_eval_many_two_ranks_match_single_process(sequences: list[str], tmp_path
     dist = json.loads((tmp_path / "dist" / POOLED_FILE).read_text())
     assert dist == single
     assert list(single["sequences"]) == ["s0_tum", "s1_tum", "s2_tum"]  # same folder names: parent added
-    assert single["n_sequences"] == 3 and single["n_windows"] == sum(s["n_windows"] for s in
-                                                                     single["sequences"].values())
+    assert single["n_sequences"] == 3 and single["n_windows"] == sum(
+        s["n_windows"] for s in single["sequences"].values()
+    )
     d2 = []
     for name in single["sequences"]:
         a = load_file(str(tmp_path / "single" / name / DONE_FILE))
@@ -189,8 +228,9 @@ def test_eval_many_two_ranks_match_single_process(sequences: list[str], tmp_path
     from vggt_uncertainty_ros.evaluate.batch import evaluate_many
     from vggt_uncertainty_ros.evaluate.report import to_jsonable
 
-    entries = [ManifestEntry(name=n, path=Path(p), role="test", kind="tum") for n, p in
-               zip(single["sequences"], sequences)]
+    entries = [
+        ManifestEntry(name=n, path=Path(p), role="test", kind="tum") for n, p in zip(single["sequences"], sequences)
+    ]
     again = evaluate_many(entries, EvalConfig(data=Path(sequences[0]), out_dir=tmp_path), tmp_path / "dist")
     assert again.evaluated == [] and sorted(again.skipped) == sorted(single["sequences"])
     assert json.loads(json.dumps(to_jsonable(again.pooled))) == single

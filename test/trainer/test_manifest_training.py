@@ -25,21 +25,42 @@ REPO = Path(__file__).resolve().parents[2]
 def test_manifest_drives_training(tmp_path: Path) -> None:
     tum = {}
     for seed, n in ((0, 12), (1, 10), (2, 10), (3, 10)):
-        tum[seed] = synth.generate(tmp_path / "data" / f"s{seed}", seed=seed, n_frames=n, formats=("tum",),
-                                   width=64, height=48).paths["tum"]
+        tum[seed] = synth.generate(
+            tmp_path / "data" / f"s{seed}", seed=seed, n_frames=n, formats=("tum",), width=64, height=48
+        ).paths["tum"]
     manifest = tmp_path / "dataset.yaml"
-    manifest.write_text(json.dumps({"sequences": [
-        {"path": str(tum[0]), "role": "train", "name": "tum0"},
-        {"path": str(tum[1] / "rgb"), "gt": str(tum[1] / "groundtruth.txt"), "role": "train", "name": "frames1"},
-        {"path": str(tum[2]), "role": "validation", "name": "tum2"},
-        {"path": str(tum[3]), "role": "test", "name": "tum3"},
-    ]}))
+    manifest.write_text(
+        json.dumps(
+            {
+                "sequences": [
+                    {"path": str(tum[0]), "role": "train", "name": "tum0"},
+                    {
+                        "path": str(tum[1] / "rgb"),
+                        "gt": str(tum[1] / "groundtruth.txt"),
+                        "role": "train",
+                        "name": "frames1",
+                    },
+                    {"path": str(tum[2]), "role": "validation", "name": "tum2"},
+                    {"path": str(tum[3]), "role": "test", "name": "tum3"},
+                ]
+            }
+        )
+    )
     cache_dir = tmp_path / "cache"
-    cfg = load_config(REPO / "training/configs/synthetic_tiny.yaml", [
-        "data.synthetic.train=0", "data.synthetic.val=0", f"data.manifest={manifest}",
-        f"output.cache_dir={cache_dir}", f"output.run_dir={tmp_path / 'run'}", "output.tensorboard=false",
-        "train.iterations=4", "train.val_every=2", "train.log_every=2",
-    ])
+    cfg = load_config(
+        REPO / "training/configs/synthetic_tiny.yaml",
+        [
+            "data.synthetic.train=0",
+            "data.synthetic.val=0",
+            f"data.manifest={manifest}",
+            f"output.cache_dir={cache_dir}",
+            f"output.run_dir={tmp_path / 'run'}",
+            "output.tensorboard=false",
+            "train.iterations=4",
+            "train.val_every=2",
+            "train.log_every=2",
+        ],
+    )
     train_specs, val_specs = split_sequences(cfg.data, cfg.output.cache_dir, cfg.train.seed)
     entries = load_manifest(manifest)
     assert train_specs == [manifest_spec(e) for e in entries.by_role("train")]

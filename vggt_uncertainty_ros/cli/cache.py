@@ -19,11 +19,21 @@ _log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``vggt-uncertainty cache``."""
     parser.add_argument("--config", type=Path, default=None, help="trainer YAML config (e.g. config/train.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config key (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key (repeatable)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="cache directory (overrides output.cache_dir)")
-    parser.add_argument("--shard-windows", type=int, default=0,
-                        help="windows per shard (default 64; keep it equal between runs that must match bit for bit)")
+    parser.add_argument(
+        "--shard-windows",
+        type=int,
+        default=0,
+        help="windows per shard (default 64; keep it equal between runs that must match bit for bit)",
+    )
     parser.add_argument("--keep-shards", action="store_true", help="keep the shard files after merging")
 
 
@@ -57,7 +67,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         shutdown(ctx)
     if ctx.is_main:
-        _log.info("feature cache %s: %d sequence(s), %d window(s); this rank built %d shard(s), skipped %d",
-                  cfg.output.cache_dir, len(report.files), sum(report.n_windows), len(report.built),
-                  len(report.skipped))
+        _log.info(
+            "feature cache %s: %d sequence(s), %d window(s); this rank built %d shard(s), skipped %d",
+            cfg.output.cache_dir,
+            len(report.files),
+            sum(report.n_windows),
+            len(report.built),
+            len(report.skipped),
+        )
     return 0

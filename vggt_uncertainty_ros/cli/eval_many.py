@@ -24,8 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``vggt-uncertainty eval-many``: eval's, with the sequences chosen by manifest or paths."""
     parser.add_argument("--manifest", type=Path, default=None, help="dataset manifest (YAML/JSON)")
     parser.add_argument("--role", default="test", help="manifest role to evaluate: train, val or test (default test)")
-    parser.add_argument("--data", type=Path, nargs="+", default=None,
-                        help="sequences (TUM folder, bag, image folder with its groundtruth.txt) instead of --manifest")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="sequences (TUM folder, bag, image folder with its groundtruth.txt) instead of --manifest",
+    )
     eval_cli.add_evaluation_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output directory (one folder per sequence)")
 
@@ -96,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
     if cal["rot"] is None:
         _log.error("no window evaluated in any sequence")
         return 1
-    print(f"pooled over {pooled['n_sequences']} sequences, {pooled['n_windows']} windows: mean d2 rot "
-          f"{cal['rot']['d2_mean']:.3f}, trans {cal['trans']['d2_mean']:.3f} (3 when calibrated)")
+    print(
+        f"pooled over {pooled['n_sequences']} sequences, {pooled['n_windows']} windows: mean d2 rot "
+        f"{cal['rot']['d2_mean']:.3f}, trans {cal['trans']['d2_mean']:.3f} (3 when calibrated)"
+    )
     _log.info("pooled report: %s", Path(args.out) / POOLED_FILE)
     return 0

@@ -84,8 +84,10 @@ def tum_sequence_name(name: str) -> tuple[str, str]:
     """
     m = _NAME.match(name.strip().lower().removesuffix(".tgz").removesuffix(".bag"))
     if m is None:
-        raise ConfigError(f"{name!r} is not a TUM RGB-D sequence name; expected e.g. freiburg1_xyz, fr2_desk "
-                          "or rgbd_dataset_freiburg3_long_office_household")
+        raise ConfigError(
+            f"{name!r} is not a TUM RGB-D sequence name; expected e.g. freiburg1_xyz, fr2_desk "
+            "or rgbd_dataset_freiburg3_long_office_household"
+        )
     category = f"freiburg{m.group(1)}"
     return f"rgbd_dataset_{category}_{m.group(2)}", category
 
@@ -142,8 +144,10 @@ def sha256_file(path: str | Path) -> str:
 
 def _offline_error(url: str, err: BaseException) -> DataError:
     host = urlsplit(url).netloc
-    return DataError(f"cannot reach {host} to download {url} ({err}); are you offline? "
-                     "Rerun when connected (the transfer resumes) or point --base-url at a mirror")
+    return DataError(
+        f"cannot reach {host} to download {url} ({err}); are you offline? "
+        "Rerun when connected (the transfer resumes) or point --base-url at a mirror"
+    )
 
 
 def _open(url: str, start: int, timeout_s: float) -> http.client.HTTPResponse:
@@ -171,9 +175,19 @@ def _transfer(url: str, part: Path, timeout_s: float, progress: bool) -> None:
         length = resp.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
         mode = "ab" if start else "wb"
-        with open(part, mode) as fh, tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                                          desc=part.name.removesuffix(".part"), disable=not progress,
-                                          leave=False) as bar:
+        with (
+            open(part, mode) as fh,
+            tqdm(
+                total=total,
+                initial=start,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name.removesuffix(".part"),
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
             while True:
                 block = resp.read(_CHUNK)
                 if not block:
@@ -184,8 +198,15 @@ def _transfer(url: str, part: Path, timeout_s: float, progress: bool) -> None:
             raise http.client.IncompleteRead(b"", total - part.stat().st_size)
 
 
-def download(url: str, dest: str | Path, sha256: str | None = None, *, retries: int = 3, timeout_s: float = 30.0,
-             progress: bool = True) -> Path:
+def download(
+    url: str,
+    dest: str | Path,
+    sha256: str | None = None,
+    *,
+    retries: int = 3,
+    timeout_s: float = 30.0,
+    progress: bool = True,
+) -> Path:
     """Download ``url`` to ``dest`` with resume; returns ``dest``.
 
     An existing ``dest`` is kept (and checked when ``sha256`` is given). The transfer writes
@@ -210,8 +231,9 @@ def download(url: str, dest: str | Path, sha256: str | None = None, *, retries: 
             except (http.client.IncompleteRead, ConnectionError, TimeoutError) as err:
                 done = part.stat().st_size if part.exists() else 0
                 if attempt == retries:
-                    raise DataError(f"{url}: transfer interrupted after {done} bytes ({err!r}); "
-                                    f"rerun to resume from {part}") from err
+                    raise DataError(
+                        f"{url}: transfer interrupted after {done} bytes ({err!r}); rerun to resume from {part}"
+                    ) from err
                 _log.warning("%s: connection dropped after %d bytes (%r); resuming", url, done, err)
             except urllib.error.URLError as err:
                 raise _offline_error(url, err.reason) from err
@@ -222,8 +244,10 @@ def download(url: str, dest: str | Path, sha256: str | None = None, *, retries: 
         got = sha256_file(dest)
         if got != sha256.lower():
             dest.unlink()
-            raise DataError(f"{dest.name}: SHA-256 {got} does not match the expected {sha256.lower()}; "
-                            "the file was deleted, rerun to download it again")
+            raise DataError(
+                f"{dest.name}: SHA-256 {got} does not match the expected {sha256.lower()}; "
+                "the file was deleted, rerun to download it again"
+            )
         _log.info("%s: SHA-256 verified", dest.name)
     return dest
 
@@ -246,13 +270,16 @@ def extract_tgz(archive: str | Path, out_dir: str | Path, expect_folder: str | N
             if isinstance(err, tarfile.FilterError):
                 raise DataError(f"{archive.name} holds an unsafe member ({err}); not extracted") from err
             archive.unlink(missing_ok=True)
-            raise DataError(f"{archive.name} is corrupt or truncated ({err}); it was deleted, rerun to download "
-                            "it again") from err
+            raise DataError(
+                f"{archive.name} is corrupt or truncated ({err}); it was deleted, rerun to download it again"
+            ) from err
         tops = [p for p in tmp.iterdir()]
         if expect_folder is not None:
             if not (tmp / expect_folder).is_dir():
-                raise DataError(f"{archive.name} does not contain the folder {expect_folder}/ "
-                                f"(found {sorted(p.name for p in tops)})")
+                raise DataError(
+                    f"{archive.name} does not contain the folder {expect_folder}/ "
+                    f"(found {sorted(p.name for p in tops)})"
+                )
             tops = [tmp / expect_folder]
         if len(tops) != 1 or not tops[0].is_dir():
             raise DataError(f"{archive.name}: expected one top-level folder, found {sorted(p.name for p in tops)}")
@@ -265,9 +292,18 @@ def extract_tgz(archive: str | Path, out_dir: str | Path, expect_folder: str | N
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def fetch_tum(names: Iterable[str], out_dir: str | Path, *, formats: Iterable[str] = ("tgz",),
-              base_url: str = TUM_BASE_URL, checksums: Mapping[str, str] | None = None, keep_archive: bool = False,
-              retries: int = 3, timeout_s: float = 30.0, progress: bool = True) -> list[Path]:
+def fetch_tum(
+    names: Iterable[str],
+    out_dir: str | Path,
+    *,
+    formats: Iterable[str] = ("tgz",),
+    base_url: str = TUM_BASE_URL,
+    checksums: Mapping[str, str] | None = None,
+    keep_archive: bool = False,
+    retries: int = 3,
+    timeout_s: float = 30.0,
+    progress: bool = True,
+) -> list[Path]:
     """Download (and extract) TUM RGB-D sequences; returns the sequence folders and bag files.
 
     A sequence whose folder already holds ``rgb.txt`` (or whose ``.bag`` exists) is skipped.
@@ -286,8 +322,14 @@ def fetch_tum(names: Iterable[str], out_dir: str | Path, *, formats: Iterable[st
                 _log.info("%s: already extracted in %s", f.sequence, folder)
                 results.append(folder)
                 continue
-            archive = download(f.url, out_dir / f.filename, checksums.get(f.filename), retries=retries,
-                               timeout_s=timeout_s, progress=progress)
+            archive = download(
+                f.url,
+                out_dir / f.filename,
+                checksums.get(f.filename),
+                retries=retries,
+                timeout_s=timeout_s,
+                progress=progress,
+            )
             folder = extract_tgz(archive, out_dir, expect_folder=f.sequence)
             if not keep_archive:
                 archive.unlink()
@@ -296,8 +338,7 @@ def fetch_tum(names: Iterable[str], out_dir: str | Path, *, formats: Iterable[st
         else:
             bag = out_dir / f.filename
             if not bag.exists():
-                download(f.url, bag, checksums.get(f.filename), retries=retries, timeout_s=timeout_s,
-                         progress=progress)
+                download(f.url, bag, checksums.get(f.filename), retries=retries, timeout_s=timeout_s, progress=progress)
                 _log.info("%s -> %s", f.url, bag)
             results.append(bag)
     return results

@@ -139,8 +139,14 @@ def _entry(raw: Any, i: int, base: Path, source: Path) -> ManifestEntry:
         raise DataError(f"{where}: image folder {path} needs 'gt' (a TUM trajectory) or a groundtruth.txt in it")
     name = str(raw.get("name") or (path.stem if path.is_file() else path.name))
     topic = raw.get("image_topic")
-    return ManifestEntry(name=name, path=path, role=_role(raw.get("role", "train"), where), kind=kind,
-                         gt_path=gt, image_topic=str(topic) if topic else None)
+    return ManifestEntry(
+        name=name,
+        path=path,
+        role=_role(raw.get("role", "train"), where),
+        kind=kind,
+        gt_path=gt,
+        image_topic=str(topic) if topic else None,
+    )
 
 
 def load_manifest(path: str | Path) -> DatasetManifest:

@@ -75,8 +75,9 @@ def _load_table(path: Path) -> tuple[FrameTable, dict[str, str]]:
 
 
 def _concat(tables: Sequence[FrameTable]) -> FrameTable:
-    return FrameTable(**{f.name: np.concatenate([getattr(t, f.name) for t in tables])
-                         for f in dataclasses.fields(FrameTable)})
+    return FrameTable(
+        **{f.name: np.concatenate([getattr(t, f.name) for t in tables]) for f in dataclasses.fields(FrameTable)}
+    )
 
 
 def _pool(entries: Sequence[ManifestEntry], out_dir: Path) -> dict[str, Any]:
@@ -97,8 +98,12 @@ def _pool(entries: Sequence[ManifestEntry], out_dir: Path) -> dict[str, Any]:
             tables.append(table)
             n_total += n
             params.add(meta.get("parameterization", "log_var"))
-    pooled: dict[str, Any] = {"n_sequences": len(entries), "n_windows": n_total, "sequences": per_seq,
-                              "calibration": {"rot": None, "trans": None}}
+    pooled: dict[str, Any] = {
+        "n_sequences": len(entries),
+        "n_windows": n_total,
+        "sequences": per_seq,
+        "calibration": {"rot": None, "trans": None},
+    }
     if len(params) > 1:
         raise DataError(f"sequences were evaluated with different head parameterizations {sorted(params)}")
     if tables:
@@ -109,8 +114,13 @@ def _pool(entries: Sequence[ManifestEntry], out_dir: Path) -> dict[str, Any]:
     return pooled
 
 
-def evaluate_many(entries: Sequence[ManifestEntry], base: EvalConfig, out_dir: str | Path,
-                  ctx: DistContext | None = None, progress: bool = False) -> BatchResult:
+def evaluate_many(
+    entries: Sequence[ManifestEntry],
+    base: EvalConfig,
+    out_dir: str | Path,
+    ctx: DistContext | None = None,
+    progress: bool = False,
+) -> BatchResult:
     """Evaluate every sequence of ``entries`` (sharded over the ranks of ``ctx``) and pool them.
 
     Args:
@@ -140,7 +150,10 @@ def evaluate_many(entries: Sequence[ManifestEntry], base: EvalConfig, out_dir: s
             result.skipped.append(entry.name)
             continue
         cfg = dataclasses.replace(
-            base, data=entry.path, gt=entry.gt_path, out_dir=out / entry.name,
+            base,
+            data=entry.path,
+            gt=entry.gt_path,
+            out_dir=out / entry.name,
             image_topic=entry.image_topic or base.image_topic,
         )
         _log.info("rank %d: evaluating %s (%s)", ctx.rank, entry.name, entry.path)

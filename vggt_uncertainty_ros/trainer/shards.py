@@ -83,8 +83,16 @@ def open_feature_cache(cfg: TrainConfig, device: torch.device, shard_windows: in
     model.eval()
     if cfg.backbone.compile and device.type == "cuda":
         model.compile_blocks()
-    return FeatureCache(cfg.output.cache_dir, model, backbone_identity(model), device, dtype,
-                        cfg.backbone.preprocess_mode, cfg.window, shard_windows=shard_windows)
+    return FeatureCache(
+        cfg.output.cache_dir,
+        model,
+        backbone_identity(model),
+        device,
+        dtype,
+        cfg.backbone.preprocess_mode,
+        cfg.window,
+        shard_windows=shard_windows,
+    )
 
 
 def _shard_path(cache: FeatureCache, key: str, index: int) -> Path:
@@ -114,8 +122,9 @@ def _read_shard(path: Path) -> EncodedWindows:
     return EncodedWindows(arrays=arrays, image_hw=(int(hw[0]), int(hw[1])), times_s=times)
 
 
-def _build_own_shards(spec: SequenceSpec, seq_index: int, key: str, cache: FeatureCache, ctx: DistContext,
-                      report: ShardReport) -> int:
+def _build_own_shards(
+    spec: SequenceSpec, seq_index: int, key: str, cache: FeatureCache, ctx: DistContext, report: ShardReport
+) -> int:
     """Compute this rank's missing shards of one sequence; returns the sequence's window count."""
     n = 0
     chunk: list[list[Any]] = []
@@ -159,8 +168,7 @@ def _merge(spec: SequenceSpec, key: str, n_windows: int, cache: FeatureCache, ke
         shutil.rmtree(cache.cache_dir / SHARD_DIR / key, ignore_errors=True)
 
 
-def _write_manifest(cache: FeatureCache, specs: Sequence[SequenceSpec], report: ShardReport,
-                    ctx: DistContext) -> Path:
+def _write_manifest(cache: FeatureCache, specs: Sequence[SequenceSpec], report: ShardReport, ctx: DistContext) -> Path:
     path = cache.cache_dir / MANIFEST_FILE
     doc: dict[str, Any] = {"format_version": CACHE_FORMAT_VERSION, "sequences": {}}
     if path.exists():
@@ -191,8 +199,9 @@ def _write_manifest(cache: FeatureCache, specs: Sequence[SequenceSpec], report: 
     return path
 
 
-def build_cache(specs: Sequence[SequenceSpec], cache: FeatureCache, ctx: DistContext,
-                keep_shards: bool = False) -> ShardReport:
+def build_cache(
+    specs: Sequence[SequenceSpec], cache: FeatureCache, ctx: DistContext, keep_shards: bool = False
+) -> ShardReport:
     """Fill the feature cache for ``specs`` with every rank of ``ctx`` (a collective call).
 
     Every rank must call it with the same ``specs`` and settings. Returns this rank's report;
@@ -219,8 +228,10 @@ def build_cache(specs: Sequence[SequenceSpec], cache: FeatureCache, ctx: DistCon
             error = err
             break
         if n == 0:
-            error = DataError(f"{spec.path}: no window of {cache.window.size} frames with ground truth "
-                              f"(stride {cache.window.stride}); is the sequence too short or missing ground truth?")
+            error = DataError(
+                f"{spec.path}: no window of {cache.window.size} frames with ground truth "
+                f"(stride {cache.window.stride}); is the sequence too short or missing ground truth?"
+            )
             break
         report.n_windows.append(n)
         pending.append((i, spec, final.stem, n))
@@ -237,8 +248,14 @@ def build_cache(specs: Sequence[SequenceSpec], cache: FeatureCache, ctx: DistCon
             error = err
     if not all_ok(ctx, error is None):
         raise error or DataError("rank 0 failed to merge the feature cache shards; see its log")
-    _log.info("rank %d: built %d shard(s), skipped %d finished, reused %d sequence(s), merged %d",
-              ctx.rank, len(report.built), len(report.skipped), len(report.reused), len(report.merged))
+    _log.info(
+        "rank %d: built %d shard(s), skipped %d finished, reused %d sequence(s), merged %d",
+        ctx.rank,
+        len(report.built),
+        len(report.skipped),
+        len(report.reused),
+        len(report.merged),
+    )
     return report
 
 
