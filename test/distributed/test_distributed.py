@@ -265,3 +265,29 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     atomic_write(tmp_path / "x.json", lambda tmp: tmp.write_text("{}"))
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+@pytest.mark.slow
+def test_eval_many_takes_a_manifest_role(sequences: list[str], tmp_path: Path) -> None:
+    from vggt_uncertainty_ros.evaluate.batch import POOLED_FILE
+    from vggt_uncertainty_ros.evaluate.config import DEFAULT_PARAMS_YAML
+
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        DEFAULT_PARAMS_YAML.read_text()
+        .replace("window_size: 8", "window_size: 4")
+        .replace("window_stride: 4", "window_stride: 2")
+    )
+    manifest = tmp_path / "m.json"
+    roles = [("a", "train"), ("b", "test"), ("c", "validation")]
+    manifest.write_text(
+        json.dumps({"sequences": [{"path": p, "name": n, "role": r} for p, (n, r) in zip(sequences, roles)]})
+    )
+    out = tmp_path / "out"
+    argv = ["eval-many", "--manifest", str(manifest), "--role", "test", "--run-model", "--weights", "tiny"]
+    argv += ["--device", "cpu", "--params", str(params), "--no-plots", "--max-frames", "8", "--out", str(out)]
+    assert cli_main(argv) == 0
+    pooled = json.loads((out / POOLED_FILE).read_text())
+    assert list(pooled["sequences"]) == ["b"] and pooled["n_windows"] > 0
+    assert sorted(p.name for p in out.iterdir()) == ["b", POOLED_FILE]
+    assert cli_main([*argv[:4], "dev", *argv[5:]]) == 1  # unknown role: a clear error, exit 1
