@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     # lazy: torch and the trainer load only when this subcommand runs (CLI start-up)
     import torch
 
-    from vggt_uncertainty_ros.distributed import barrier, init_distributed, shutdown
+    from vggt_uncertainty_ros.distributed import all_ok, init_distributed, shutdown
+    from vggt_uncertainty_ros.errors import DataError, VggtUncertaintyError
     from vggt_uncertainty_ros.model.device import resolve_device
     from vggt_uncertainty_ros.trainer import load_config
     from vggt_uncertainty_ros.trainer.data import split_sequences
@@ -57,11 +58,15 @@ def run(args: argparse.Namespace) -> int:
     ctx = init_distributed(resolve_device(cfg.backbone.device))
     try:
         # rank 0 writes any synthetic sequences first; the others then find them finished
-        if not ctx.is_main:
-            barrier(ctx)
-        train_specs, val_specs = split_sequences(cfg.data, cfg.output.cache_dir, cfg.train.seed)
+        error: VggtUncertaintyError | None = None
         if ctx.is_main:
-            barrier(ctx)
+            try:
+                split_sequences(cfg.data, cfg.output.cache_dir, cfg.train.seed)
+            except VggtUncertaintyError as err:
+                error = err
+        if not all_ok(ctx, error is None):  # every rank stops, none waits for a failed rank 0
+            raise error or DataError("rank 0 could not resolve the sequences; see its log")
+        train_specs, val_specs = split_sequences(cfg.data, cfg.output.cache_dir, cfg.train.seed)
         cache = open_feature_cache(cfg, ctx.device, args.shard_windows)
         report = build_cache([*train_specs, *val_specs], cache, ctx, keep_shards=args.keep_shards)
     finally:
