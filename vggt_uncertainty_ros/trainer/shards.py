@@ -244,6 +244,9 @@ def build_cache(
                 _merge(spec, key, n, cache, keep_shards)
                 report.merged.append(spec.path)
             _write_manifest(cache, specs, report, ctx)
+            shard_root = cache.cache_dir / SHARD_DIR
+            if shard_root.is_dir() and not any(shard_root.iterdir()):
+                shard_root.rmdir()
         except DataError as err:
             error = err
     if not all_ok(ctx, error is None):
