@@ -372,6 +372,15 @@ class GeometricBackbone:
             return pair
         p0 = f0.pts[ia].astype(np.float64)
         pi = fi.pts[ib].astype(np.float64)
+        try:
+            return self._solve(pair, ia, p0, pi, K)
+        except cv2.error as exc:  # OpenCV asserts on degenerate input (e.g. all points identical)
+            _log.debug("geometric: OpenCV failed on a pair: %s", exc)
+            pair.reason = "degenerate"
+            return pair
+
+    def _solve(self, pair: _Pair, ia: np.ndarray, p0: np.ndarray, pi: np.ndarray, K: np.ndarray) -> _Pair:
+        cfg = self.config
         cv2.setRNGSeed(cfg.seed)
         E, mask = cv2.findEssentialMat(p0, pi, K, method=cv2.RANSAC, prob=cfg.ransac_prob, threshold=cfg.ransac_px)
         if E is None or E.shape != (3, 3) or mask is None:
