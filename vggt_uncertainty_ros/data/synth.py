@@ -118,7 +118,13 @@ def _stamp_shapes(rng: np.random.Generator, tex: np.ndarray, n: int, max_size: i
         tex[np.ix_(rows, cols)] = sub
 
 
-def _make_texture(rng: np.random.Generator, kind: str) -> np.ndarray:
+def _speckle(rng: np.random.Generator, tex: np.ndarray, n: int) -> None:
+    """Paint ``n`` small (2-9 texel) random-coloured rectangles and discs: unique corners for feature matchers."""
+    _stamp_shapes(rng, tex, n=n, max_size=9)
+
+
+def _make_texture(rng: np.random.Generator, kind: str, detail: np.random.Generator | None = None) -> np.ndarray:
+    """Texture of a surface kind; ``detail`` (its own stream) adds small high-contrast marks."""
     base = rng.uniform(0.25, 0.85, 3)
     noise = _fbm(rng, 3)
     if kind == "floor":
@@ -142,6 +148,8 @@ def _make_texture(rng: np.random.Generator, kind: str) -> np.ndarray:
         tex = 0.15 + 0.85 * (tex - tex.min()) / max(np.ptp(tex), 1e-6)
         _stamp_shapes(rng, tex, n=int(rng.integers(12, 24)), max_size=60)
         tex *= 0.6 + 0.8 * _fbm(rng, 1, base_cells=32, octaves=4)
+    if detail is not None:
+        _speckle(detail, tex, n={"wall": 400, "floor": 300, "ceiling": 150}.get(kind, 250))
     return np.clip(tex, 0.0, 1.0).astype(np.float32)
 
 
@@ -178,8 +186,12 @@ class Scene:
     cam_hi: np.ndarray
 
 
-def make_scene(rng: np.random.Generator, n_boxes: int = 5) -> Scene:
-    """Random room, boxes outside the camera region, and textures."""
+def make_scene(rng: np.random.Generator, n_boxes: int = 5, detail: np.random.Generator | None = None) -> Scene:
+    """Random room, boxes outside the camera region, and textures.
+
+    ``detail``: a separate random stream for small high-contrast marks on every texture (so a
+    feature matcher finds unique corners at 320x240 too); None leaves them out.
+    """
     half = np.array([rng.uniform(2.6, 3.4), rng.uniform(2.1, 2.8)])
     height = rng.uniform(2.5, 3.0)
     room_lo = np.array([-half[0], -half[1], 0.0])
@@ -202,7 +214,7 @@ def make_scene(rng: np.random.Generator, n_boxes: int = 5) -> Scene:
         halves.append(h)
         yaws.append(rng.uniform(-np.pi, np.pi))
     kinds = ["wall", "wall", "wall", "wall", "floor", "ceiling"] + ["box"] * n_boxes
-    textures = np.stack([_make_texture(rng, k) for k in kinds])
+    textures = np.stack([_make_texture(rng, k, detail) for k in kinds])
     texel = np.array([0.01] * 4 + [0.008, 0.012] + [0.004] * n_boxes)
     light = np.array([rng.uniform(-1, 1), rng.uniform(-1, 1), height - 0.2])
     return Scene(
@@ -809,6 +821,8 @@ def plan_sequence(
     """
     if n_frames < 1 or width < 8 or height < 8 or not fps > 0:
         raise DataError(f"invalid synthetic sequence: {n_frames} frames of {width}x{height} at {fps} Hz")
+    if difficulty is not None and not 0.0 <= difficulty <= 1.0:
+        raise DataError(f"difficulty level must be in [0, 1]; got {difficulty}")
     rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
     first_us = 1_305_031_100_000_000 + int(rng.integers(0, 10_000_000))
     period_us = 1e6 / fps
@@ -822,7 +836,7 @@ def plan_sequence(
     mocap_100us = start_100us + 100 * np.arange(n_mocap) + rng.integers(-2, 3, n_mocap)
     mocap_ns = mocap_100us.astype(np.int64) * 100_000
     t0_ns = int(mocap_ns[0])
-    scene = make_scene(rng)
+    scene = make_scene(rng, detail=np.random.default_rng(np.random.SeedSequence([int(seed), 0xDE7A])))
     trajectory = make_trajectory(rng, scene, (int(mocap_ns[-1]) - t0_ns) / _NS)
     diff = None
     if difficulty is not None:

@@ -2,15 +2,21 @@
 
 What it computes for a window of ``S`` RGB frames (frame 0 is the reference):
 
-1. **Features.** ORB (oriented FAST + rotated BRIEF, ``cv2.ORB``) on each grey frame, once per
-   frame id (overlapping windows reuse them). ORB rather than SIFT: it is 5-10x cheaper on a
-   CPU (the point of this backbone is robots without a GPU), binary descriptors match with a
-   Hamming brute force, and on our renders its rotation accuracy on easy frames is of the same
-   order; SIFT is available with ``detector="sift"`` (ratio test the same).
-2. **Matching** frame 0 <-> frame i (every i > 0): brute-force Hamming (L2 for SIFT) 2-NN, Lowe
-   ratio test, and one frame-0 keypoint per frame-i keypoint (the closest).
-3. **Relative rotation** from the essential matrix (``cv2.findEssentialMat``, RANSAC with a fixed
-   RNG seed, threshold in pixels) and ``cv2.recoverPose`` (cheirality): ``x_i ~ R x_0 + t``.
+1. **Features.** ORB (oriented FAST + rotated BRIEF, ``cv2.ORB``) on each grey frame, corners
+   refined to sub-pixel (``cv2.cornerSubPix``), once per frame id (overlapping windows reuse
+   them). ORB rather than SIFT: about 3x cheaper per window on our CPU (the point of this
+   backbone is robots without a GPU; ``benchmarks/geometric.py``), binary descriptors match with
+   a Hamming brute force, and with sub-pixel corners and USAC its rotation accuracy on our
+   renders is of the same order as SIFT's; SIFT is available with ``detector="sift"``.
+2. **Matching** frame 0 <-> frame i (every i > 0): brute-force 2-NN, Lowe ratio test, and one
+   frame-0 keypoint per frame-i keypoint (the closest).
+3. **Relative rotation** from the essential matrix (``cv2.findEssentialMat`` with
+   ``USAC_ACCURATE``: RANSAC with local optimisation, fixed seed; threshold in pixels) and
+   ``cv2.recoverPose`` (cheirality): ``x_i ~ R x_0 + t``. When the camera barely translates the
+   essential matrix is degenerate: if a RANSAC homography is a pure rotation
+   (``K^-1 H K`` orthogonal up to scale, rotation-compensated parallax ``< 2 min_parallax_px``)
+   and explains at least as many matches, ``R`` comes from it, the frame stays valid, its
+   translation is not observable (``rotation_only`` cue).
 4. **Window-consistent translation.** Each pair gives ``t`` only up to scale. The *reference
    pair* (0, j) is the valid frame j with the largest rotation-compensated parallax; its
    inliers are triangulated with ``|t_0j| = 1``, giving 3-D points in camera 0. For every
@@ -38,13 +44,14 @@ inliers (blank, black, blurred-out, occluded frames), or a degenerate/non-finite
 :attr:`GeometricBackbone.stats` (``frames_invalid/<reason>``). Its feature row is still finite
 (the cues say why it failed).
 
-Per-frame features (``[S, D]`` float32, :data:`FEATURE_NAMES`, ``D = 32``): counts are
+Per-frame features (``[S, D]`` float32, :data:`FEATURE_NAMES`, ``D = 33``): counts are
 ``log1p(n) / log1p(n_features)`` (0..1), pixel quantities ``log1p(px) / log1p(100)``,
 angles ``log1p(deg) / log1p(30)``, ratios in 0..1. Frame 0's match cues are 0 and its
 ``is_frame0`` cue is 1. Every cue is observable at run time (no ground truth).
 
-Deterministic: fixed RANSAC seed (``cv2.setRNGSeed`` before each call), fixed ORB settings, no
-randomness elsewhere; the same images give the same outputs bit for bit on one machine.
+Deterministic: fixed RANSAC seeds (``cv2.setRNGSeed`` before each call; USAC seeds itself),
+fixed ORB settings, no randomness elsewhere; the same images give the same outputs bit for bit
+on one machine (tested).
 """
 
 from __future__ import annotations
@@ -109,6 +116,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "scale_spread",  # MAD / median of per-point scale estimates (clipped at 2)
     "reproj_median",  # log px, reprojection error of those points with the scaled pose
     "translation_valid",
+    "rotation_only",  # pure rotation: R from the homography, translation not observable
     "is_reference",  # the frame j of the triangulated reference pair
     "ref_parallax",  # window-level: parallax_median of the reference pair
     "ref_points",  # window-level: log-count triangulated points
@@ -118,6 +126,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "brightness_change",  # |mean grey i - mean grey 0| / 255 (exposure changes)
 )
 
+_METHODS = {"ransac": cv2.RANSAC, "magsac": cv2.USAC_MAGSAC, "usac": cv2.USAC_ACCURATE, "lmeds": cv2.LMEDS}
 _F = {name: k for k, name in enumerate(FEATURE_NAMES)}
 _LOG_PX = float(np.log1p(100.0))
 _LOG_DEG = float(np.log1p(30.0))
@@ -132,6 +141,9 @@ class GeometricConfig:
         n_features: keypoints per frame.
         ratio: Lowe ratio-test threshold.
         ransac_px: RANSAC inlier threshold, pixels.
+        method: essential-matrix estimator: ``usac`` (``USAC_ACCURATE``, default), ``ransac``,
+            ``magsac`` or ``lmeds``.
+        subpixel: refine keypoints with ``cv2.cornerSubPix``.
         ransac_prob: RANSAC confidence.
         seed: RANSAC RNG seed (``cv2.setRNGSeed``).
         min_matches: fewer matches -> invalid frame.
@@ -154,6 +166,8 @@ class GeometricConfig:
     min_parallax_px: float = 1.0
     min_scale_points: int = 8
     fov_deg: float = 60.0
+    subpixel: bool = True
+    method: str = "usac"
     K: tuple[tuple[float, ...], ...] | None = None
 
     def __post_init__(self) -> None:
@@ -163,6 +177,8 @@ class GeometricConfig:
             raise ConfigError("geometric: need n_features >= 50 and min_matches >= min_inliers >= 8")
         if not 0.0 < self.ratio <= 1.0 or not self.ransac_px > 0 or not 0.5 < self.ransac_prob < 1.0:
             raise ConfigError("geometric: ratio in (0, 1], ransac_px > 0, ransac_prob in (0.5, 1)")
+        if self.method not in _METHODS:
+            raise ConfigError(f"geometric method must be one of {', '.join(_METHODS)}; got {self.method!r}")
         if not 10.0 <= self.fov_deg <= 170.0:
             raise ConfigError(f"geometric fov_deg must be in [10, 170]; got {self.fov_deg}")
         if self.K is not None:
@@ -202,6 +218,7 @@ class _Pair:
     n_ess_inliers: int = 0
     n_h_inliers: int = 0
     parallax: float = 0.0
+    rotation_only: bool = False  # rotation from the homography, translation unobservable
 
 
 class GeometricBackbone:
@@ -338,6 +355,9 @@ class GeometricBackbone:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         kps, desc = self._detector.detectAndCompute(grey, None)
         pts = np.array([kp.pt for kp in kps], dtype=np.float32).reshape(-1, 2)
+        if self.config.subpixel and len(pts):
+            crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 10, 0.01)
+            pts = cv2.cornerSubPix(grey, pts.reshape(-1, 1, 2).copy(), (3, 3), (-1, -1), crit).reshape(-1, 2)
         g = grey.astype(np.float32)
         gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
@@ -382,27 +402,41 @@ class GeometricBackbone:
     def _solve(self, pair: _Pair, ia: np.ndarray, p0: np.ndarray, pi: np.ndarray, K: np.ndarray) -> _Pair:
         cfg = self.config
         cv2.setRNGSeed(cfg.seed)
-        E, mask = cv2.findEssentialMat(p0, pi, K, method=cv2.RANSAC, prob=cfg.ransac_prob, threshold=cfg.ransac_px)
-        if E is None or E.shape != (3, 3) or mask is None:
-            pair.reason = "no_essential"
-            return pair
-        inl = mask.ravel().astype(bool)
-        pair.n_ess_inliers = int(inl.sum())
-        if pair.n_ess_inliers < cfg.min_inliers:
-            pair.reason = "too_few_inliers"
-            return pair
-        n_pose, R, t, pmask = cv2.recoverPose(E, p0[inl], pi[inl], K)
-        good = pmask.ravel() > 0
-        if n_pose < cfg.min_inliers:
-            pair.reason = "too_few_inliers"
-            pair.n_ess_inliers = int(n_pose)
-            return pair
-        if not (np.isfinite(R).all() and np.isfinite(t).all()) or abs(np.linalg.det(R) - 1.0) > 1e-6:
-            pair.reason = "degenerate"
-            return pair
+        H, hmask = cv2.findHomography(p0, pi, cv2.RANSAC, 2.0 * cfg.ransac_px)
+        h_in = np.zeros(len(p0), bool) if hmask is None else hmask.ravel().astype(bool)
+        pair.n_h_inliers = int(h_in.sum())
+        R_h = _rotation_from_homography(H, K) if H is not None and pair.n_h_inliers >= cfg.min_inliers else None
+        if R_h is not None and np.median(_parallax(p0[h_in], pi[h_in], R_h, K)) >= 2.0 * cfg.min_parallax_px:
+            R_h = None  # the homography is not a pure rotation (a plane seen with translation)
         cv2.setRNGSeed(cfg.seed)
-        _, hmask = cv2.findHomography(p0, pi, cv2.RANSAC, 2.0 * cfg.ransac_px)
-        pair.n_h_inliers = 0 if hmask is None else int(hmask.sum())
+        E, mask = cv2.findEssentialMat(
+            p0, pi, K, method=_METHODS[cfg.method], prob=cfg.ransac_prob, threshold=cfg.ransac_px
+        )
+        reason = ""
+        if E is None or E.shape != (3, 3) or mask is None:
+            reason = "no_essential"
+        else:
+            inl = mask.ravel().astype(bool)
+            pair.n_ess_inliers = int(inl.sum())
+            if pair.n_ess_inliers < cfg.min_inliers:
+                reason = "too_few_inliers"
+            else:
+                n_pose, R, t, pmask = cv2.recoverPose(E, p0[inl], pi[inl], K)
+                good = pmask.ravel() > 0
+                if n_pose < cfg.min_inliers:
+                    reason = "too_few_inliers"
+                elif not (np.isfinite(R).all() and np.isfinite(t).all()) or abs(np.linalg.det(R) - 1.0) > 1e-6:
+                    reason = "degenerate"
+        if R_h is not None and (reason or pair.n_h_inliers >= pair.n_ess_inliers):
+            # pure rotation (camera barely translating): the essential matrix is degenerate there,
+            # the rotation comes from H = K R K^-1; the translation is not observable
+            pair.R, pair.t, pair.rotation_only = R_h, np.zeros(3), True
+            pair.idx0, pair.p0, pair.pi = ia[h_in], p0[h_in], pi[h_in]
+            pair.parallax = float(np.median(_parallax(pair.p0, pair.pi, R_h, K)))
+            return pair
+        if reason:
+            pair.reason = reason
+            return pair
         pair.R, pair.t = R, t.ravel() / max(np.linalg.norm(t), 1e-12)
         pair.idx0 = ia[inl][good]
         pair.p0, pair.pi = p0[inl][good], pi[inl][good]
@@ -437,9 +471,11 @@ class GeometricBackbone:
         if n >= 3:
             hull = cv2.convexHull(pair.pi.astype(np.float32))
             row[_F["hull_i"]] = float(cv2.contourArea(hull)) / float(w * h)
-        E = _skew(pair.t) @ pair.R
-        F = Kinv.T @ E @ Kinv
-        samp = _sampson(F, pair.p0, pair.pi)
+        if pair.rotation_only:
+            row[_F["rotation_only"]] = 1.0
+            samp = par  # the transfer error of the rotation homography
+        else:
+            samp = _sampson(Kinv.T @ _skew(pair.t) @ pair.R @ Kinv, pair.p0, pair.pi)
         row[_F["sampson_median"]] = np.log1p(np.median(samp)) / _LOG_PX
         row[_F["sampson_p90"]] = np.log1p(np.percentile(samp, 90)) / _LOG_PX
         angle = np.degrees(np.linalg.norm(cv2.Rodrigues(pair.R)[0]))
@@ -460,7 +496,13 @@ class GeometricBackbone:
         for i in ok:
             T[i] = _invert(pairs[i].R, np.zeros(3))  # rotation now; translation below
             T[i, :3, 3] = 0.0
-        cand = [i for i in ok if pairs[i].parallax >= cfg.min_parallax_px and len(pairs[i].p0) >= cfg.min_scale_points]
+        cand = [
+            i
+            for i in ok
+            if not pairs[i].rotation_only
+            and pairs[i].parallax >= cfg.min_parallax_px
+            and len(pairs[i].p0) >= cfg.min_scale_points
+        ]
         if not cand:
             if ok:
                 self.stats["windows_without_scale"] += 1
@@ -483,6 +525,8 @@ class GeometricBackbone:
         Kinv = np.linalg.inv(K)
         for i in ok:
             p = pairs[i]
+            if p.rotation_only:
+                continue
             if i == j:
                 scale, spread, n_pts = 1.0, 0.0, len(pts3d)
                 Xs = np.array(list(pts3d.values()))
@@ -544,6 +588,20 @@ def _parallax(p0: np.ndarray, pi: np.ndarray, R: np.ndarray, K: np.ndarray) -> n
         q = q[:, :2] / q[:, 2:3]
     d = np.linalg.norm(pi - q, axis=1)
     return np.where(np.isfinite(d), d, 1e3)
+
+
+def _rotation_from_homography(H: np.ndarray, K: np.ndarray, tol: float = 0.05) -> np.ndarray | None:
+    """``R`` with ``H ~ K R K^-1`` when ``H`` is (close to) a pure rotation, else None."""
+    M = np.linalg.inv(K) @ H @ K
+    det = np.linalg.det(M)
+    if not np.isfinite(det) or det <= 0:
+        return None
+    M = M / np.cbrt(det)
+    U, S, Vt = np.linalg.svd(M)
+    if np.max(np.abs(S - 1.0)) > tol:
+        return None
+    R = U @ Vt
+    return R if np.linalg.det(R) > 0 else None
 
 
 def _skew(v: np.ndarray) -> np.ndarray:
