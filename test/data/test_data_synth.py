@@ -105,6 +105,10 @@ def test_cli_synth_writes_readable_output(tmp_path: Path) -> None:
     assert all(f.T_world_cam is not None for f in frames)
     with pytest.raises(SystemExit):
         main(["synth", "--out", str(out), "--format", "tum,png"])
+    hard = tmp_path / "hard"
+    argv = ["synth", "--out", str(hard), "--frames", "2", "--format", "tum", "--difficulty", "0.5"]
+    assert main([*argv, "--width", "32", "--height", "24"]) == 0
+    assert (synth.read_difficulty(hard / "tum" / "difficulty.csv")["level"] == 0.5).all()
 
 
 def test_difficulty_file_written_read_back_and_deterministic(tmp_path: Path) -> None:
