@@ -29,6 +29,7 @@ from typing import Protocol
 
 import numpy as np
 
+from vggt_uncertainty_ros.data.writers import Ros1SequenceWriter, Ros2SequenceWriter, TumFolderWriter
 from vggt_uncertainty_ros.errors import DataError
 
 __all__ = [
@@ -198,7 +199,9 @@ def make_scene(rng: np.random.Generator, n_boxes: int = 5, detail: np.random.Gen
     room_hi = np.array([half[0], half[1], height])
     cam_lo = np.array([-1.0, -0.8, 1.0])
     cam_hi = np.array([1.0, 0.8, 1.7])
-    centres, halves, yaws = [], [], []
+    centres: list[np.ndarray] = []
+    halves: list[np.ndarray] = []
+    yaws: list[float] = []
     keep_out_lo, keep_out_hi = cam_lo[:2] - 0.6, cam_hi[:2] + 0.6
     while len(centres) < n_boxes:
         h = np.array([rng.uniform(0.15, 0.5), rng.uniform(0.15, 0.5), rng.uniform(0.2, 0.7)])
@@ -898,9 +901,6 @@ class SequenceWriter(Protocol):
 def _open_writers(
     out: Path, formats: Sequence[str], ros2_storage: str, K: np.ndarray, size: tuple[int, int]
 ) -> tuple[dict[str, SequenceWriter], dict[str, Path]]:
-    from vggt_uncertainty_ros.data.bags import Ros1SequenceWriter, Ros2SequenceWriter
-    from vggt_uncertainty_ros.data.writers import TumFolderWriter
-
     writers: dict[str, SequenceWriter] = {}
     paths: dict[str, Path] = {}
     try:
