@@ -136,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13, 14])
     ap.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.35, 0.7, 1.0])
     ap.add_argument("--frames", type=int, default=60, help="frames per cue-study sequence (default 60)")
+    ap.add_argument("--fps", type=float, default=10.0, help="image rate of the cue-study sequences (default 10)")
+    ap.add_argument("--size", type=int, nargs=2, default=[320, 240], metavar=("W", "H"))
     args = ap.parse_args(argv)
     s = speed(windows=args.windows, detector=args.detector)
     print(
@@ -145,7 +147,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.no_cues:
         if len(args.levels) != len(args.seeds):
             ap.error("--seeds and --levels need the same length")
-        print(json.dumps(cue_study(args.seeds, args.levels, n_frames=args.frames), indent=1))
+        print(
+            json.dumps(
+                cue_study(
+                    args.seeds, args.levels, n_frames=args.frames, width=args.size[0], height=args.size[1], fps=args.fps
+                ),
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -52,10 +52,14 @@ def test_easy_frames_recover_rotation_and_a_consistent_translation(easy_window) 
     moving = np.linalg.norm(T_gt[:, :3, 3], axis=1) > 0.02
     ratio = np.linalg.norm(pred.T_0_i[moving, :3, 3], axis=1) / np.linalg.norm(T_gt[moving, :3, 3], axis=1)
     assert ratio.max() / ratio.min() < 1.6, ratio
-    cos = np.sum(pred.T_0_i[moving, :3, 3] * T_gt[moving, :3, 3], axis=1) / (
-        np.linalg.norm(pred.T_0_i[moving, :3, 3], axis=1) * np.linalg.norm(T_gt[moving, :3, 3], axis=1)
+    # direction: short baselines (a few cm at 2 m depth) are poorly conditioned; longer ones are not
+    far = np.linalg.norm(T_gt[:, :3, 3], axis=1) > 0.05
+    assert far.sum() >= 3
+    cos = np.sum(pred.T_0_i[far, :3, 3] * T_gt[far, :3, 3], axis=1) / (
+        np.linalg.norm(pred.T_0_i[far, :3, 3], axis=1) * np.linalg.norm(T_gt[far, :3, 3], axis=1)
     )
-    assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < 30.0
+    direction_err = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+    assert np.median(direction_err) < 10.0 and direction_err.max() < 30.0, direction_err
 
 
 def test_black_and_blank_frames_are_invalid_counted_and_never_identity(easy_window) -> None:
@@ -115,3 +119,13 @@ def test_built_from_the_backbone_spec() -> None:
     bb = build_geometric(BackboneSpec(name="geometric"))
     assert bb.name == "geometric" and bb.feature_dim == len(FEATURE_NAMES)
     assert bb.identity() == GeometricBackbone().identity() != GeometricBackbone(GeometricConfig(seed=1)).identity()
+
+
+def test_a_still_camera_gets_rotation_from_the_homography_and_no_translation(easy_window) -> None:
+    images, _, K = easy_window
+    bb = _backbone(K)
+    pred = bb.predict([images[0], images[0], images[1]])
+    assert pred.valid.all() and bb.stats["frames_invalid"] == 0
+    np.testing.assert_allclose(pred.T_0_i[1], np.eye(4), atol=1e-6)  # estimated, not assumed
+    assert pred.features[1, FEATURE_NAMES.index("rotation_only")] == 1.0
+    assert not pred.aux["translation_valid"][1] and pred.features[1, FEATURE_NAMES.index("translation_valid")] == 0

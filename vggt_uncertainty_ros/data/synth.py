@@ -649,7 +649,7 @@ def plan_difficulty(seed: int, level: float, t_s: np.ndarray, n_surfaces: int) -
             cx = 0.5 + direction * (1.0 + radius) * (2.0 * u - 1.0) * 0.75
             occ_rows.append([f, cx, y, radius, *colour])
     occluders = np.array(occ_rows, dtype=np.float64).reshape(-1, 7)
-    lowtex = np.flatnonzero(rng.random(n_surfaces) < 0.5 * level)
+    lowtex = np.flatnonzero(rng.random(n_surfaces) < 0.4 * level)
     bursts = []
     for t0 in _poisson_times(rng, 0.25 * level, dur):
         bursts.append([t0, rng.uniform(0.3, 0.7), rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.2)])
@@ -658,12 +658,12 @@ def plan_difficulty(seed: int, level: float, t_s: np.ndarray, n_surfaces: int) -
 
 
 def _low_texture(textures: np.ndarray, surfaces: np.ndarray, rng_seed: int) -> np.ndarray:
-    """Copy of ``textures`` whose listed textures keep 3-15 % of their contrast (near-uniform paint)."""
+    """Copy of ``textures`` whose listed textures keep 8-30 % of their contrast (near-uniform paint)."""
     out = textures.copy()
     rng = np.random.default_rng(np.random.SeedSequence([rng_seed, 0x7E7]))
     for k in surfaces:
         mean = out[k].mean(axis=(0, 1), keepdims=True)
-        out[k] = mean + rng.uniform(0.03, 0.15) * (out[k] - mean)
+        out[k] = mean + rng.uniform(0.08, 0.3) * (out[k] - mean)
     return out
 
 

@@ -24,12 +24,15 @@ What it computes for a window of ``S`` RGB frames (frame 0 is the reference):
    the length ``s_i`` of its unit translation direction: with its rotation known, each point
    ``X`` and observation ``x_i`` (normalised) gives the 1-D least-squares
    ``s = -((x_i x t)·(x_i x R X)) / |x_i x t|^2``; ``s_i`` is their median (robust to
-   outliers), a negative median flips the direction. **Window units: the reference pair's
-   baseline is 1** (like VGGT's normalised units, a per-window scale must be applied to get
-   metres). When no pair has parallax (``< min_parallax_px``) or fewer than ``min_scale_points``
-   points support a frame, its translation is not observable: that frame's translation is set
-   to 0 (the camera barely moved relative to the scene depth) and ``aux["translation_valid"]``
-   is False; its rotation stays valid.
+   outliers), a negative median flips the direction; then ``(R_i, t_i)`` is refined by a
+   Levenberg-Marquardt PnP on those points (``cv2.solvePnP``, kept when it lowers the median
+   reprojection error: a short or planar pair's own translation direction can be far off).
+   **Window units: the reference pair's baseline is 1** (like VGGT's normalised units, a
+   per-window scale must be applied to get metres). When no pair has parallax
+   (``< min_parallax_px``) or fewer than ``min_scale_points`` points support a frame, its
+   translation is not observable: that frame's translation is set to 0 (the camera barely
+   moved relative to the scene depth) and ``aux["translation_valid"]`` is False; its rotation
+   stays valid.
 5. **Pose** ``T_0_i`` = inverse of ``[R | s t]``: camera i in camera 0, OpenCV axes.
 
 Intrinsics: a configured ``K`` (``GeometricConfig.K``, or :meth:`GeometricBackbone.set_camera_matrix`
@@ -144,6 +147,8 @@ class GeometricConfig:
         method: essential-matrix estimator: ``usac`` (``USAC_ACCURATE``, default), ``ransac``,
             ``magsac`` or ``lmeds``.
         subpixel: refine keypoints with ``cv2.cornerSubPix``.
+        equalize: detect on a CLAHE-equalised grey image (robust to dark, low-contrast and
+            changing exposure; the texture/blur/brightness cues still read the raw image).
         ransac_prob: RANSAC confidence.
         seed: RANSAC RNG seed (``cv2.setRNGSeed``).
         min_matches: fewer matches -> invalid frame.
@@ -167,6 +172,7 @@ class GeometricConfig:
     min_scale_points: int = 8
     fov_deg: float = 60.0
     subpixel: bool = True
+    equalize: bool = True
     method: str = "usac"
     K: tuple[tuple[float, ...], ...] | None = None
 
@@ -246,6 +252,7 @@ class GeometricBackbone:
             self._detector = cv2.SIFT_create(nfeatures=self.config.n_features)
             self._norm = cv2.NORM_L2
         self._matcher = cv2.BFMatcher(self._norm, crossCheck=False)
+        self._clahe = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(4, 4)) if self.config.equalize else None
         self._cache: OrderedDict[tuple[Hashable, tuple[int, ...]], _Frame] = OrderedDict()
         self.stats: Counter[str] = Counter()
 
@@ -353,11 +360,12 @@ class GeometricBackbone:
 
     def _detect(self, rgb: np.ndarray) -> _Frame:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        kps, desc = self._detector.detectAndCompute(grey, None)
+        work = self._clahe.apply(grey) if self._clahe is not None else grey
+        kps, desc = self._detector.detectAndCompute(work, None)
         pts = np.array([kp.pt for kp in kps], dtype=np.float32).reshape(-1, 2)
         if self.config.subpixel and len(pts):
             crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 10, 0.01)
-            pts = cv2.cornerSubPix(grey, pts.reshape(-1, 1, 2).copy(), (3, 3), (-1, -1), crit).reshape(-1, 2)
+            pts = cv2.cornerSubPix(work, pts.reshape(-1, 1, 2).copy(), (3, 3), (-1, -1), crit).reshape(-1, 2)
         g = grey.astype(np.float32)
         gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
@@ -409,9 +417,12 @@ class GeometricBackbone:
         if R_h is not None and np.median(_parallax(p0[h_in], pi[h_in], R_h, K)) >= 2.0 * cfg.min_parallax_px:
             R_h = None  # the homography is not a pure rotation (a plane seen with translation)
         cv2.setRNGSeed(cfg.seed)
-        E, mask = cv2.findEssentialMat(
-            p0, pi, K, method=_METHODS[cfg.method], prob=cfg.ransac_prob, threshold=cfg.ransac_px
-        )
+        try:
+            E, mask = cv2.findEssentialMat(
+                p0, pi, K, method=_METHODS[cfg.method], prob=cfg.ransac_prob, threshold=cfg.ransac_px
+            )
+        except cv2.error:  # asserts on degenerate input (e.g. no motion at all); the homography may still hold
+            E, mask = None, None
         reason = ""
         if E is None or E.shape != (3, 3) or mask is None:
             reason = "no_essential"
@@ -550,13 +561,28 @@ class GeometricBackbone:
                 scale = float(np.median(per))
                 mad = float(np.median(np.abs(per - scale)))
                 spread = min(mad / max(abs(scale), 1e-9), 2.0)
-            t = p.t * scale
-            proj = (Xs @ p.R.T + t) @ K.T
-            with np.errstate(divide="ignore", invalid="ignore"):
-                uv = proj[:, :2] / proj[:, 2:3]
-            err = np.linalg.norm(uv - obs, axis=1)
-            err = err[np.isfinite(err)]
-            T[i] = _invert(p.R, t)
+            R, t = p.R, p.t * scale
+            err = _reprojection(Xs, obs, R, t, K)
+            if i != j:
+                # refine (R, t) against the window's 3-D points (Levenberg-Marquardt PnP from the
+                # two-view estimate): the two-view translation direction of a short or planar pair
+                # can be far off while its points' reprojection says so
+                ok_pnp, rvec, tvec = cv2.solvePnP(
+                    Xs.astype(np.float64),
+                    obs.astype(np.float64),
+                    K,
+                    None,
+                    cv2.Rodrigues(R)[0],
+                    t.reshape(3, 1).copy(),
+                    useExtrinsicGuess=True,
+                    flags=cv2.SOLVEPNP_ITERATIVE,
+                )
+                if ok_pnp and np.isfinite(rvec).all() and np.isfinite(tvec).all():
+                    R2, t2 = cv2.Rodrigues(rvec)[0], tvec.ravel()
+                    err2 = _reprojection(Xs, obs, R2, t2, K)
+                    if len(err2) and (not len(err) or np.median(err2) < np.median(err)):
+                        R, t, err = R2, t2, err2
+            T[i] = _invert(R, t)
             t_valid[i] = True
             feats[i, _F["translation_valid"]] = 1.0
             feats[i, _F["scale_points"]] = np.log1p(n_pts) / np.log1p(cfg.n_features)
@@ -573,6 +599,14 @@ def _invert(R: np.ndarray, t: np.ndarray) -> np.ndarray:
     out[:3, :3] = R.T
     out[:3, 3] = -R.T @ t
     return out
+
+
+def _reprojection(X: np.ndarray, obs: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Finite reprojection errors (pixels) of camera-0 points ``X`` in a camera ``x = R X + t``."""
+    proj = (X @ R.T + t) @ K.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        err = np.linalg.norm(proj[:, :2] / proj[:, 2:3] - obs, axis=1)
+    return err[np.isfinite(err)]
 
 
 def _bearings(px: np.ndarray, Kinv: np.ndarray) -> np.ndarray:
