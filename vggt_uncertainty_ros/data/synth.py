@@ -121,7 +121,17 @@ def _stamp_shapes(rng: np.random.Generator, tex: np.ndarray, n: int, max_size: i
 
 def _speckle(rng: np.random.Generator, tex: np.ndarray, n: int) -> None:
     """Paint ``n`` small (2-9 texel) random-coloured rectangles and discs: unique corners for feature matchers."""
-    _stamp_shapes(rng, tex, n=n, max_size=9)
+    half = rng.integers(1, 5, (n, 2))
+    centre = rng.integers(5, _TEX - 5, (n, 2))
+    colour = rng.random((n, 3)).astype(np.float32)
+    disc = rng.random(n) < 0.4
+    for (hx, hy), (cx, cy), c, d in zip(half.tolist(), centre.tolist(), colour, disc.tolist()):
+        patch = tex[cy - hy : cy + hy + 1, cx - hx : cx + hx + 1]
+        if d:
+            yy, xx = np.ogrid[-hy : hy + 1, -hx : hx + 1]
+            patch[(xx * xx) * hy * hy + (yy * yy) * hx * hx <= hx * hx * hy * hy] = c
+        else:
+            patch[...] = c
 
 
 def _make_texture(rng: np.random.Generator, kind: str, detail: np.random.Generator | None = None) -> np.ndarray:

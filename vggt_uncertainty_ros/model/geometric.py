@@ -18,15 +18,18 @@ What it computes for a window of ``S`` RGB frames (frame 0 is the reference):
    and explains at least as many matches, ``R`` comes from it, the frame stays valid, its
    translation is not observable (``rotation_only`` cue).
 4. **Window-consistent translation.** Each pair gives ``t`` only up to scale. The *reference
-   pair* (0, j) is the valid frame j with the largest rotation-compensated parallax; its
-   inliers are triangulated with ``|t_0j| = 1``, giving 3-D points in camera 0. For every
+   pair* (0, j) is, among the three valid frames with the largest rotation-compensated
+   parallax, the one whose triangulated points the other frames reproject best (a wrong
+   two-view solution is not consistent with the rest of the window); its inliers are
+   triangulated with ``|t_0j| = 1``, giving 3-D points in camera 0. For every
    other valid frame i the points it also sees (same frame-0 keypoint matched in 0<->i) fix
    the length ``s_i`` of its unit translation direction: with its rotation known, each point
    ``X`` and observation ``x_i`` (normalised) gives the 1-D least-squares
    ``s = -((x_i x t)·(x_i x R X)) / |x_i x t|^2``; ``s_i`` is their median (robust to
-   outliers), a negative median flips the direction; then ``(R_i, t_i)`` is refined by a
-   Levenberg-Marquardt PnP on those points (``cv2.solvePnP``, kept when it lowers the median
-   reprojection error: a short or planar pair's own translation direction can be far off).
+   outliers), a negative median flips the direction; then ``t_i`` is re-solved on those points
+   with ``R_i`` fixed (linear least squares ``[x_i]_x t = -[x_i]_x R X``, trimmed), kept when
+   it lowers the median reprojection error: a short or planar pair's own translation direction
+   can be far off. ``R_i`` stays the pair's own, so a reference pair's error does not spread.
    **Window units: the reference pair's baseline is 1** (like VGGT's normalised units, a
    per-window scale must be applied to get metres). When no pair has parallax
    (``< min_parallax_px``) or fewer than ``min_scale_points`` points support a frame, its
@@ -518,22 +521,55 @@ class GeometricBackbone:
             if ok:
                 self.stats["windows_without_scale"] += 1
             return
-        j = max(cand, key=lambda i: (pairs[i].parallax, -i))
+        # reference pair: among the (up to) 3 largest-parallax pairs, the one whose triangulated
+        # points the other frames reproject best (a wrong two-view solution is not consistent)
+        best = None
+        for j in sorted(cand, key=lambda i: (-pairs[i].parallax, i))[:3]:
+            fit = self._fit_reference(j, ok, pairs, K)
+            if fit is not None and (best is None or fit[0] < best[0]):
+                best = fit
+        if best is None:
+            self.stats["windows_without_scale"] += 1
+            return
+        _, j, n_ref_pts, rows = best
+        ref = pairs[j]
+        feats[:, _F["ref_parallax"]] = np.log1p(ref.parallax) / _LOG_PX
+        feats[:, _F["ref_points"]] = np.log1p(n_ref_pts) / np.log1p(cfg.n_features)
+        feats[j, _F["is_reference"]] = 1.0
+        for i, (R, t, n_pts, spread, err) in rows.items():
+            feats[i, _F["scale_points"]] = np.log1p(n_pts) / np.log1p(cfg.n_features)
+            if R is None:
+                continue
+            T[i] = _invert(R, t)
+            t_valid[i] = True
+            feats[i, _F["translation_valid"]] = 1.0
+            feats[i, _F["scale_spread"]] = spread
+            feats[i, _F["reproj_median"]] = np.log1p(np.median(err) if len(err) else 100.0) / _LOG_PX
+
+    def _fit_reference(
+        self, j: int, ok: list[int], pairs: dict[int, _Pair], K: np.ndarray
+    ) -> tuple[float, int, int, dict[int, tuple[Any, Any, int, float, np.ndarray]]] | None:
+        """Triangulate pair (0, j) and place every other frame against its points.
+
+        Returns ``(score, j, n_points, {i: (R, t, n_points, spread, reprojection errors)})``
+        with ``R = None`` for frames whose translation is not observable; the score is the mean
+        over frames of their median reprojection error (pixels); None when too few points.
+        """
+        cfg = self.config
         ref = pairs[j]
         P0 = K @ np.hstack([np.eye(3), np.zeros((3, 1))])
         Pj = K @ np.hstack([ref.R, ref.t[:, None]])
         Xh = cv2.triangulatePoints(P0, Pj, ref.p0.T, ref.pi.T)
-        X = (Xh[:3] / Xh[3]).T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            X = (Xh[:3] / Xh[3]).T
         Xj = X @ ref.R.T + ref.t
         front = np.isfinite(X).all(axis=1) & (X[:, 2] > 0) & (Xj[:, 2] > 0)
         pts3d = {int(k): X[n] for n, k in enumerate(ref.idx0) if front[n]}
-        feats[:, _F["ref_parallax"]] = np.log1p(ref.parallax) / _LOG_PX
-        feats[:, _F["ref_points"]] = np.log1p(len(pts3d)) / np.log1p(cfg.n_features)
-        feats[j, _F["is_reference"]] = 1.0
         if len(pts3d) < cfg.min_scale_points:
-            self.stats["windows_without_scale"] += 1
-            return
+            return None
         Kinv = np.linalg.inv(K)
+        rows: dict[int, tuple[Any, Any, int, float, np.ndarray]] = {}
+        scores = []
         for i in ok:
             p = pairs[i]
             if p.rotation_only:
@@ -546,7 +582,7 @@ class GeometricBackbone:
                 sel = [n for n, k in enumerate(p.idx0) if int(k) in pts3d]
                 n_pts = len(sel)
                 if n_pts < cfg.min_scale_points:
-                    feats[i, _F["scale_points"]] = np.log1p(n_pts) / np.log1p(cfg.n_features)
+                    rows[i] = (None, None, n_pts, 0.0, np.zeros(0))
                     continue
                 Xs = np.array([pts3d[int(p.idx0[n])] for n in sel])
                 obs = p.pi[sel]
@@ -556,6 +592,7 @@ class GeometricBackbone:
                 den = np.sum(a * a, axis=1)
                 use = den > 1e-12
                 if use.sum() < cfg.min_scale_points:
+                    rows[i] = (None, None, n_pts, 0.0, np.zeros(0))
                     continue
                 per = -np.sum(a[use] * b[use], axis=1) / den[use]
                 scale = float(np.median(per))
@@ -564,30 +601,18 @@ class GeometricBackbone:
             R, t = p.R, p.t * scale
             err = _reprojection(Xs, obs, R, t, K)
             if i != j:
-                # refine (R, t) against the window's 3-D points (Levenberg-Marquardt PnP from the
-                # two-view estimate): the two-view translation direction of a short or planar pair
-                # can be far off while its points' reprojection says so
-                ok_pnp, rvec, tvec = cv2.solvePnP(
-                    Xs.astype(np.float64),
-                    obs.astype(np.float64),
-                    K,
-                    None,
-                    cv2.Rodrigues(R)[0],
-                    t.reshape(3, 1).copy(),
-                    useExtrinsicGuess=True,
-                    flags=cv2.SOLVEPNP_ITERATIVE,
-                )
-                if ok_pnp and np.isfinite(rvec).all() and np.isfinite(tvec).all():
-                    R2, t2 = cv2.Rodrigues(rvec)[0], tvec.ravel()
-                    err2 = _reprojection(Xs, obs, R2, t2, K)
+                # re-solve t (R fixed) against the window's 3-D points: the two-view translation
+                # direction of a short or planar pair can be far off while its points' reprojection
+                # says so; R stays the pair's own (a reference pair's rotation error must not spread)
+                t2 = _translation_from_points(Xs, _bearings(obs, Kinv), R)
+                if t2 is not None:
+                    err2 = _reprojection(Xs, obs, R, t2, K)
                     if len(err2) and (not len(err) or np.median(err2) < np.median(err)):
-                        R, t, err = R2, t2, err2
-            T[i] = _invert(R, t)
-            t_valid[i] = True
-            feats[i, _F["translation_valid"]] = 1.0
-            feats[i, _F["scale_points"]] = np.log1p(n_pts) / np.log1p(cfg.n_features)
-            feats[i, _F["scale_spread"]] = spread
-            feats[i, _F["reproj_median"]] = np.log1p(np.median(err) if len(err) else 100.0) / _LOG_PX
+                        t, err = t2, err2
+                scores.append(float(np.median(err)) if len(err) else 100.0)
+            rows[i] = (R, t, n_pts, spread, err)
+        score = float(np.mean(scores)) if scores else 100.0
+        return score, j, len(pts3d), rows
 
 
 # ---------------------------------------------------------------------- helpers
@@ -599,6 +624,26 @@ def _invert(R: np.ndarray, t: np.ndarray) -> np.ndarray:
     out[:3, :3] = R.T
     out[:3, 3] = -R.T @ t
     return out
+
+
+def _translation_from_points(X: np.ndarray, x: np.ndarray, R: np.ndarray, iters: int = 3) -> np.ndarray | None:
+    """Least-squares ``t`` with ``x ~ R X + t`` (bearings ``x``, rotation fixed), trimmed twice.
+
+    Each point gives ``[x]_x t = -[x]_x R X`` (two independent rows); points whose residual is
+    above 3x the median are dropped before the next solve.
+    """
+    keep = np.ones(len(X), bool)
+    RX = X @ R.T
+    t = None
+    for _ in range(iters):
+        if keep.sum() < 4:
+            return t
+        A = np.stack([_skew(v) for v in x[keep]]).reshape(-1, 3)
+        rhs = -np.einsum("nij,nj->ni", np.stack([_skew(v) for v in x[keep]]), RX[keep]).reshape(-1)
+        t, *_ = np.linalg.lstsq(A, rhs, rcond=None)
+        res = np.linalg.norm(np.cross(x, RX + t), axis=1) / np.maximum(np.linalg.norm(RX + t, axis=1), 1e-12)
+        keep = res <= 3.0 * max(float(np.median(res)), 1e-9)
+    return t if t is not None and np.isfinite(t).all() else None
 
 
 def _reprojection(X: np.ndarray, obs: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray) -> np.ndarray:
