@@ -137,17 +137,17 @@ def test_clean_sequence_has_level_zero_difficulty(tmp_path: Path) -> None:
 
 
 def test_difficulty_degrades_images_and_varies_across_levels() -> None:
-    easy = synth.plan_sequence(4, 40, 64, 48, 10.0, difficulty=0.0)
-    hard = synth.plan_sequence(4, 40, 64, 48, 10.0, difficulty=1.0)
+    easy = synth.plan_sequence(4, 20, 64, 48, 5.0, difficulty=0.0)
+    hard = synth.plan_sequence(4, 20, 64, 48, 5.0, difficulty=1.0)
     assert len(hard.trajectory.burst_t0) >= len(easy.trajectory.burst_t0) == 0
     assert len(easy.difficulty.lowtex_surfaces) == 0 and len(easy.difficulty.occluders) == 0
     assert hard.difficulty.noise_sigma.max() > easy.difficulty.noise_sigma.max()
     assert np.ptp(np.log(hard.difficulty.gain)) > np.ptp(np.log(easy.difficulty.gain))
-    clean = synth.plan_sequence(4, 40, 64, 48, 10.0)
+    clean = synth.plan_sequence(4, 20, 64, 48, 5.0)
     img_clean, _, _ = synth.render_sequence_frames(clean)
     img_hard, _, cols = synth.render_sequence_frames(hard)
     assert any((a != b).any() for a, b in zip(img_clean, img_hard))
-    assert cols["noise_sigma"].shape == (40,)
+    assert cols["noise_sigma"].shape == (20,)
 
 
 def test_difficulty_level_out_of_range_is_refused() -> None:
