@@ -21,6 +21,7 @@ _log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``vggt-uncertainty eval`` (defaults are :class:`EvalConfig`'s)."""
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from vggt_uncertainty_ros.evaluate.config import EvalConfig, ScaleMode
 
     default = {name: f.default for name, f in EvalConfig.__dataclass_fields__.items()}
@@ -85,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation; returns 0, or 1 when no window could be evaluated."""
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from vggt_uncertainty_ros.evaluate import EvalConfig, SourceKind, evaluate
 
     cfg = EvalConfig(
@@ -110,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if not result.ok:
         _log.error("no window evaluated; warnings: %s", report["warnings"])
         return 1
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from vggt_uncertainty_ros.evaluate.plots import summary_lines
 
     print("\n".join(summary_lines(report)))

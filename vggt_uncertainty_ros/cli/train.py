@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, train, log where the results are; returns the exit status."""
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from vggt_uncertainty_ros.trainer import load_config, train
 
     overrides = list(args.overrides)

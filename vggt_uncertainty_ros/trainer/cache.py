@@ -27,17 +27,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
+from tqdm import tqdm
 
 from vggt_uncertainty_ros.data import WindowBuilder, WindowConfig, open_sequence
 from vggt_uncertainty_ros.errors import DataError
-from vggt_uncertainty_ros.trainer.config import SequenceSpec, WindowSection
-
-if TYPE_CHECKING:
-    import torch
+from vggt_uncertainty_ros.geometry import window_relative
+from vggt_uncertainty_ros.model import TokenCache, preprocess_images
+from vggt_uncertainty_ros.trainer.config import SequenceSpec, WindowSamplingConfig
 
 _log = logging.getLogger(__name__)
 
@@ -110,7 +112,7 @@ def fingerprint_path(path: str | Path) -> list[list[Any]]:
 
 def cache_key(
     spec: SequenceSpec,
-    window: WindowSection,
+    window: WindowSamplingConfig,
     preprocess_mode: str,
     backbone_identity: str,
     backbone_dtype: str,
@@ -132,7 +134,7 @@ def cache_key(
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
-def _window_config(window: WindowSection) -> Any:
+def _window_config(window: WindowSamplingConfig) -> Any:
     return WindowConfig(
         size=window.size,
         stride=window.stride,
@@ -141,7 +143,7 @@ def _window_config(window: WindowSection) -> Any:
     )
 
 
-def iter_windows(spec: SequenceSpec, window: WindowSection) -> Iterator[list[Any]]:
+def iter_windows(spec: SequenceSpec, window: WindowSamplingConfig) -> Iterator[list[Any]]:
     """Yield the frames (``data.Frame``) of each window of a sequence, in stream order.
 
     Windows come from the shared :class:`~vggt_uncertainty_ros.data.WindowBuilder` rule.
@@ -181,24 +183,21 @@ def _window_items(win: Any) -> list[Any]:
 
 
 def _relative_gt(frames: list[Any]) -> np.ndarray:
-    from vggt_uncertainty_ros.geometry import window_relative
-
     T_world_cam = np.stack([np.asarray(f.T_world_cam, dtype=np.float64) for f in frames])
     return np.asarray(window_relative(T_world_cam), dtype=np.float64)
 
 
 def run_backbone_window(
     model: Any, frames: list[Any], preprocess_mode: str, device: Any, token_cache: Any | None = None
-) -> dict[str, Any]:
-    """Run the frozen backbone on one window; returns its output dict (tensors on ``device``).
+) -> tuple[Any, tuple[int, int]]:
+    """Run the frozen backbone on one window.
 
     With a ``model.TokenCache``, frames (identified by their index in the sequence) that an
     earlier overlapping window already saw skip DINOv2.
+
+    Returns:
+        The model's ``VGGTOutput`` (tensors on ``device``) and the preprocessed image size ``(H, W)``.
     """
-    import torch
-
-    from vggt_uncertainty_ros.model import preprocess_images
-
     images = preprocess_images([f.image for f in frames], mode=preprocess_mode)
     kwargs: dict[str, Any] = {}
     if token_cache is not None:
@@ -206,13 +205,11 @@ def run_backbone_window(
     # images stay float32 in [0, 1]; a reduced-precision backbone casts internally (autocast)
     with torch.inference_mode():
         out = model(images.to(device=device)[None], **kwargs)
-    out["_image_hw"] = tuple(int(v) for v in images.shape[-2:])
-    return out
+    h, w = (int(v) for v in images.shape[-2:])
+    return out, (h, w)
 
 
 def _sync(device: Any) -> None:
-    import torch
-
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -238,7 +235,7 @@ class FeatureCache:
         device: torch.device,
         dtype: torch.dtype,
         preprocess_mode: str,
-        window: WindowSection,
+        window: WindowSamplingConfig,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.model = model
@@ -276,10 +273,6 @@ class FeatureCache:
         return cached
 
     def _build(self, spec: SequenceSpec, path: Path) -> CachedSequence:
-        from tqdm import tqdm
-
-        from vggt_uncertainty_ros.model import TokenCache
-
         tokens = TokenCache(max_frames=2 * self.window.size)
 
         feats: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_KEYS}
@@ -293,10 +286,9 @@ class FeatureCache:
                            leave=False, disable=None):
             _sync(self.device)
             t0 = time.perf_counter()
-            out = run_backbone_window(self.model, frames, self.preprocess_mode, self.device, tokens)
+            out, image_hw = run_backbone_window(self.model, frames, self.preprocess_mode, self.device, tokens)
             _sync(self.device)
             times.append(time.perf_counter() - t0)
-            image_hw = out["_image_hw"]
             for k in FEATURE_KEYS:
                 feats[k].append(out[k][0].float().cpu().numpy())
             pose_enc.append(out["pose_enc"][0].float().cpu().numpy())
@@ -346,8 +338,6 @@ def load_cached(path: str | Path, name: str | None = None) -> CachedSequence:
     Raises:
         DataError: the file is unreadable, from another format version, or lacks arrays.
     """
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     try:
         with safe_open(str(path), framework="numpy") as fh:

@@ -25,6 +25,12 @@ import torch
 
 from vggt_uncertainty_ros.data import synth
 from vggt_uncertainty_ros.errors import DataError
+from vggt_uncertainty_ros.geometry import (
+    fit_scale,
+    pose_encoding_to_extri_intri,
+    pose_residual,
+    relative_from_extrinsics,
+)
 from vggt_uncertainty_ros.trainer.cache import CachedSequence
 from vggt_uncertainty_ros.trainer.config import DataConfig, SequenceSpec, SyntheticConfig
 
@@ -133,13 +139,6 @@ def window_residuals(seq: CachedSequence, min_motion_m: float) -> dict[str, np.n
         ``residual [W,S,6]`` (rot rad, trans m), ``scale [W]``, ``n_valid [W]``,
         ``t_gt [W,S,3]`` (m), ``t_pred_scaled [W,S,3]`` (m).
     """
-    from vggt_uncertainty_ros.geometry import (
-        fit_scale,
-        pose_encoding_to_extri_intri,
-        pose_residual,
-        relative_from_extrinsics,
-    )
-
     extrinsics, _ = pose_encoding_to_extri_intri(seq.pose_enc.astype(np.float64), seq.image_hw)
     T_pred = np.array(relative_from_extrinsics(np.asarray(extrinsics, dtype=np.float64)), dtype=np.float64)
     T_gt = seq.T_0_i_gt
