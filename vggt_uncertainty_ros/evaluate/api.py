@@ -204,6 +204,7 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
         "scale_note": SCALE_NOTES[cfg.scale_mode],
         "units": {"rot": "rad", "trans": trans_unit, "trajectory": "m (Sim(3)-aligned)"},
         "n_source_windows": n_source_windows,
+        "parameterization": parameterization,
         "n_windows": n_windows,
         "n_frames": len(table),
         "n_unique_frames": int(np.unique(table.stamp_ns).size),

@@ -83,12 +83,16 @@ class DataConfig:
             (after a seeded shuffle) are held out instead.
         val_count: sequences moved from ``train`` to validation when ``val`` is empty.
         synthetic: synthetic sequences added to both lists.
+        manifest: a dataset manifest (YAML/JSON, see :mod:`vggt_uncertainty_ros.data.manifest`);
+            its ``train`` sequences join ``train`` and its ``val`` ones join ``val`` (its
+            ``test`` ones are left to the evaluator). Empty: none.
     """
 
     train: tuple[SequenceSpec, ...] = ()
     val: tuple[SequenceSpec, ...] = ()
     val_count: int = 1
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    manifest: str = ""
 
 
 @dataclass(frozen=True)
@@ -349,8 +353,10 @@ def _validate(cfg: TrainConfig) -> None:
         lo, hi = flat[key]
         if not lo < hi:
             raise ConfigError(f"{key}: needs low < high, got {flat[key]!r}")
-    if not cfg.data.train and cfg.data.synthetic.train == 0:
-        raise ConfigError("data: no training sequences (data.train is empty and data.synthetic.train is 0)")
+    if not cfg.data.train and cfg.data.synthetic.train == 0 and not cfg.data.manifest:
+        raise ConfigError(
+            "data: no training sequences (data.train is empty, data.synthetic.train is 0 and no data.manifest)"
+        )
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -44,13 +44,11 @@ from vggt_uncertainty_ros.head import (
     save_head,
     scale_translation_log_var,
 )
-from vggt_uncertainty_ros.model import backbone_identity, load_backbone
-from vggt_uncertainty_ros.model.device import resolve_device, resolve_dtype
-from vggt_uncertainty_ros.model.layers import select_attention
-from vggt_uncertainty_ros.trainer.cache import FeatureCache
+from vggt_uncertainty_ros.model.device import resolve_device
 from vggt_uncertainty_ros.trainer.config import TrainConfig, save_run_config
 from vggt_uncertainty_ros.trainer.data import WindowSet, build_window_set, split_sequences
 from vggt_uncertainty_ros.trainer.logs import MetricLogger
+from vggt_uncertainty_ros.trainer.shards import open_feature_cache
 from vggt_uncertainty_ros.trainer.state import LoopState, load_state, save_state
 
 _log = logging.getLogger(__name__)
@@ -302,16 +300,10 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
         ``(train, val or None, info)`` with ``info`` holding cache hits/misses, backbone
         identity and the backbone timing.
     """
-    dtype = resolve_dtype(cfg.backbone.dtype, device)
     train_specs, val_specs = split_sequences(cfg.data, cfg.output.cache_dir, cfg.train.seed)
     _log.info("sequences: %d train, %d validation", len(train_specs), len(val_specs))
-    model = load_backbone(cfg.backbone.weights, device, dtype)
-    select_attention(model, cfg.backbone.attention, device, dtype)
-    model.eval()
-    if cfg.backbone.compile and device.type == "cuda":
-        model.compile_blocks()
-    identity = backbone_identity(model)
-    cache = FeatureCache(cfg.output.cache_dir, model, identity, device, dtype, cfg.backbone.preprocess_mode, cfg.window)
+    cache = open_feature_cache(cfg, device)
+    model, identity = cache.model, cache.identity
     train_cached = [cache.get(s) for s in train_specs]
     val_cached = [cache.get(s) for s in val_specs]
     image_hw = train_cached[0].image_hw
