@@ -196,7 +196,7 @@ def test_memory_of_known_poses_is_bounded():
     T = np.stack([make_transform(np.eye(3), np.array([0.1 * i, 0, 0])) for i in range(4)])
     for start in range(0, 400, 2):
         tracker.process(list(range(start, start + 4)), T, np.zeros((4, 6)), 0)
-    assert len(tracker._known) <= 16
+    assert tracker.n_known == 16
 
 
 def test_non_finite_odometry_is_rejected_and_cannot_poison_the_scale():

@@ -17,6 +17,14 @@ Two small classes, both free of rclpy so they are tested without ROS:
     (:func:`~vggt_uncertainty_ros.geometry.compose_with_covariance`); covariances in ROS
     order in the ``odom`` frame.
 
+* :class:`WindowChainer` keeps windows chained when the model runs slower than windows
+  arrive: the worker's latest-wins queue drops windows, so the next processed window may share
+  no frame with the last processed one. The chainer then re-anchors it on frames the last
+  processed window used (see :meth:`WindowChainer.rebase`), so ``~/pose`` is chained through a
+  measured relative pose, not glued on. Only where that is impossible (the image size changed,
+  the last window failed) is a gap bridged, with the covariance inflated by the motion model
+  :class:`GapMotionModel`.
+
 Conventions (docs/ARCHITECTURE.md): ``T_a_b`` maps points of frame ``b`` into frame ``a``;
 cameras use OpenCV optical axes; stamps are integer nanoseconds.
 
@@ -165,6 +173,117 @@ def _window_contents(window: Any) -> tuple[tuple[int, ...], tuple[np.ndarray, ..
     return stamps, items
 
 
+class WindowChainer:
+    """Re-anchors each window on frames the last processed window used.
+
+    The worker calls :meth:`rebase` just before inference and :meth:`done` after a window's
+    poses were chained. A window whose anchor (frame 0) belongs to the last processed window
+    is returned unchanged. Otherwise (windows in between were dropped) the window becomes
+    ``n_old`` frames of the last processed window followed by the ``size - n_old`` newest
+    frames of the job, with ``n_old = max(overlap, size - n_new)`` (``n_new`` frames of the
+    job are newer than the last processed frame; ``overlap = size - stride``). Its anchor is
+    then a frame whose pose is known, and the frames between get no pose (the job's frames
+    left out are counted in :attr:`frames_skipped`; frames of windows the queue dropped are
+    counted there as dropped windows). The window keeps its size (one model input shape).
+
+    A window cannot be re-anchored when no window was processed yet in this epoch, when the
+    last one belongs to an older epoch (a reset), or when the image size changed; it is then
+    returned unchanged and the tracker bridges the gap (:class:`GapMotionModel`).
+
+    Thread-safe (the worker thread calls it; :meth:`reset` may come from another thread).
+
+    Args:
+        overlap: frames kept from the last processed window, ``>= 1`` (``size - stride``).
+    """
+
+    def __init__(self, overlap: int) -> None:
+        if overlap < 1:
+            raise ConfigError(f"windows must overlap to be chained, got an overlap of {overlap}")
+        self._overlap = overlap
+        self._lock = threading.Lock()
+        self._last: WindowJob | None = None
+        self.windows_rebased = 0
+        self.frames_skipped = 0
+
+    def reset(self) -> None:
+        """Forget the last processed window."""
+        with self._lock:
+            self._last = None
+
+    def rebase(self, job: WindowJob) -> WindowJob | None:
+        """The window to run instead of ``job`` (``job`` itself when it is already chained).
+
+        Returns:
+            The (possibly re-anchored) window, or ``None`` when ``job`` has no frame newer
+            than the last processed window (nothing to add; counted nowhere, it is redundant).
+        """
+        with self._lock:
+            last = self._last
+            if last is None or last.epoch != job.epoch or not job.stamps_ns:
+                return job
+            if job.stamps_ns[0] in last.stamps_ns:
+                return job
+            if job.images[0].shape != last.images[0].shape:
+                return job
+            newest = last.stamps_ns[-1]
+            new_idx = [i for i, s in enumerate(job.stamps_ns) if s > newest]
+            size = len(job.stamps_ns)
+            n_old = min(len(last.stamps_ns), max(self._overlap, size - len(new_idx)))
+            n_new = size - n_old
+            if n_new <= 0:
+                return None
+            skipped = len(new_idx) - n_new
+            old_stamps, old_images = last.stamps_ns[-n_old:], last.images[-n_old:]
+            take = new_idx[-n_new:]
+            self.windows_rebased += 1
+            self.frames_skipped += skipped
+            return WindowJob(
+                old_stamps + tuple(job.stamps_ns[i] for i in take),
+                old_images + tuple(job.images[i] for i in take),
+                job.epoch,
+            )
+
+    def done(self, job: WindowJob) -> None:
+        """Record ``job`` (as returned by :meth:`rebase`) as the last processed window."""
+        with self._lock:
+            self._last = job
+
+
+@dataclass(frozen=True)
+class GapMotionModel:
+    """Motion model that bridges an unavoidable gap in the trajectory.
+
+    Across a gap of ``dt`` seconds nothing is measured. The pose is held at the last known
+    one (best guess: no motion) and its covariance grows as for a body whose speed is bounded
+    by ``sigma_trans_per_s`` and angular rate by ``sigma_rot_rad_per_s`` (one sigma): the
+    unknown displacement is ``N(0, (v dt)^2 I3)`` in translation and ``N(0, (w dt)^2 I3)`` in
+    rotation, added to the last pose's covariance in ROS order ``[x, y, z, rotX, rotY, rotZ]``
+    in the odometry frame. Both blocks are isotropic, so the frame they are expressed in does
+    not matter. Growth is linear in ``dt`` (a constant unknown velocity), which is larger than
+    a random walk's ``sqrt(dt)`` for gaps over a second: conservative.
+
+    Attributes:
+        sigma_trans_per_s: translation one-sigma per second of gap, in the node's translation
+            units (VGGT units for scale ``none``, metres for ``odometry``), > 0.
+        sigma_rot_rad_per_s: rotation one-sigma per second of gap, rad/s, > 0.
+    """
+
+    sigma_trans_per_s: float = 1.0
+    sigma_rot_rad_per_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("sigma_trans_per_s", "sigma_rot_rad_per_s"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise ConfigError(f"gap motion model: {name} must be finite and > 0, got {value!r}")
+
+    def covariance(self, dt_s: float) -> np.ndarray:
+        """6x6 covariance (ROS order) added across a gap of ``dt_s`` seconds (``|dt_s|`` is used)."""
+        dt = abs(float(dt_s))
+        var_t, var_r = (self.sigma_trans_per_s * dt) ** 2, (self.sigma_rot_rad_per_s * dt) ** 2
+        return np.diag([var_t] * 3 + [var_r] * 3)
+
+
 @dataclass(frozen=True)
 class RelativeMeasurement:
     """Pose of window frame i in the anchor camera frame (window frame 0).
@@ -216,6 +335,8 @@ class TrackerCounters:
 
     windows: int = 0
     stale_windows: int = 0
+    #: windows that shared no known frame: bridged with :class:`GapMotionModel` (unbridgeable
+    #: by re-anchoring). Also reported as ``trajectory_gaps``.
     trajectory_breaks: int = 0
     scale_fallbacks: int = 0
     windows_without_scale: int = 0
@@ -243,6 +364,7 @@ class TrajectoryTracker:
         odometry_buffer: how many odometry messages to keep for the scale fit.
         odometry_max_gap_s: largest distance of a frame stamp outside the odometry buffer's
             stamps, or between the two odometry messages it is interpolated from.
+        gap_model: how the covariance grows across a gap that could not be avoided.
 
     Raises:
         ConfigError: for a ``metric`` head with scale source ``none``, or a bad extrinsic.
@@ -257,6 +379,7 @@ class TrajectoryTracker:
         max_known: int = 64,
         odometry_buffer: int = 2000,
         odometry_max_gap_s: float = 0.25,
+        gap_model: GapMotionModel | None = None,
     ) -> None:
         self.scale_source = ScaleSource(scale_source)
         self.scale_convention = ScaleConvention(scale_convention)
@@ -271,6 +394,7 @@ class TrajectoryTracker:
         self._T_base_cam = T_base_cam
         self._T_cam_base = invert_transform(T_base_cam)
         self._max_known = max_known
+        self.gap_model = gap_model or GapMotionModel()
         self._odom_max_gap_ns = int(odometry_max_gap_s * 1e9)
         self._lock = threading.Lock()
         self._known: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -279,6 +403,12 @@ class TrajectoryTracker:
         self._last_scale = 1.0
         self.epoch = 0
         self.counters = TrackerCounters()
+
+    @property
+    def n_known(self) -> int:
+        """How many frame poses are kept for chaining (at most ``max_known``)."""
+        with self._lock:
+            return len(self._known)
 
     def reset(self) -> None:
         """Start a new trajectory (new odometry origin); pending windows become stale."""
@@ -368,13 +498,21 @@ class TrajectoryTracker:
             self._remember(anchor, T_odom_cam0, cov0)
             poses.append(self._base_pose(anchor, T_odom_cam0, cov0))
         else:
-            # No overlap with what is known (a dropped window or a restarted one): continue
-            # from the latest pose, assuming no motion across the gap.
-            T_odom_cam0, cov0 = self._known[next(reversed(self._known))]
+            # No overlap with what is known (the image size changed, or the windows between
+            # failed): continue from the latest pose, its covariance grown by the gap model.
+            last_stamp = next(reversed(self._known))
+            T_odom_cam0, cov_last = self._known[last_stamp]
+            dt_s = (anchor - last_stamp) * 1e-9
+            cov0 = cov_last + self.gap_model.covariance(dt_s)
             self._remember(anchor, T_odom_cam0, cov0)
             self.counters.trajectory_breaks += 1
             bridged = True
-            _log.warning("window anchored at %d ns does not overlap the trajectory: bridged", anchor)
+            _log.warning(
+                "window anchored at %d ns does not overlap the trajectory: bridged across %.3f s "
+                "with inflated covariance",
+                anchor,
+                dt_s,
+            )
         for m in relative:
             if self._last_stamp_ns is not None and m.stamp_ns <= self._last_stamp_ns:
                 continue
