@@ -3,9 +3,11 @@
 Two small classes, both free of rclpy so they are tested without ROS:
 
 * :class:`FrameStream` admits images in arrival order and cuts them into windows with the
-  shared :class:`~vggt_uncertainty_ros.data.WindowBuilder`. It drops duplicated stamps,
-  resets on stamps going backwards (a bag loop) and restarts the window when the image size
-  changes. Each outcome is reported as a :class:`StreamEvent` so the node can count it.
+  shared :class:`~vggt_uncertainty_ros.data.WindowBuilder`. It drops duplicated stamps and
+  single out-of-order frames, resets only when stamps persistently go backwards (a bag loop)
+  or the clock is reset, and restarts the window when the image size changes. Each outcome is
+  reported as a :class:`StreamEvent` so the node can count it. :func:`check_stamp` rejects
+  stamps that cannot be right (``nanosec >= 1e9``, negative, far in the future).
 * :class:`TrajectoryTracker` turns one window's estimate (``T_0_i`` in VGGT units and the
   head's log-variances, order ``[rot, trans]``) into
 
@@ -75,8 +77,43 @@ class StreamEvent(str, Enum):
 
     ACCEPTED = "accepted"  #: added to the current window
     DUPLICATE_STAMP = "duplicate_stamp"  #: dropped: same stamp as the previous frame
+    OUT_OF_ORDER = "out_of_order"  #: dropped: older than the last accepted frame (not yet a loop)
     STAMP_BACKWARDS = "stamp_backwards"  #: state reset (bag loop), frame starts a new stream
+    CLOCK_RESET = "clock_reset"  #: state reset (the node's clock went back), frame starts a new stream
     SIZE_CHANGED = "size_changed"  #: window restarted, frame starts a new window
+
+    @property
+    def resets(self) -> bool:
+        """Whether the event starts a new trajectory."""
+        return self in (StreamEvent.STAMP_BACKWARDS, StreamEvent.CLOCK_RESET)
+
+
+#: Reason a stamp is rejected by :func:`check_stamp` (``images_rejected/invalid_stamp``).
+INVALID_STAMP = "invalid_stamp"
+_NS_PER_S = 1_000_000_000
+
+
+def check_stamp(sec: int, nanosec: int, now_ns: int | None = None, max_future_s: float = 10.0) -> str | None:
+    """Why an image stamp cannot be used, or ``None`` if it can.
+
+    Args:
+        sec, nanosec: the ``builtin_interfaces/Time`` fields.
+        now_ns: the node clock, ns; ``None`` or 0 (simulated time not received yet) skips the
+            future check.
+        max_future_s: largest accepted lead of the stamp over ``now_ns``, seconds.
+
+    Returns:
+        A message for the log, or ``None``. Rejected: ``nanosec`` outside ``[0, 1e9)``, a
+        negative ``sec``, a stamp more than ``max_future_s`` ahead of the clock.
+    """
+    if not 0 <= nanosec < _NS_PER_S:
+        return f"nanosec {nanosec} outside [0, 1e9)"
+    if sec < 0:
+        return f"negative sec {sec}"
+    stamp_ns = sec * _NS_PER_S + nanosec
+    if now_ns and stamp_ns - now_ns > max_future_s * _NS_PER_S:
+        return f"stamp {stamp_ns * 1e-9:.3f} s is {(stamp_ns - now_ns) * 1e-9:.1f} s ahead of the node clock"
+    return None
 
 
 @dataclass(frozen=True)
@@ -113,46 +150,77 @@ class PushResult:
 class FrameStream:
     """Admits frames in arrival order and cuts them into windows.
 
+    A frame older than the last accepted one is dropped (``OUT_OF_ORDER``): one late frame
+    must not reset the trajectory. Only when ``backwards_to_reset`` consecutive frames are all
+    older than the last accepted one (and increase among themselves: a stream that restarted,
+    as in a bag loop) does the stream reset (``STAMP_BACKWARDS``, the last of them starts the
+    new stream). A node clock that goes back by more than ``clock_jump_s`` (simulated time
+    restarted) resets at once (``CLOCK_RESET``).
+
     Not thread-safe: call from one thread (the executor's callback thread).
 
     Args:
         config: the shared windowing rule (size, stride, keyframe rule).
+        backwards_to_reset: consecutive backwards frames that mean a loop, >= 1.
+        clock_jump_s: how far the node clock may go back before it counts as a reset, s.
     """
 
-    def __init__(self, config: WindowConfig) -> None:
+    def __init__(self, config: WindowConfig, *, backwards_to_reset: int = 3, clock_jump_s: float = 1.0) -> None:
+        if backwards_to_reset < 1:
+            raise ConfigError(f"backwards_to_reset must be >= 1, got {backwards_to_reset}")
         self._config = config
         self._builder = WindowBuilder(config)
+        self._backwards_to_reset = backwards_to_reset
+        self._clock_jump_ns = int(clock_jump_s * _NS_PER_S)
         self._last_stamp_ns: int | None = None
         self._shape: tuple[int, ...] | None = None
+        self._backwards: list[int] = []
+        self._last_now_ns: int | None = None
 
     def reset(self) -> None:
         """Forget everything: the next frame starts a new stream."""
         self._builder.reset()
         self._last_stamp_ns = None
         self._shape = None
+        self._backwards = []
 
-    def push(self, image: np.ndarray, stamp_ns: int) -> PushResult:
+    def push(self, image: np.ndarray, stamp_ns: int, now_ns: int | None = None) -> PushResult:
         """Admit one frame.
 
         Args:
             image: HxWx3 uint8 RGB image.
-            stamp_ns: its stamp, integer ns.
+            stamp_ns: its stamp, integer ns (checked by :func:`check_stamp` before).
+            now_ns: the node clock when the frame arrived, ns (``None``/0: not known).
 
         Returns:
             The event (see :class:`StreamEvent`) and the completed window, if any.
         """
         event = StreamEvent.ACCEPTED
+        if now_ns:
+            if self._last_now_ns is not None and now_ns < self._last_now_ns - self._clock_jump_ns:
+                _log.warning("node clock went back (%d ns -> %d ns): resetting state", self._last_now_ns, now_ns)
+                self.reset()
+                event = StreamEvent.CLOCK_RESET
+            self._last_now_ns = now_ns
         if self._last_stamp_ns is not None:
             if stamp_ns == self._last_stamp_ns:
                 return PushResult(StreamEvent.DUPLICATE_STAMP)
             if stamp_ns < self._last_stamp_ns:
+                if self._backwards and stamp_ns <= self._backwards[-1]:
+                    self._backwards = []  # not one restarted stream: start counting again
+                self._backwards.append(stamp_ns)
+                if len(self._backwards) < self._backwards_to_reset:
+                    return PushResult(StreamEvent.OUT_OF_ORDER)
                 _log.warning(
-                    "image stamp went backwards (%d ns -> %d ns): resetting state (bag loop?)",
+                    "image stamps went backwards %d times in a row (%d ns -> %d ns): resetting state (bag loop?)",
+                    len(self._backwards),
                     self._last_stamp_ns,
                     stamp_ns,
                 )
                 self.reset()
                 event = StreamEvent.STAMP_BACKWARDS
+            else:
+                self._backwards = []
         if self._shape is not None and image.shape != self._shape:
             _log.warning("image size changed %s -> %s: restarting the window", self._shape, image.shape)
             self._builder.reset()

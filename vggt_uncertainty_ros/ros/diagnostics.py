@@ -23,8 +23,11 @@ STATUS_NAME = "vggt_uncertainty_node: inference"
 REJECT_ENCODING = "unsupported_encoding"
 REJECT_SIZE = "size_mismatch"
 REJECT_DECODE = "decode_error"
+REJECT_TOO_LARGE = "too_large"  # width x height above max_image_pixels, refused before decoding
+REJECT_STAMP = "invalid_stamp"  # nanosec >= 1e9, negative sec, or far ahead of the node clock
 #: image drop reasons (valid image not used, by policy)
 DROP_DUPLICATE = "duplicate_stamp"
+DROP_OUT_OF_ORDER = "out_of_order"  # older than the last accepted image, not (yet) a loop
 DROP_QUEUE = "queue_full"  # counted in windows: a pending window evicted by a newer one
 
 
