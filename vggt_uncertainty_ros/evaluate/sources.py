@@ -5,8 +5,10 @@ holding only poses and covariances (never images), so a sequence is evaluated wi
 window-sized buffers:
 
 * :class:`ModelSource` (``--run-model``) streams frames with ``data.open_sequence``, cuts them
-  into windows with the node's rule (``data.WindowBuilder`` configured from the node's
-  ``params.yaml``) and runs :class:`~vggt_uncertainty_ros.online.estimator.WindowEstimator`.
+  into windows exactly as the node admits them (the node's
+  :class:`~vggt_uncertainty_ros.online.tracking.FrameStream` configured from the node's
+  ``params.yaml``, with the node's parameter rules: duplicates and late frames dropped, an
+  image-size change restarts the window) and runs :class:`~vggt_uncertainty_ros.online.estimator.WindowEstimator`.
 * :func:`read_pose_messages` (``--poses-topic``) reads recorded
   ``geometry_msgs/PoseWithCovarianceStamped`` relative-pose messages of the node from a ROS 1 /
   ROS 2 bag with rosbags, groups them into windows by the anchor stamp in ``header.frame_id``
@@ -43,6 +45,7 @@ from vggt_uncertainty_ros.geometry import (
     ros_cov_to_residual_cov,
 )
 from vggt_uncertainty_ros.online.measurements import parse_anchor_frame_id
+from vggt_uncertainty_ros.online.tracking import FrameStream, StreamEvent
 
 if TYPE_CHECKING:
     from vggt_uncertainty_ros.online.estimator import WindowEstimator
@@ -168,7 +171,7 @@ class ModelSource:
             DataError: the sequence cannot be opened.
             ModelError: the backbone or head cannot be loaded.
         """
-        from vggt_uncertainty_ros.data import WindowBuilder, open_sequence
+        from vggt_uncertainty_ros.data import open_sequence
         from vggt_uncertainty_ros.online.estimator import NonFiniteOutputError
 
         estimator = self._estimator()
@@ -183,7 +186,9 @@ class ModelSource:
         kwargs: dict[str, object] = {"max_dt_s": self.cfg.max_dt_s}
         if self.cfg.image_topic:
             kwargs["image_topic"] = self.cfg.image_topic
-        builder = WindowBuilder(self.window_config)
+        # the node's frame admission: duplicates and late frames dropped, a bag loop resets,
+        # an image-size change restarts the window (it does not abort the sequence)
+        stream = FrameStream(self.window_config)
         n_out = 0
         with open_sequence(self.cfg.data, self.cfg.gt, **kwargs) as reader:
             frames = reader.frames()
@@ -195,25 +200,29 @@ class ModelSource:
                     if frame is None:
                         break
                     self.decode.frames += 1
-                    window = builder.push(frame, frame.stamp_ns)
-                    if window is None:
+                    pushed = stream.push(frame, frame.stamp_ns, shape=np.shape(frame.image))
+                    if pushed.event is not StreamEvent.ACCEPTED:
+                        self.warnings.add(pushed.event.value, f"frame at {frame.stamp_ns} ns: {pushed.event.value}")
+                    if pushed.stamps_ns is None or pushed.images is None:
                         continue
-                    images = [f.image for f in window.items]
+                    window_frames = pushed.images
+                    window_stamps = list(pushed.stamps_ns)
+                    images = [f.image for f in window_frames]
                     try:
-                        est = estimator.estimate(images, window.stamps_ns, frame_ids=list(window.stamps_ns))
+                        est = estimator.estimate(images, window_stamps, frame_ids=window_stamps)
                     except NonFiniteOutputError as err:
-                        self.warnings.add("nonfinite_model_output", f"window at {window.stamps_ns[0]} ns: {err}")
+                        self.warnings.add("nonfinite_model_output", f"window at {window_stamps[0]} ns: {err}")
                         continue
-                    gt = np.full((len(window), 4, 4), np.nan)
-                    for k, f in enumerate(window.items):
+                    gt = np.full((len(window_frames), 4, 4), np.nan)
+                    for k, f in enumerate(window_frames):
                         if f.T_world_cam is not None:
                             gt[k] = f.T_world_cam
                     yield WindowMeasurement(
                         index=n_out,
-                        stamps_ns=np.asarray(window.stamps_ns, dtype=np.int64),
+                        stamps_ns=np.asarray(window_stamps, dtype=np.int64),
                         T_0_i=est.T_0_i,
                         cov=np.asarray(diag_to_cov(np.exp(est.log_var))),
-                        valid=np.ones(len(window), dtype=bool),
+                        valid=np.ones(len(window_frames), dtype=bool),
                         T_world_cam_gt=gt,
                         log_var_raw=est.log_var,
                         sigma_trans_scales=scales,
@@ -223,7 +232,6 @@ class ModelSource:
             finally:
                 frames.close()
                 self.warnings.update(reader.warnings)
-                self.warnings.update(builder.warnings)
         _log.info(
             "decoded %d frames in %.2f s of reader time: %.0f frames/s",
             self.decode.frames,

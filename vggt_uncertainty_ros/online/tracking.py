@@ -184,13 +184,17 @@ class FrameStream:
         self._shape = None
         self._backwards = []
 
-    def push(self, image: np.ndarray, stamp_ns: int, now_ns: int | None = None) -> PushResult:
+    def push(
+        self, image: Any, stamp_ns: int, now_ns: int | None = None, *, shape: tuple[int, ...] | None = None
+    ) -> PushResult:
         """Admit one frame.
 
         Args:
-            image: HxWx3 uint8 RGB image.
+            image: HxWx3 uint8 RGB image (or any item, e.g. the evaluator's ``Frame``, with
+                ``shape`` given).
             stamp_ns: its stamp, integer ns (checked by :func:`check_stamp` before).
             now_ns: the node clock when the frame arrived, ns (``None``/0: not known).
+            shape: the image's shape when ``image`` is not the array itself.
 
         Returns:
             The event (see :class:`StreamEvent`) and the completed window, if any.
@@ -221,11 +225,12 @@ class FrameStream:
                 event = StreamEvent.STAMP_BACKWARDS
             else:
                 self._backwards = []
-        if self._shape is not None and image.shape != self._shape:
-            _log.warning("image size changed %s -> %s: restarting the window", self._shape, image.shape)
+        shape = tuple(image.shape) if shape is None else tuple(shape)
+        if self._shape is not None and shape != self._shape:
+            _log.warning("image size changed %s -> %s: restarting the window", self._shape, shape)
             self._builder.reset()
             event = StreamEvent.SIZE_CHANGED
-        self._shape = image.shape
+        self._shape = shape
         self._last_stamp_ns = stamp_ns
         window = self._builder.push(image, stamp_ns)
         if window is None:

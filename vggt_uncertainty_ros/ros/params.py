@@ -68,11 +68,7 @@ class NodeParams:
         for name, value in ((f.name, getattr(self, f.name)) for f in fields(self)):
             if name != "backbone":
                 check_value(name, value)
-        if self.window_stride >= self.window_size:
-            raise ConfigError(
-                f"window_stride ({self.window_stride}) must be < window_size ({self.window_size}): "
-                "consecutive windows must overlap so ~/pose can chain them"
-            )
+        self.window_config.require_chainable()  # the rule the evaluator shares
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> NodeParams:
