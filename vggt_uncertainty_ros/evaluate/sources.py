@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,7 @@ from vggt_uncertainty_ros.evaluate.config import (
     EvalConfig,
     ScaleMode,
 )
+from vggt_uncertainty_ros.evaluate.coverage import StampSpan
 from vggt_uncertainty_ros.geometry import (
     diag_to_cov,
     pose_from_message_fields,
@@ -102,10 +103,26 @@ class WindowMeasurement:
 
 @dataclass
 class DecodeStats:
-    """Frame decoding throughput of a streamed sequence (excludes model time)."""
+    """Frame decoding throughput of a streamed sequence (excludes model time), and what it held.
+
+    Attributes:
+        frames: frames decoded.
+        seconds: reader time, s.
+        images: stamps of the image frames read (coverage).
+        ground_truth: stamps of the frames that had ground truth (coverage).
+    """
 
     frames: int = 0
     seconds: float = 0.0
+    images: StampSpan = field(default_factory=StampSpan)
+    ground_truth: StampSpan = field(default_factory=StampSpan)
+
+    def observe(self, stamp_ns: int, has_ground_truth: bool) -> None:
+        """Count one decoded frame."""
+        self.frames += 1
+        self.images.add(stamp_ns)
+        if has_ground_truth:
+            self.ground_truth.add(stamp_ns)
 
     @property
     def frames_per_s(self) -> float:
@@ -199,7 +216,7 @@ class ModelSource:
                     self.decode.seconds += time.perf_counter() - t0
                     if frame is None:
                         break
-                    self.decode.frames += 1
+                    self.decode.observe(frame.stamp_ns, frame.T_world_cam is not None)
                     pushed = stream.push(frame, frame.stamp_ns, shape=np.shape(frame.image))
                     if pushed.event is not StreamEvent.ACCEPTED:
                         self.warnings.add(pushed.event.value, f"frame at {frame.stamp_ns} ns: {pushed.event.value}")
@@ -399,7 +416,7 @@ def load_ground_truth_frames(
                     decode.seconds += time.perf_counter() - t0
                     if frame is None:
                         break
-                    decode.frames += 1
+                    decode.observe(frame.stamp_ns, frame.T_world_cam is not None)
                     if frame.T_world_cam is not None:
                         stamps.append(frame.stamp_ns)
                         poses.append(frame.T_world_cam)
