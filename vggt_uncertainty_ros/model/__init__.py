@@ -19,6 +19,7 @@ from vggt_uncertainty_ros.model.preprocess import (
     intrinsics_to_original,
     preprocess_images,
     preprocess_images_with_transforms,
+    shrink_for_model,
 )
 from vggt_uncertainty_ros.model.token_cache import TokenCache
 from vggt_uncertainty_ros.model.vggt import VGGT
@@ -36,4 +37,5 @@ __all__ = [
     "load_vggt_state_dict",
     "preprocess_images",
     "preprocess_images_with_transforms",
+    "shrink_for_model",
 ]

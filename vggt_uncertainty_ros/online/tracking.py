@@ -125,11 +125,14 @@ class WindowJob:
         images: HxWx3 uint8 RGB images, one per stamp.
         epoch: :attr:`TrajectoryTracker.epoch` when the window was cut; results of an older
             epoch are stale (a reset happened in between).
+        source_hw: ``(height, width)`` of the images as received, when ``images`` were
+            shrunk to the model's input size on arrival (None: as received).
     """
 
     stamps_ns: tuple[int, ...]
     images: tuple[np.ndarray, ...]
     epoch: int
+    source_hw: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -314,6 +317,7 @@ class WindowChainer:
                 old_stamps + tuple(job.stamps_ns[i] for i in take),
                 old_images + tuple(job.images[i] for i in take),
                 job.epoch,
+                job.source_hw,
             )
 
     def done(self, job: WindowJob) -> None:

@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -38,6 +39,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from vggt_uncertainty_ros.data.image_codec import SUPPORTED_ENCODINGS
 from vggt_uncertainty_ros.errors import ConfigError, ImageEncodingError, VggtUncertaintyError
+from vggt_uncertainty_ros.model.preprocess import shrink_for_model
 from vggt_uncertainty_ros.online import estimator as online_estimator
 from vggt_uncertainty_ros.online.allocator import pin_mmap_threshold
 from vggt_uncertainty_ros.online.estimator import WindowEstimator
@@ -200,6 +202,9 @@ class VggtUncertaintyNode(Node):
             return
         if self._focal is not None:
             self._focal.observe_image_size(msg.width, msg.height)
+        # keep only what preprocessing will use: windows waiting for the model then hold
+        # 518-pixel-wide frames, never full-resolution ones (same model input, exactly)
+        image = shrink_for_model(image, self.params.backbone.preprocess_mode)
         result = self._stream.push(image, stamp_to_ns(msg.header.stamp), now_ns)
         del image  # the window holds it now; nothing else keeps the full-resolution frame
         if result.event is StreamEvent.DUPLICATE_STAMP:
@@ -215,7 +220,8 @@ class VggtUncertaintyNode(Node):
         if result.event is not StreamEvent.ACCEPTED:
             self._counters.event(result.event.value)
         if result.stamps_ns is not None and result.images is not None:
-            self._worker.submit(WindowJob(result.stamps_ns, result.images, self._tracker.epoch))
+            source_hw = (int(msg.height), int(msg.width))
+            self._worker.submit(WindowJob(result.stamps_ns, result.images, self._tracker.epoch, source_hw))
 
     @staticmethod
     def _check_image(msg: Image, max_pixels: int) -> str | None:
@@ -259,8 +265,14 @@ class VggtUncertaintyNode(Node):
             self._chainer.done(job)
         if self._focal is not None:  # a diagnostic only: it must never cost the window its poses
             height, width = job.images[0].shape[:2]
+            intrinsics = estimate.intrinsics
+            if job.source_hw is not None and job.source_hw != (height, width):  # shrunk on arrival
+                intrinsics = np.array(intrinsics, dtype=np.float64)
+                intrinsics[..., 0, :] *= job.source_hw[1] / width
+                intrinsics[..., 1, :] *= job.source_hw[0] / height
+                height, width = job.source_hw
             try:
-                self._focal.compare(estimate.intrinsics, width, height)
+                self._focal.compare(intrinsics, width, height)
             except Exception as err:  # noqa: BLE001 - reported, not fatal
                 self.get_logger().warning(f"focal-length check failed: {err}", throttle_duration_sec=10.0)
         return output
