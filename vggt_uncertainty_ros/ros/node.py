@@ -229,6 +229,8 @@ class VggtUncertaintyNode(Node):
             return diag.REJECT_ENCODING
         if msg.height * msg.width > max_pixels:
             return diag.REJECT_TOO_LARGE
+        if msg.height and msg.width and max(msg.height, msg.width) > diag.MAX_ASPECT_RATIO * min(msg.height, msg.width):
+            return diag.REJECT_ASPECT  # resizing it to 518 px wide would allocate without bound
         if len(msg.data) != msg.height * msg.step or msg.height == 0 or msg.width == 0:
             return diag.REJECT_SIZE
         return None
