@@ -96,9 +96,9 @@ class _StubEstimator:
 
 
 def test_an_image_size_change_restarts_the_window(tmp_path, monkeypatch):
-    import vggt_uncertainty_ros.data as data
+    import vggt_uncertainty_ros.evaluate.sources as sources
 
-    monkeypatch.setattr(data, "open_sequence", lambda *a, **k: contextlib.nullcontext(_FakeReader()))
+    monkeypatch.setattr(sources, "open_sequence", lambda *a, **k: contextlib.nullcontext(_FakeReader()))
     params = _params(tmp_path / "params.yaml", "4", "2")
     cfg = EvalConfig(data=tmp_path, out_dir=tmp_path / "out", params=params, plots=False)
     warnings = WarningCounter()
