@@ -305,8 +305,9 @@ def run_soak(cfg: SoakConfig, *, log=print) -> SoakResult:
         rate_hz = cfg.images / max(time.monotonic() - t_start, 1e-9)
         images.append(cfg.images)
         rss.append(rss_mib(proc.pid))
-        # drained: every image counted, the queue empty, every window settled
-        driver.wait(lambda: _settled(driver.diag(), sent), 120.0, "the node to drain")
+        # drained: every image counted, the queue empty, every window settled, or (images lost
+        # on the way: reported as dds_lost) nothing changing for 5 s with an empty queue
+        _drain(driver, sent, quiet_s=5.0, timeout_s=300.0)
         final = _counters(driver.diag())
         if proc.poll() is not None:
             raise RuntimeError(f"the node died during the soak; log in {tmp / 'node.log'}")
@@ -357,6 +358,23 @@ _COUNTER_KEYS = (
     "trajectory_gaps",
     "resets",
 )
+
+
+def _drain(driver: _Driver, n_images: int, *, quiet_s: float, timeout_s: float) -> None:
+    """Wait until the node settled (see :func:`_settled`) or went quiet with an empty queue."""
+    deadline = time.monotonic() + timeout_s
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        values = driver.diag()
+        if _settled(values, n_images):
+            return
+        snapshot = _counters(values)
+        if snapshot != last:
+            last, since = snapshot, time.monotonic()
+        elif _int(values, "queue_depth") == 0 and time.monotonic() - since > quiet_s:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"soak: the node did not drain within {timeout_s:.0f} s: {driver.diag()}")
 
 
 def _settled(values: dict[str, str], n_images: int) -> bool:
