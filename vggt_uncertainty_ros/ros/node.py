@@ -206,7 +206,6 @@ class VggtUncertaintyNode(Node):
         # 518-pixel-wide frames, never full-resolution ones (same model input, exactly)
         image = shrink_for_model(image, self.params.backbone.preprocess_mode)
         result = self._stream.push(image, stamp_to_ns(msg.header.stamp), now_ns)
-        del image  # the window holds it now; nothing else keeps the full-resolution frame
         if result.event is StreamEvent.DUPLICATE_STAMP:
             self._counters.drop(diag.DROP_DUPLICATE)
             return
