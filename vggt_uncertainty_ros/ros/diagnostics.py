@@ -31,7 +31,6 @@ REJECT_STAMP = "invalid_stamp"  # nanosec >= 1e9, negative sec, or far ahead of 
 #: image drop reasons (valid image not used, by policy)
 DROP_DUPLICATE = "duplicate_stamp"
 DROP_OUT_OF_ORDER = "out_of_order"  # older than the last accepted image, not (yet) a loop
-DROP_QUEUE = "queue_full"  # counted in windows: a pending window evicted by a newer one
 
 
 class InputCounters:
