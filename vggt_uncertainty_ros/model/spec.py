@@ -12,7 +12,7 @@ from typing import Any
 from vggt_uncertainty_ros.errors import ConfigError
 
 #: Backbone families (``BackboneSpec.name``).
-BACKBONES: tuple[str, ...] = ("vggt",)
+BACKBONES: tuple[str, ...] = ("vggt", "geometric")
 #: Autocast dtype names; ``auto`` is bfloat16 on CUDA and float32 on the CPU.
 DTYPES: tuple[str, ...] = ("auto", "float32", "float16", "bfloat16")
 #: Attention kernels: PyTorch's fused SDPA, or FlashAttention-4 (``flash-attn-4``, CUDA SM90+, half

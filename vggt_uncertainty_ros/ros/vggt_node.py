@@ -52,12 +52,22 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from vggt_uncertainty_ros.data.image_codec import SUPPORTED_ENCODINGS
 from vggt_uncertainty_ros.errors import ConfigError, ImageEncodingError, VggtUncertaintyError
+from vggt_uncertainty_ros.model.preprocess import shrink_for_model
 from vggt_uncertainty_ros.online import estimator as online_estimator
 from vggt_uncertainty_ros.online.allocator import pin_mmap_threshold
 from vggt_uncertainty_ros.online.estimator import WindowEstimator
 from vggt_uncertainty_ros.online.intrinsics_check import CameraInfoError, FocalLengthMonitor
 from vggt_uncertainty_ros.online.measurements import format_anchor_frame_id
-from vggt_uncertainty_ros.online.tracking import FrameStream, StreamEvent, TrajectoryTracker, WindowJob, WindowOutput
+from vggt_uncertainty_ros.online.tracking import (
+    FrameStream,
+    GapMotionModel,
+    StreamEvent,
+    TrajectoryTracker,
+    WindowChainer,
+    WindowJob,
+    WindowOutput,
+    check_stamp,
+)
 from vggt_uncertainty_ros.online.velocity import window_twists
 from vggt_uncertainty_ros.online.worker import InferenceWorker, classify_error
 from vggt_uncertainty_ros.ros import diagnostics as diag
@@ -120,6 +130,15 @@ def build_estimator(params: NodeParams) -> WindowEstimator:
     )
 
 
+def _check_size(height: int, width: int, max_pixels: int) -> str | None:
+    """Rejection reason for an image too large or too elongated to preprocess, else None."""
+    if height * width > max_pixels:
+        return diag.REJECT_TOO_LARGE
+    if height and width and max(height, width) > diag.MAX_ASPECT_RATIO * min(height, width):
+        return diag.REJECT_ASPECT  # resizing it to 518 px wide would allocate without bound
+    return None
+
+
 class VggtUncertaintyNode(Node):
     """The ROS 2 node (see the module docstring for topics; ``config/params.yaml`` for parameters).
 
@@ -145,8 +164,11 @@ class VggtUncertaintyNode(Node):
             self._estimator.scale_convention,
             max_known=max(64, 4 * p.window_size),  # the next window's anchor must still be known
             origin_cov=p.origin_cov,
+            gap_model=GapMotionModel(p.gap_sigma_trans_per_s, p.gap_sigma_rot_rad_per_s),
         )
-        self._stream = FrameStream(p.window_config)
+        self._stream = FrameStream(p.window_config, backwards_to_reset=p.stamp_backwards_to_reset)
+        self._chainer = WindowChainer(p.window_config.overlap)
+        self._last_breaks = 0
         self._counters = diag.InputCounters()
         self._last_problems = 0
         self._focal = FocalLengthMonitor(p.camera_info_focal_tolerance) if p.use_camera_info else None
@@ -195,7 +217,10 @@ class VggtUncertaintyNode(Node):
 
     def _on_image(self, msg: Image) -> None:
         self._counters.receive()
-        reason = self._check_image(msg)
+        now_ns = self._stamp_ok(msg.header.stamp)
+        if now_ns is None:
+            return
+        reason = self._check_image(msg, self.params.max_image_pixels)
         if reason is None:
             try:
                 image = image_msg_to_rgb(msg)
@@ -206,10 +231,13 @@ class VggtUncertaintyNode(Node):
         if reason is not None:
             self._reject(reason, detail)
             return
-        self._admit(image, stamp_to_ns(msg.header.stamp))
+        self._admit(image, stamp_to_ns(msg.header.stamp), now_ns)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._counters.receive()
+        now_ns = self._stamp_ok(msg.header.stamp)
+        if now_ns is None:
+            return
         if not msg.data:
             self._reject(diag.REJECT_SIZE, f"empty CompressedImage (format {msg.format!r})")
             return
@@ -219,32 +247,56 @@ class VggtUncertaintyNode(Node):
             depth = "depth" in msg.format.lower()
             self._reject(diag.REJECT_ENCODING if depth else diag.REJECT_DECODE, str(err))
             return
-        self._admit(image, stamp_to_ns(msg.header.stamp))
+        reason = _check_size(image.shape[0], image.shape[1], self.params.max_image_pixels)
+        if reason is not None:
+            self._reject(reason, f"compressed image decodes to {image.shape[0]}x{image.shape[1]}")
+            return
+        self._admit(image, stamp_to_ns(msg.header.stamp), now_ns)
+
+    def _stamp_ok(self, stamp: Any) -> int | None:
+        """The node clock's now (ns) if the header stamp is usable; else reject, count and None."""
+        now_ns = self.get_clock().now().nanoseconds
+        problem = check_stamp(stamp.sec, stamp.nanosec, now_ns, self.params.max_future_stamp_s)
+        if problem is not None:
+            self._reject(diag.REJECT_STAMP, problem)
+            return None
+        return now_ns
 
     def _reject(self, reason: str, detail: str) -> None:
         self._counters.reject(reason)
         self.get_logger().warning(f"image rejected ({reason}): {detail}", throttle_duration_sec=5.0)
 
-    def _admit(self, image: np.ndarray, stamp_ns: int) -> None:
+    def _admit(self, image: np.ndarray, stamp_ns: int, now_ns: int) -> None:
         """Window one decoded ``[H,W,3]`` uint8 RGB image (raw or compressed input alike)."""
+        source_hw = (int(image.shape[0]), int(image.shape[1]))
         if self._focal is not None:
-            self._focal.observe_image_size(image.shape[1], image.shape[0])
-        result = self._stream.push(image, stamp_ns)
+            self._focal.observe_image_size(source_hw[1], source_hw[0])
+        # keep only what preprocessing will use: windows waiting for the model then hold
+        # 518-pixel-wide frames, never full-resolution ones (same model input, exactly)
+        image = shrink_for_model(image, self.params.backbone.preprocess_mode)
+        result = self._stream.push(image, stamp_ns, now_ns)
         if result.event is StreamEvent.DUPLICATE_STAMP:
             self._counters.drop(diag.DROP_DUPLICATE)
             return
-        if result.event is StreamEvent.STAMP_BACKWARDS:
+        if result.event is StreamEvent.OUT_OF_ORDER:
+            self._counters.drop(diag.DROP_OUT_OF_ORDER)
+            return
+        if result.event.resets:
             self._tracker.reset()
-            self.get_logger().warning("image stamps went backwards (bag loop?): state reset, new trajectory")
+            self._chainer.reset()
+            self.get_logger().warning(f"{result.event.value}: state reset, new trajectory")
         if result.event is not StreamEvent.ACCEPTED:
             self._counters.event(result.event.value)
         if result.stamps_ns is not None and result.images is not None:
-            self._worker.submit(WindowJob(result.stamps_ns, result.images, self._tracker.epoch))
+            self._worker.submit(WindowJob(result.stamps_ns, result.images, self._tracker.epoch, source_hw))
 
     @staticmethod
-    def _check_image(msg: Image) -> str | None:
+    def _check_image(msg: Image, max_pixels: int) -> str | None:
         if msg.encoding not in SUPPORTED_ENCODINGS or msg.encoding == "32FC1":
             return diag.REJECT_ENCODING
+        reason = _check_size(msg.height, msg.width, max_pixels)
+        if reason is not None:
+            return reason
         if len(msg.data) != msg.height * msg.step or msg.height == 0 or msg.width == 0:
             return diag.REJECT_SIZE
         return None
@@ -268,13 +320,27 @@ class VggtUncertaintyNode(Node):
     # -- worker thread ----------------------------------------------------------------------
 
     def _infer(self, job: WindowJob) -> WindowOutput | None:
+        # windows between this one and the last processed one may have been dropped: re-anchor
+        # it on frames the last one used so ~/pose stays chained (WindowChainer)
+        rebased = self._chainer.rebase(job)
+        if rebased is None:
+            return None
+        job = rebased
         # stamps identify frames: windows that share a frame share its DINOv2 tokens
         estimate = self._estimator.estimate(list(job.images), job.stamps_ns, frame_ids=list(job.stamps_ns))
         output = self._tracker.process(job.stamps_ns, estimate.T_0_i, estimate.log_var, job.epoch)
+        if output is not None:
+            self._chainer.done(job)
         if self._focal is not None:  # a diagnostic only: it must never cost the window its poses
             height, width = job.images[0].shape[:2]
+            intrinsics = estimate.intrinsics
+            if job.source_hw is not None and job.source_hw != (height, width):  # shrunk on arrival
+                intrinsics = np.array(intrinsics, dtype=np.float64)
+                intrinsics[..., 0, :] *= job.source_hw[1] / width
+                intrinsics[..., 1, :] *= job.source_hw[0] / height
+                height, width = job.source_hw
             try:
-                self._focal.compare(estimate.intrinsics, width, height)
+                self._focal.compare(intrinsics, width, height)
             except Exception as err:  # noqa: BLE001 - reported, not fatal
                 self.get_logger().warning(f"focal-length check failed: {err}", throttle_duration_sec=10.0)
         return output
@@ -344,6 +410,9 @@ class VggtUncertaintyNode(Node):
                 "queue_depth": w.queue_depth,
                 "queue_capacity": self.params.queue_depth,
                 "trajectory_breaks": t.trajectory_breaks,
+                "trajectory_gaps": t.trajectory_breaks,
+                "windows_rebased": self._chainer.windows_rebased,
+                "frames_skipped": self._chainer.frames_skipped,
                 "scale_fallbacks": t.scale_fallbacks,
                 "windows_without_scale": t.windows_without_scale,
                 "odometry_rejected": t.odometry_rejected,
@@ -362,6 +431,13 @@ class VggtUncertaintyNode(Node):
         warnings = []
         if problems > self._last_problems:
             warnings.append("inputs rejected, windows dropped or failed since last report")
+        breaks = int(values["trajectory_gaps"])
+        if breaks > self._last_breaks:
+            warnings.append(
+                f"{breaks - self._last_breaks} trajectory gap(s) bridged by the motion model since last report "
+                "(covariance inflated)"
+            )
+        self._last_breaks = breaks
         if self._focal is not None and self._focal.deviates():
             warnings.append(
                 f"VGGT focal length deviates from camera_info by more than {self._focal.tolerance:.0%} "
