@@ -29,7 +29,7 @@ _log = logging.getLogger(__name__)
 
 PARAMETERIZATIONS = ("log_var", "sqrt_info")
 INPUT_FEATURES = ("camera_features", "camera_trunk_features")
-SCALE_CONVENTIONS = ("vggt", "metric")
+SCALE_CONVENTIONS = ("vggt", "metric", "relative")
 SEQUENCE_FORMATS = ("tum", "ros1", "ros2", "ros2-mcap")
 
 
@@ -120,7 +120,9 @@ class HeadSection:
             ``camera_trunk_features`` (camera head trunk at its last refinement).
         hidden: hidden width of the MLP.
         scale_convention: ``vggt`` (translation log-variance in VGGT units, converted with
-            ``+ 2 log s`` before the loss) or ``metric`` (already in metres).
+            ``+ 2 log s`` before the loss), ``metric`` (already in metres) or ``relative``
+            (σ_trans relative to the window's predicted motion, converted with
+            ``+ 2 log mean_{i>0} ‖s·t_pred_i‖``; needs no ground truth at run time).
     """
 
     parameterization: str = "log_var"
@@ -188,6 +190,8 @@ class TrainSection:
             validations (score below ``early_stop_tol``).
         early_stop_tol: calibration score (|d²_rot-3| + |d²_trans-3|) that counts as settled.
         early_stop_patience: consecutive settled validations before stopping.
+        select_after: first step whose validation may be selected as ``best`` (0: 20 % of
+            ``iterations``); earlier heads are barely trained and must not be selected.
         stop_after: end an invocation after that many steps done in it, saving the resumable
             state (0: never); for time-limited jobs (each ``--resume`` does that many more).
         threads: torch CPU threads (0: leave torch's default).
@@ -201,6 +205,7 @@ class TrainSection:
     early_stop: bool = False
     early_stop_tol: float = 0.5
     early_stop_patience: int = 3
+    select_after: int = 0
     stop_after: int = 0
     threads: int = 0
 
