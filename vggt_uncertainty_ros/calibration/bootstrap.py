@@ -15,7 +15,7 @@ units of the residuals.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -25,7 +25,9 @@ from vggt_uncertainty_ros.errors import CalibrationError
 __all__ = [
     "block_bootstrap_ci",
     "default_block_length",
+    "format_summary_table",
     "unseen_block_summary",
+    "unseen_summary",
 ]
 
 
@@ -141,3 +143,74 @@ def unseen_block_summary(
         "nll_per_dof": m.nll_per_dof,
         "n_frames": int(m.n),
     }
+
+
+def unseen_summary(
+    sequences: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    block_length: int,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, object]]:
+    """Per-sequence and pooled :func:`unseen_block_summary` of both blocks.
+
+    Args:
+        sequences: ``{name: {"r": [N, 6], "log_var": [N, 6], "window": [N] int,
+            "trans_valid": [N] bool}}``: residuals (rot rad, trans m) and log σ² in the same
+            units; frames whose ``trans_valid`` is False (scale protocol) are left out of the
+            translation block.
+        block_length: bootstrap block length in windows.
+        n_boot: bootstrap replicates.
+        seed: bootstrap seed.
+
+    Returns:
+        ``{"sequences": {name: {"rot": {...}, "trans": {...}}}, "pooled": {"rot", "trans"}}``.
+    """
+    per: dict[str, object] = {}
+    pooled: dict[str, list[np.ndarray]] = {"r": [], "log_var": [], "window": [], "trans_valid": []}
+    offset = 0
+    for name in sorted(sequences):
+        s = sequences[name]
+        r = np.asarray(s["r"], dtype=np.float64).reshape(-1, 6)
+        lv = np.asarray(s["log_var"], dtype=np.float64).reshape(-1, 6)
+        win = np.asarray(s["window"], dtype=np.int64).reshape(-1)
+        tv = np.asarray(s.get("trans_valid", np.ones(len(r), bool)), dtype=bool).reshape(-1)
+        per[name] = _both_blocks(r, lv, win, tv, block_length, n_boot, seed)
+        pooled["r"].append(r)
+        pooled["log_var"].append(lv)
+        pooled["window"].append(win - (win.min() if win.size else 0) + offset)
+        pooled["trans_valid"].append(tv)
+        offset += int(win.max() - win.min() + 1) if win.size else 0
+    cat = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in pooled.items()}
+    return {
+        "sequences": per,
+        "pooled": _both_blocks(cat["r"].reshape(-1, 6), cat["log_var"].reshape(-1, 6), cat["window"],
+                               cat["trans_valid"].astype(bool), block_length, n_boot, seed),
+    }
+
+
+def _both_blocks(r: np.ndarray, lv: np.ndarray, win: np.ndarray, tv: np.ndarray, block_length: int,
+                 n_boot: int, seed: int) -> dict[str, object]:
+    return {
+        "rot": unseen_block_summary(r[:, :3], np.exp(lv[:, :3]), win, block_length=block_length, n_boot=n_boot,
+                                    seed=seed),
+        "trans": unseen_block_summary(r[tv, 3:], np.exp(lv[tv, 3:]), win[tv], block_length=block_length,
+                                      n_boot=n_boot, seed=seed),
+    }
+
+
+def format_summary_table(summary: Mapping[str, object], title: str = "") -> str:
+    """Plain-text table (one row per sequence and block, then the pool) for terminals and logs."""
+    lines = [title] if title else []
+    lines.append(f"{'sequence':<28} {'block':<5} {'d2 mean':>8} {'95% CI':>17} {'cov68':>6} {'cov95':>6} "
+                 f"{'cov99':>6} {'spearman':>8} {'nll/dof':>8} {'frames':>7}")
+    rows = [*((n, v) for n, v in dict(summary["sequences"]).items()), ("POOLED", summary["pooled"])]
+    for name, blocks in rows:
+        for block in ("rot", "trans"):
+            b = blocks[block]
+            lo, hi = b["d2_ci95"]
+            cov = b["coverage"]
+            lines.append(f"{name[:28]:<28} {block:<5} {b['d2_mean']:>8.2f} {f'[{lo:.2f}, {hi:.2f}]':>17} "
+                         f"{cov['68']:>6.2f} {cov['95']:>6.2f} {cov['99']:>6.2f} {b['spearman']:>8.2f} "
+                         f"{b['nll_per_dof']:>8.2f} {b['n_frames']:>7d}")
+    return "\n".join(lines)

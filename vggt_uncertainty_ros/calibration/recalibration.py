@@ -21,6 +21,7 @@ scale convention of the head.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -46,6 +47,7 @@ CHI2_3_MEDIAN = float(stats.chi2.median(3))
 #: Supported fitting methods.
 METHODS = ("median", "mean")
 _BLOCKS = {"rot": slice(0, 3), "trans": slice(3, 6)}
+logger = logging.getLogger(__name__)
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -138,8 +140,9 @@ def fit_recalibration(
         :class:`Recalibration`.
 
     Raises:
-        CalibrationError: no sequence, mismatched shapes, a block with no frame, or a
-            non-finite/non-positive factor.
+        CalibrationError: no sequence, mismatched shapes, no scored frame at all, or a
+            non-finite/non-positive factor. A translation block without any scored frame
+            (scale protocol) keeps factor 1 with ``n_frames`` 0 and a warning.
     """
     if method not in METHODS:
         raise CalibrationError(f"recalibration method must be one of {METHODS}, got {method!r}")
@@ -173,9 +176,13 @@ def fit_recalibration(
             weights[block].append(np.full(d2.size, 1.0 / d2.size))  # each sequence weighs the same
     factors: dict[str, float] = {}
     n_frames: dict[str, int] = {}
+    if not pooled["rot"]:
+        raise CalibrationError(f"no scored frame in {names}; cannot fit recalibration factors")
     for block in _BLOCKS:
-        if not pooled[block]:
-            raise CalibrationError(f"no scored {block} frame in {names}; cannot fit its factor")
+        if not pooled[block]:  # e.g. no window with a trustworthy scale: the block is left as trained
+            logger.warning("no scored %s frame in %s: its factor stays 1 (n_frames 0 in the record)", block, names)
+            factors[block], n_frames[block] = 1.0, 0
+            continue
         d2 = np.concatenate(pooled[block])
         factors[block] = _factor(d2, np.concatenate(weights[block]), method)
         n_frames[block] = int(d2.size)

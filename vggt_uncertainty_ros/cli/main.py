@@ -25,6 +25,7 @@ from vggt_uncertainty_ros.errors import VggtUncertaintyError
 SUBCOMMANDS: dict[str, str] = {
     "synth": "synth",
     "train": "train",
+    "calibrate": "calibrate",
     "charts": "charts",
     "bench": "bench",
     "bench-calibration": "bench_calibration",
