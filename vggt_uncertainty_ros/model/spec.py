@@ -12,9 +12,12 @@ from typing import Any
 from vggt_uncertainty_ros.errors import ConfigError
 
 #: Backbone families (``BackboneSpec.name``).
-BACKBONES: tuple[str, ...] = ("vggt",)
+BACKBONES: tuple[str, ...] = ("vggt", "geometric")
 #: Autocast dtype names; ``auto`` is bfloat16 on CUDA and float32 on the CPU.
 DTYPES: tuple[str, ...] = ("auto", "float32", "float16", "bfloat16")
+#: Attention kernels: PyTorch's fused SDPA, or FlashAttention-4 (``flash-attn-4``, CUDA SM90+, half
+#: precision) when importable; otherwise the node falls back to SDPA with a warning.
+ATTENTION_BACKENDS: tuple[str, ...] = ("sdpa", "flash4")
 #: Image preprocessing modes of VGGT's official ``load_and_preprocess_images``.
 PREPROCESS_MODES: tuple[str, ...] = ("crop", "pad")
 
@@ -35,6 +38,7 @@ class BackboneSpec:
         preprocess_mode: ``crop`` or ``pad``, as VGGT's official preprocessing.
         compile: ``torch.compile`` the transformer blocks on CUDA (ignored on the CPU).
         token_cache: reuse the patch tokens of frames shared by overlapping windows.
+        attention: attention kernel, one of :data:`ATTENTION_BACKENDS`.
     """
 
     name: str = "vggt"
@@ -44,9 +48,15 @@ class BackboneSpec:
     preprocess_mode: str = "crop"
     compile: bool = True
     token_cache: bool = True
+    attention: str = "sdpa"
 
     def __post_init__(self) -> None:
-        for name, choices in (("name", BACKBONES), ("dtype", DTYPES), ("preprocess_mode", PREPROCESS_MODES)):
+        for name, choices in (
+            ("name", BACKBONES),
+            ("dtype", DTYPES),
+            ("preprocess_mode", PREPROCESS_MODES),
+            ("attention", ATTENTION_BACKENDS),
+        ):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"backbone.{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
         for name in ("weights", "device"):

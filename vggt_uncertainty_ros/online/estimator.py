@@ -46,6 +46,7 @@ from vggt_uncertainty_ros.model import (
     preprocess_images_with_transforms,
 )
 from vggt_uncertainty_ros.model.device import resolve_device, resolve_dtype
+from vggt_uncertainty_ros.model.layers import select_attention
 from vggt_uncertainty_ros.model.spec import BackboneSpec
 
 if TYPE_CHECKING:
@@ -312,6 +313,7 @@ def build_estimator(
     if head_path is not None:
         head, meta = load_head(head_path, device=dev)
     backbone = load_backbone(spec.weights, dev, amp)
+    select_attention(backbone, spec.attention, dev, amp)
     if spec.compile:
         if dev.type == "cuda":
             backbone.compile_blocks()

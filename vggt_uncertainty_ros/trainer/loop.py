@@ -37,6 +37,7 @@ import torch
 from vggt_uncertainty_ros.errors import CheckpointError, ConfigError
 from vggt_uncertainty_ros.model import backbone_identity, load_backbone
 from vggt_uncertainty_ros.model.device import resolve_device, resolve_dtype
+from vggt_uncertainty_ros.model.layers import select_attention
 from vggt_uncertainty_ros.trainer.cache import FeatureCache
 from vggt_uncertainty_ros.trainer.config import TrainConfig, save_run_config
 from vggt_uncertainty_ros.trainer.data import WindowSet, build_window_set, split_sequences
@@ -349,6 +350,7 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
     train_specs, val_specs = split_sequences(cfg.data, cfg.output.cache_dir, cfg.train.seed)
     _log.info("sequences: %d train, %d validation", len(train_specs), len(val_specs))
     model = load_backbone(cfg.backbone.weights, device, dtype)
+    select_attention(model, cfg.backbone.attention, device, dtype)
     model.eval()
     if cfg.backbone.compile and device.type == "cuda":
         model.compile_blocks()
