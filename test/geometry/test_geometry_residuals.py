@@ -103,6 +103,9 @@ def test_window_motion_is_the_mean_norm_of_frames_after_the_reference():
     t = np.array([[[5.0, 0, 0], [0.3, 0.4, 0], [0, 0, 1.0]]])
     np.testing.assert_allclose(window_motion(t), [0.75])
     assert float(window_motion(np.zeros((3, 3)))) == MIN_RELATIVE_MOTION
+    t_nan = t.copy()
+    t_nan[0, 2] = np.nan  # a frame without a pose does not count
+    np.testing.assert_allclose(window_motion(t_nan), [0.5])
     m_t = window_motion(torch.from_numpy(t))
     assert isinstance(m_t, torch.Tensor) and float(m_t[0]) == pytest.approx(0.75)
 

@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "charts": "charts",
     "bench": "bench",
     "bench-calibration": "bench_calibration",
+    "bench-unseen": "bench_unseen",
     "eval": "eval",
     "demo": "demo",
 }

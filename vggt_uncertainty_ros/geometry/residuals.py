@@ -81,6 +81,8 @@ SCALE_REASONS = ("ok", "low_motion", "zero_prediction", "out_of_range")
 def window_motion(t_pred: Array) -> Array:
     """Mean ``‖t_i‖`` over frames 1…S-1 of ``t_pred[..., S, 3]`` (frame 0 is the reference).
 
+    Frames with a non-finite translation (not estimated) are left out of the mean.
+
     The motion scale of the ``relative`` convention, floored at :data:`MIN_RELATIVE_MOTION`.
     """
     check_last_dims(t_pred, (3,), "t_pred")
@@ -89,7 +91,9 @@ def window_motion(t_pred: Array) -> Array:
     if t.shape[-2] < 2:
         raise GeometryError("window_motion needs at least 2 frames")
     norms = ops.sum(t[..., 1:, :] * t[..., 1:, :], -1) ** 0.5
-    m = ops.sum(norms, -1) / (t.shape[-2] - 1)
+    finite = norms == norms  # frames whose pose was not estimated (NaN) do not count
+    n = ops.sum(finite * 1.0, -1)
+    m = ops.sum(ops.where(finite, norms, ops.full_like(norms, 0.0)), -1) / ops.where(n > 0, n, ops.full_like(n, 1.0))
     return ops.where(m > MIN_RELATIVE_MOTION, m, ops.full_like(m, MIN_RELATIVE_MOTION))
 
 
