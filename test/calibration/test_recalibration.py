@@ -145,3 +145,17 @@ def test_unseen_block_summary_schema() -> None:
     assert lo < out["d2_mean"] < hi and lo < 3.0 < hi
     empty = unseen_block_summary(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), block_length=1)
     assert empty["n_frames"] == 0 and math.isnan(empty["d2_mean"])
+
+
+def test_summary_table_prints_missing_blocks() -> None:
+    from vggt_uncertainty_ros.calibration.bootstrap import format_summary_table, unseen_summary
+
+    rng = np.random.default_rng(5)
+    seqs = {"a": {"r": rng.normal(size=(70, 6)), "log_var": np.zeros((70, 6)), "window": np.repeat(np.arange(10), 7),
+                  "trans_valid": np.zeros(70, bool)}}
+    summary = unseen_summary(seqs, block_length=2, n_boot=50)
+    assert summary["sequences"]["a"]["trans"]["n_frames"] == 0 and summary["pooled"]["rot"]["n_frames"] == 70
+    text = format_summary_table(summary, "t")
+    assert "POOLED" in text and "nan" in text
+    none_json = {"sequences": {}, "pooled": {b: {**summary["pooled"][b], "d2_mean": None} for b in ("rot", "trans")}}
+    assert "nan" in format_summary_table(none_json)

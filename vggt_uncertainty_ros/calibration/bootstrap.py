@@ -205,12 +205,16 @@ def format_summary_table(summary: Mapping[str, object], title: str = "") -> str:
     lines.append(f"{'sequence':<28} {'block':<5} {'d2 mean':>8} {'95% CI':>17} {'cov68':>6} {'cov95':>6} "
                  f"{'cov99':>6} {'spearman':>8} {'nll/dof':>8} {'frames':>7}")
     rows = [*((n, v) for n, v in dict(summary["sequences"]).items()), ("POOLED", summary["pooled"])]
+
+    def f(x: object) -> float:  # None (JSON's NaN) prints as nan
+        return math.nan if x is None else float(x)  # type: ignore[arg-type]
+
     for name, blocks in rows:
         for block in ("rot", "trans"):
             b = blocks[block]
-            lo, hi = b["d2_ci95"]
-            cov = b["coverage"]
-            lines.append(f"{name[:28]:<28} {block:<5} {b['d2_mean']:>8.2f} {f'[{lo:.2f}, {hi:.2f}]':>17} "
-                         f"{cov['68']:>6.2f} {cov['95']:>6.2f} {cov['99']:>6.2f} {b['spearman']:>8.2f} "
-                         f"{b['nll_per_dof']:>8.2f} {b['n_frames']:>7d}")
+            lo, hi = (f(x) for x in b["d2_ci95"])
+            cov = {k: f(v) for k, v in b["coverage"].items()}
+            lines.append(f"{name[:28]:<28} {block:<5} {f(b['d2_mean']):>8.2f} {f'[{lo:.2f}, {hi:.2f}]':>17} "
+                         f"{cov['68']:>6.2f} {cov['95']:>6.2f} {cov['99']:>6.2f} {f(b['spearman']):>8.2f} "
+                         f"{f(b['nll_per_dof']):>8.2f} {int(b['n_frames']):>7d}")
     return "\n".join(lines)

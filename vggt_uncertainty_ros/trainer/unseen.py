@@ -24,20 +24,29 @@ Orders and units follow docs/ARCHITECTURE.md: ``[rot (3), trans (3)]``; translat
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import math
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vggt_uncertainty_ros.calibration.recalibration import Recalibration, apply_recalibration
+from vggt_uncertainty_ros.calibration.bootstrap import default_block_length, unseen_summary
+from vggt_uncertainty_ros.calibration.recalibration import (
+    Recalibration,
+    apply_recalibration,
+    block_factors_summary,
+    fit_recalibration,
+)
 from vggt_uncertainty_ros.data import WindowBuilder, WindowConfig, open_sequence
-from vggt_uncertainty_ros.errors import DataError, EvaluationError
+from vggt_uncertainty_ros.data.synth import generate
+from vggt_uncertainty_ros.errors import ConfigError, DataError, EvaluationError
 from vggt_uncertainty_ros.evaluate.graph import trajectory_metrics
 from vggt_uncertainty_ros.evaluate.pgo import Constraint, chain_poses, optimize
 from vggt_uncertainty_ros.geometry import (
@@ -54,6 +63,9 @@ _log = logging.getLogger(__name__)
 __all__ = [
     "ScoredSequence",
     "TrainedHead",
+    "UnseenConfig",
+    "jsonable",
+    "run_unseen",
     "pgo_ate",
     "predict_log_var",
     "score_sequence",
@@ -333,3 +345,165 @@ def pgo_ate(seq: ScoredSequence, log_var: np.ndarray, huber_k: float | None = No
         metrics = trajectory_metrics(stamps, T_opt, T_gt)
         out[scheme] = None if metrics is None else float(metrics["ate_rmse_m"])
     return out
+
+
+@dataclass(frozen=True)
+class UnseenConfig:
+    """Sizes of the unseen-sequence protocol (``bench-unseen`` and the demo).
+
+    Attributes:
+        backbone: backbone name (``geometric``).
+        n_train, n_val, n_test: sequences per split (each its own scene and seed).
+        n_frames: frames per sequence.
+        width, height: image size (pixels).
+        window_size, stride: windowing rule (the node's defaults).
+        keyframe_every: keep every n-th frame (the node's ``keyframe_every``): the synthetic
+            camera moves ~15 cm/s, so 8 consecutive frames at 30 Hz rarely span the 2 cm the scale
+            protocol needs; keyframes every 3rd frame give windows of ~0.8 s.
+        steps, batch_size, lr, hidden: head training.
+        seed: base seed (sequence k uses ``seed + 1000 k``).
+        n_boot: bootstrap replicates.
+    """
+
+    backbone: str = "geometric"
+    n_train: int = 8
+    n_val: int = 2
+    n_test: int = 4
+    n_frames: int = 180
+    width: int = 320
+    height: int = 240
+    window_size: int = 8
+    stride: int = 4
+    keyframe_every: int = 3
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 1e-3
+    hidden: int = 64
+    seed: int = 0
+    n_boot: int = 1000
+
+    @classmethod
+    def small(cls, **overrides: Any) -> UnseenConfig:
+        """The CI variant (tens of seconds on 2 cores)."""
+        base = {"n_train": 3, "n_val": 2, "n_test": 2, "n_frames": 60, "width": 320, "height": 240,
+                "steps": 200, "n_boot": 200}
+        base.update(overrides)
+        return cls(**base)
+
+
+def _build_backbone(name: str) -> Any:
+    if name != "geometric":
+        raise ConfigError(f"bench-unseen runs per-window CPU backbones; got {name!r} (supported: geometric)")
+    from vggt_uncertainty_ros.model.geometric import GeometricBackbone  # lazy: OpenCV only for this backbone
+
+    return GeometricBackbone()
+
+
+def _synthesise(out: Path, seed: int, cfg: UnseenConfig, level: float) -> Path:
+    done = out / ".complete"
+    if not done.exists():
+        kwargs: dict[str, Any] = {}
+        if "difficulty" in inspect.signature(generate).parameters:  # degradations, when the renderer has them
+            kwargs["difficulty"] = level
+        res = generate(out, seed=seed, n_frames=cfg.n_frames, formats=("tum",), width=cfg.width, height=cfg.height,
+                       **kwargs)
+        done.write_text(str(Path(res.paths["tum"]).relative_to(out)) + "\n")
+    return out / done.read_text().strip()
+
+
+def run_unseen(
+    cfg: UnseenConfig, out_dir: str | Path, progress: Callable[[str], None] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the whole protocol; sequences are written under ``out_dir/sequences`` (reused).
+
+    Returns:
+        ``(doc, details)``: ``doc`` has exactly the ``unseen.json`` schema of issue 12
+        (``backbone``, ``sequences``, ``pooled``, ``recalibration``, ``pgo``); ``details`` the
+        configuration, scale-protocol counts, validation history, timings and the
+        before-recalibration figures.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    backbone = _build_backbone(cfg.backbone)
+    window = WindowConfig(size=cfg.window_size, stride=cfg.stride, keyframe_every=cfg.keyframe_every)
+    rng = np.random.default_rng(cfg.seed)
+    splits = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
+    scored: dict[str, list[ScoredSequence]] = {k: [] for k in splits}
+    k = 0
+    skipped: list[str] = []
+    for split, n in splits.items():
+        for j in range(n):
+            seed = cfg.seed + 1000 * k + 1
+            level = float(rng.uniform(0.0, 1.0))
+            name = f"{split}{j}_seed{seed}"
+            path = _synthesise(out / "sequences" / name, seed, cfg, level)
+            if progress:
+                progress(f"backbone on {name}")
+            k += 1
+            try:
+                scored[split].append(score_sequence(backbone, path, window, name=name))
+            except DataError as err:  # e.g. every window dropped by the backbone: counted, the split shrinks
+                _log.warning("%s skipped: %s", name, err)
+                skipped.append(name)
+    if not all(scored.values()):
+        raise DataError(f"a split has no usable sequence (skipped: {skipped}); use more frames or seeds")
+    timings["data_and_backbone_s"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    trained = train_head(scored["train"], scored["val"], steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                         hidden=cfg.hidden, seed=cfg.seed)
+    timings["train_s"] = time.perf_counter() - t1
+    head = trained.head
+
+    val_in = {s.name: summary_inputs(s, predict_log_var(head, s)) for s in scored["val"]}
+    recal = fit_recalibration({n: v["r"] for n, v in val_in.items()}, {n: v["log_var"] for n, v in val_in.items()},
+                              trans_valid={n: v["trans_valid"] for n, v in val_in.items()})
+    _log.info("recalibration on validation: %s", block_factors_summary(recal))
+    n_windows = max(s.n_windows for s in scored["test"])
+    block = default_block_length(n_windows, cfg.window_size, cfg.stride)
+    raw = {s.name: predict_log_var(head, s) for s in scored["test"]}
+    before = unseen_summary({n: summary_inputs(s, raw[n]) for n, s in ((s.name, s) for s in scored["test"])},
+                            block_length=block, n_boot=cfg.n_boot)
+    after_lv = {s.name: predict_log_var(head, s, recal) for s in scored["test"]}
+    after = unseen_summary({s.name: summary_inputs(s, after_lv[s.name]) for s in scored["test"]},
+                           block_length=block, n_boot=cfg.n_boot)
+    pgo = {s.name: pgo_ate(s, after_lv[s.name]) for s in scored["test"]}
+    timings["total_s"] = time.perf_counter() - t0
+
+    doc = {
+        "backbone": cfg.backbone,
+        "sequences": after["sequences"],
+        "pooled": after["pooled"],
+        "recalibration": {"factors": dict(recal.factors), "before": before["pooled"], "after": after["pooled"]},
+        "pgo": pgo,
+    }
+    details = {
+        "config": asdict(cfg),
+        "recalibration": recal.to_dict(),
+        "before_recalibration": before,
+        "scale_protocol": {s.name: s.counts for split in scored.values() for s in split},
+        "skipped_sequences": skipped,
+        "validation_history": trained.history,
+        "selected_step": trained.best_step,
+        "bootstrap_block_windows": block,
+        "timings_s": timings,
+    }
+    return doc, details
+
+
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with NaN/inf as None and numpy scalars as Python numbers (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
