@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -21,16 +22,28 @@ pytestmark = pytest.mark.slow  # trains a tiny head (~20 s on 2 cores)
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     root = tmp_path_factory.mktemp("calibrate")
-    cfg = load_config(REPO / "training/configs/synthetic_tiny.yaml", [
-        f"output.run_dir={root / 'run'}", f"output.cache_dir={root / 'cache'}", "output.tensorboard=false",
-        "train.iterations=10", "loss.min_motion_m=0.002",
-    ])
-    train(cfg)
     held = []
-    for seed in (101, 102):
+    for seed in (101, 102, 103):
         res = generate(root / f"held{seed}", seed=seed, n_frames=12, formats=("tum",), width=160, height=120)
         held.append(Path(res.paths["tum"]))
-    return root / "run", held
+    cfg = load_config(REPO / "training/configs/synthetic_tiny.yaml", [
+        f"output.run_dir={root / 'run'}", f"output.cache_dir={root / 'cache'}", "output.tensorboard=false",
+        "train.iterations=10", "loss.min_motion_m=0.002", f"data.test=[{held[2]}]",
+    ])
+    train(cfg)
+    return root / "run", held[:2]
+
+
+def test_training_recalibrates_on_validation_and_reports_held_out_test(tiny_run) -> None:
+    run, _ = tiny_run
+    rec = read_head_metadata(run / "checkpoints" / "best_recalibrated.safetensors").recalibration
+    assert rec["sequences"] and rec["factors"]["rot"] > 0
+    test = json.loads((run / "test_metrics.json").read_text())
+    assert set(test) == {"sequences", "pooled", "recalibration"} and len(test["sequences"]) == 1
+    assert test["pooled"]["rot"]["n_frames"] > 0 and len(test["pooled"]["rot"]["d2_ci95"]) == 2
+    assert test["recalibration"]["factors"] == rec["factors"]
+    final = json.loads((run / "final_metrics.json").read_text())
+    assert final["recalibration"] == rec["factors"]
 
 
 def test_calibrate_fits_stores_and_prints_before_after(tiny_run, tmp_path: Path, capsys) -> None:

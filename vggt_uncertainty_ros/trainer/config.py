@@ -80,12 +80,16 @@ class DataConfig:
         train: training sequences.
         val: held-out validation sequences. When empty, the last ``val_count`` of ``train``
             (after a seeded shuffle) are held out instead.
+        test: held-out test sequences, never used for training, selection or recalibration:
+            after training, the selected head is recalibrated on ``val`` and evaluated on each
+            test sequence (``test_metrics.json``, block-bootstrap intervals).
         val_count: sequences moved from ``train`` to validation when ``val`` is empty.
         synthetic: synthetic sequences added to both lists.
     """
 
     train: tuple[SequenceSpec, ...] = ()
     val: tuple[SequenceSpec, ...] = ()
+    test: tuple[SequenceSpec, ...] = ()
     val_count: int = 1
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
@@ -192,6 +196,9 @@ class TrainSection:
         early_stop_patience: consecutive settled validations before stopping.
         select_after: first step whose validation may be selected as ``best`` (0: 20 % of
             ``iterations``); earlier heads are barely trained and must not be selected.
+        recalibrate: after training, fit per-block variance factors of the selected head on
+            the validation sequences (robust median rule) and write
+            ``checkpoints/best_recalibrated.safetensors`` (needs held-out validation).
         stop_after: end an invocation after that many steps done in it, saving the resumable
             state (0: never); for time-limited jobs (each ``--resume`` does that many more).
         threads: torch CPU threads (0: leave torch's default).
@@ -206,6 +213,7 @@ class TrainSection:
     early_stop_tol: float = 0.5
     early_stop_patience: int = 3
     select_after: int = 0
+    recalibrate: bool = True
     stop_after: int = 0
     threads: int = 0
 

@@ -85,9 +85,15 @@ def split_sequences(cfg: DataConfig, cache_dir: str | Path, seed: int) -> tuple[
         syn_train, syn_val = generate_synthetic(cfg.synthetic, cache_dir)
         train += syn_train
         val += syn_val
-    overlap = {str(Path(s.path).resolve()) for s in train} & {str(Path(s.path).resolve()) for s in val}
+    def paths(specs: Sequence[SequenceSpec]) -> set[str]:
+        return {str(Path(s.path).resolve()) for s in specs}
+
+    overlap = paths(train) & paths(val)
     if overlap:
         raise DataError(f"sequences in both training and validation: {sorted(overlap)}")
+    leaked = (paths(train) | paths(val)) & paths(cfg.test)
+    if leaked:
+        raise DataError(f"test sequences also used for training or validation: {sorted(leaked)}")
     if not train:
         raise DataError("no training sequence")
     return train, val

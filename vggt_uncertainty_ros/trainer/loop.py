@@ -358,6 +358,7 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
     cache = FeatureCache(cfg.output.cache_dir, model, identity, device, dtype, cfg.backbone.preprocess_mode, cfg.window)
     train_cached = [cache.get(s) for s in train_specs]
     val_cached = [cache.get(s) for s in val_specs]
+    test_cached = [cache.get(s) for s in cfg.data.test]
     image_hw = train_cached[0].image_hw
     if len(cache.backbone_window_times_s) > 1:
         backbone_s = float(np.mean(cache.backbone_window_times_s[1:]))
@@ -378,6 +379,7 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
         "backbone_window_s": backbone_s,
         "backbone_source": source,
         "image_hw": image_hw,
+        "test_set": build_window_set(test_cached, feature, motion) if test_cached else None,
     }
     return train_set, val_set, info
 
@@ -495,8 +497,13 @@ def train(
                 "time/backbone_over_head": speed.ratio,
             }, wall())
         logger.close()
+    held_out: dict[str, Any] = {}
+    if status in ("completed", "early_stopped") and cfg.train.recalibrate and val_set is not None:
+        from vggt_uncertainty_ros.trainer.recalibrate import held_out_evaluation
+
+        held_out = held_out_evaluation(cfg, run_dir, val_set, info.get("test_set"))
     _write_json(run_dir / FINAL_FILE, {"status": status, "step": loop.step, "best_step": loop.best_step,
-                                       "best_score": loop.best_score, "val": loop.last_val})
+                                       "best_score": loop.best_score, "val": loop.last_val, **held_out})
     if speed is not None:
         _write_json(run_dir / SPEED_FILE, asdict(speed))
     _log.info("run %s: %s at step %d; best score %.3f at step %d; checkpoints in %s", run_dir, status, loop.step,
