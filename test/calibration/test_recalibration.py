@@ -42,7 +42,7 @@ def test_median_fit_recovers_the_factor_despite_heavy_tails() -> None:
     res, lvs = {}, {}
     for name in ("a", "b", "c"):
         res[name], lvs[name] = _sequence(rng, 4000, (0.02, 0.05), (0.01, 0.1), outliers=0.05)
-    recal = fit_recalibration(res, lvs)
+    recal = fit_recalibration(res, lvs, method="median")
     # true variance / predicted = 4 (rot), 0.25 (trans); 5 % outliers shift the median a little
     assert recal.factors["rot"] == pytest.approx(4.0, rel=0.12)
     assert recal.factors["trans"] == pytest.approx(0.25, rel=0.12)
@@ -52,6 +52,9 @@ def test_median_fit_recovers_the_factor_despite_heavy_tails() -> None:
     d2 = np.concatenate([np.sum(res[n][:, :3] ** 2 * np.exp(-after[n][:, :3]), -1) for n in res])
     assert np.median(d2) == pytest.approx(CHI2_3_MEDIAN, rel=0.1)
     assert set(recal.per_sequence) == {"a", "b", "c"} and recal.n_frames == {"rot": 12000, "trans": 12000}
+    # the default quantile fit: robust too (a 5 % tail reaches the 95 % quantile only at its edge)
+    q = fit_recalibration(res, lvs)
+    assert q.method == "quantile" and 3.0 < q.factors["rot"] < 10.0  # the mean fit gives > 100
 
 
 def test_each_sequence_weighs_the_same_and_masked_translation_is_ignored() -> None:
@@ -159,3 +162,18 @@ def test_summary_table_prints_missing_blocks() -> None:
     assert "POOLED" in text and "nan" in text
     none_json = {"sequences": {}, "pooled": {b: {**summary["pooled"][b], "d2_mean": None} for b in ("rot", "trans")}}
     assert "nan" in format_summary_table(none_json)
+
+
+def test_quantile_fit_matches_coverage_on_a_heavy_tailed_block() -> None:
+    """Student-t(3) residuals: the median fit calibrates the centre, the quantile fit the coverage."""
+    rng = np.random.default_rng(6)
+    r = rng.standard_t(3, size=(20000, 6)) * 0.01
+    lv = np.full((20000, 6), np.log(0.01**2))
+    cov = {}
+    for method in ("quantile", "median"):
+        lv2 = apply_recalibration(lv, fit_recalibration({"a": r}, {"a": lv}, method=method))
+        d2 = np.sum(r[:, :3] ** 2 * np.exp(-lv2[:, :3]), -1)
+        cov[method] = (np.mean(d2 <= 3.527), np.mean(d2 <= 7.815))
+    # a t(3) shape cannot meet both levels with one factor: the fit splits the difference
+    assert abs(cov["quantile"][0] - 0.683) < 0.12 and abs(cov["quantile"][1] - 0.95) < 0.05
+    assert abs(cov["median"][1] - 0.95) > abs(cov["quantile"][1] - 0.95)

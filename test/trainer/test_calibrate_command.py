@@ -55,7 +55,7 @@ def test_calibrate_fits_stores_and_prints_before_after(tiny_run, tmp_path: Path,
     assert "before recalibration" in text and "after recalibration" in text and "POOLED" in text
     meta = read_head_metadata(out)
     rec = meta.recalibration
-    assert rec["method"] == "median" and len(rec["sequences"]) == 2
+    assert rec["method"] == "quantile" and len(rec["sequences"]) == 2
     assert rec["factors"]["rot"] > 0 and math.isfinite(rec["factors"]["rot"])
     assert set(rec["before"]) == {"rot", "trans"} and set(rec["after"]) == {"rot", "trans"}
     # the median rule: after recalibration the pooled rotation d² median is χ²₃'s, so the

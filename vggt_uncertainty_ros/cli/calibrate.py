@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "fit per-block variance factors of a trained head on held-out sequences (robust median fit)"
+HELP = "fit per-block variance factors of a trained head on held-out sequences (robust quantile fit)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,8 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out validation sequences (TUM folders or bags); several are recommended")
     parser.add_argument("--out", type=Path, required=True, help="recalibrated head checkpoint to write")
     parser.add_argument("--head", default="best", help="best, last or a checkpoint path (default: best)")
-    parser.add_argument("--method", choices=("median", "mean"), default="median",
-                        help="median: f = median(d²)/2.366, robust to heavy tails (default); mean: f = mean(d²)/3")
+    parser.add_argument("--method", choices=("quantile", "median", "mean"), default="quantile",
+                        help="quantile (default): match the 68 %% and 95 %% quantiles of d² to chi2(3)'s, robust to "
+                        "heavy tails; median: f = median(d²)/2.366; mean: f = mean(d²)/3 (not robust)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the reported intervals")
 
 

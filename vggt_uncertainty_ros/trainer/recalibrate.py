@@ -115,7 +115,7 @@ def recalibrate_head(
     val: WindowSet,
     *,
     stride: int,
-    method: str = "median",
+    method: str = "quantile",
     out: str | Path | None = None,
     n_boot: int = 1000,
 ) -> RecalibrationReport:
@@ -177,7 +177,7 @@ def recalibrate_run(
     out: str | Path,
     *,
     head: str = "best",
-    method: str = "median",
+    method: str = "quantile",
     n_boot: int = 1000,
 ) -> RecalibrationReport:
     """``vggt-uncertainty calibrate``: fit factors for a run's head on sequences ``data``.

@@ -39,6 +39,7 @@ import torch
 
 from vggt_uncertainty_ros.calibration.bootstrap import default_block_length, unseen_summary
 from vggt_uncertainty_ros.calibration.recalibration import (
+    METHODS,
     Recalibration,
     apply_recalibration,
     block_factors_summary,
@@ -469,6 +470,13 @@ def run_unseen(
     after = unseen_summary({s.name: summary_inputs(s, after_lv[s.name]) for s in scored["test"]},
                            block_length=block, n_boot=cfg.n_boot)
     pgo = {s.name: pgo_ate(s, after_lv[s.name]) for s in scored["test"]}
+    methods: dict[str, Any] = {}
+    for method in METHODS:  # the other fits, for comparison (details only)
+        alt = fit_recalibration({n: v["r"] for n, v in val_in.items()}, {n: v["log_var"] for n, v in val_in.items()},
+                                trans_valid={n: v["trans_valid"] for n, v in val_in.items()}, method=method)
+        pooled = unseen_summary({s.name: summary_inputs(s, predict_log_var(head, s, alt)) for s in scored["test"]},
+                                block_length=block, n_boot=cfg.n_boot)["pooled"]
+        methods[method] = {"factors": dict(alt.factors), "test_pooled": pooled}
     timings["total_s"] = time.perf_counter() - t0
 
     doc = {
@@ -482,6 +490,7 @@ def run_unseen(
         "config": asdict(cfg),
         "recalibration": recal.to_dict(),
         "before_recalibration": before,
+        "recalibration_methods": methods,
         "scale_protocol": {s.name: s.counts for split in scored.values() for s in split},
         "skipped_sequences": skipped,
         "validation_history": trained.history,
