@@ -6,6 +6,9 @@ Shared by ``benchmarks/unseen.py`` (``vggt-uncertainty bench-unseen``) and the d
    backbone; per frame i > 0 the residual ``r = Log(inv(T_gt) T_pred)`` (rot rad, trans m,
    ground-truth camera frame i) after the per-window scale fit to ground truth (the
    evaluator's ``per-window-gt`` = what the node's ``odometry`` scale source applies).
+   A second *scale class*, ``odometry``, scores the same predictions under the fit the node's
+   ``odometry`` scale source would make against a simulated odometry (ground truth with a
+   3 % per-window scale error and 3 mm position noise, :data:`ODOMETRY_NOISE`).
    Masks, all counted: frames the backbone flags invalid score nothing; translation is scored
    only in windows with a trustworthy scale (scale protocol) and frames whose translation the
    backbone could observe.
@@ -28,6 +31,7 @@ import inspect
 import logging
 import math
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -78,6 +82,20 @@ __all__ = [
 UNSCALED_TRANS_VAR = 1e6
 
 
+#: Simulated odometry of the ``odometry`` scale class: position noise (m, per frame) and
+#: per-window relative scale error (standard deviations).
+ODOMETRY_NOISE = (0.003, 0.03)
+
+
+@dataclass
+class _ScaleClass:
+    """Residuals of a sequence under another scale source (same frames, same predictions)."""
+
+    residual: np.ndarray
+    trans_mask: np.ndarray
+    log_motion: np.ndarray
+
+
 @dataclass
 class ScoredSequence:
     """One sequence's windows through a backbone, scored against ground truth.
@@ -94,6 +112,7 @@ class ScoredSequence:
         T_scaled: ``[W, S, 4, 4]`` predicted ``T_0_i`` with the translation times ``s``.
         stamps_ns: ``[W, S]`` image stamps.
         gt_world: ``{stamp: T_world_cam}`` ground truth of every windowed frame (m).
+        odometry: the same frames under the ``odometry`` scale class (module docstring).
         counts: ``windows``, ``frames``, ``frames_invalid``, ``frames_trans_unobservable``,
             ``windows_scale_<reason>``, ``windows_backbone_error`` (dropped: the backbone raised).
     """
@@ -108,6 +127,7 @@ class ScoredSequence:
     stamps_ns: np.ndarray
     gt_world: dict[int, np.ndarray]
     counts: dict[str, int] = field(default_factory=dict)
+    odometry: _ScaleClass | None = None
 
     @property
     def n_windows(self) -> int:
@@ -185,7 +205,26 @@ def score_sequence(
     trans_mask = rot_mask & tvalid_a
     counts["frames_invalid"] = int((~valid_a[:, 1:]).sum())
     counts["frames_trans_unobservable"] = int((valid_a[:, 1:] & ~tvalid_a[:, 1:]).sum())
+    rng = np.random.default_rng(zlib.crc32((name or str(path)).encode()))
+    odom = _ScaleClass(np.zeros((W, S, 6)), np.zeros((W, S), bool), np.zeros(W))
     for w in range(W):
+        # scale class "odometry": the fit the node's odometry scale source makes, against a
+        # simulated odometry (ground truth with a per-window scale error and position noise)
+        t_odom = T_gt_a[w, :, :3, 3] * (1.0 + rng.normal(0.0, ODOMETRY_NOISE[1])) + rng.normal(
+            0.0, ODOMETRY_NOISE[0], (S, 3))
+        t_odom[0] = 0.0
+        use_o = rot_mask[w] & tvalid_a[w]
+        fit_o = fit_scale(t_odom[use_o], T_pred_a[w, use_o, :3, 3], min_motion_m=min_motion_m)
+        T_o = T_pred_a[w].copy()
+        T_o[:, :3, 3] *= float(fit_o.scale)
+        T_o[0] = np.eye(4)
+        good = rot_mask[w]
+        odom.residual[w, good] = np.asarray(pose_residual(T_gt_a[w, good], T_o[good]))
+        odom.trans_mask[w] = use_o & bool(fit_o.ok)
+        odom.residual[w, ~odom.trans_mask[w], 3:] = 0.0
+        odom.log_motion[w] = math.log(float(window_motion(T_o[:, :3, 3])))
+        counts[f"odometry_windows_scale_{SCALE_REASONS[int(fit_o.reason)]}"] += 1
+
         use = trans_mask[w]
         fit = fit_scale(T_gt_a[w, use, :3, 3], T_pred_a[w, use, :3, 3], min_motion_m=min_motion_m)
         ok = bool(fit.ok)
@@ -202,7 +241,7 @@ def score_sequence(
         log_motion[w] = math.log(float(window_motion(T_scaled[w, :, :3, 3])))
     return ScoredSequence(name=name or str(path), features=feats_a, residual=residual, rot_mask=rot_mask,
                           trans_mask=trans_mask, log_motion=log_motion, T_scaled=T_scaled, stamps_ns=stamps_a,
-                          gt_world=gt_world, counts=dict(counts))
+                          gt_world=gt_world, counts=dict(counts), odometry=odom)
 
 
 def _cat(seqs: Sequence[ScoredSequence]) -> dict[str, torch.Tensor]:
@@ -295,18 +334,28 @@ def train_head(
     return TrainedHead(head=head, best_step=best[1], history=history)
 
 
-def predict_log_var(head: UncertaintyHead, seq: ScoredSequence, recal: Recalibration | None = None) -> np.ndarray:
-    """log σ² ``[W, S, 6]`` in metres (rad², m²) of a ``relative`` head, optionally recalibrated."""
+def predict_log_var(head: UncertaintyHead, seq: ScoredSequence, recal: Recalibration | None = None,
+                    scale_class: str = "gt") -> np.ndarray:
+    """log σ² ``[W, S, 6]`` in metres (rad², m²) of a ``relative`` head, optionally recalibrated.
+
+    ``scale_class`` ``gt`` (per-window ground-truth fit) or ``odometry`` (the simulated
+    odometry fit): the window motion that makes σ_trans metric comes from that scale.
+    """
+    batch = _cat([seq])
+    if scale_class == "odometry":
+        assert seq.odometry is not None
+        batch["log_motion"] = torch.from_numpy(seq.odometry.log_motion).float()
     with torch.no_grad():
-        lv = _log_var_m(head.eval(), _cat([seq])).double().numpy()
+        lv = _log_var_m(head.eval(), batch).double().numpy()
     return apply_recalibration(lv, recal)
 
 
-def summary_inputs(seq: ScoredSequence, log_var: np.ndarray) -> dict[str, np.ndarray]:
+def summary_inputs(seq: ScoredSequence, log_var: np.ndarray, scale_class: str = "gt") -> dict[str, np.ndarray]:
     """Scored frames of ``seq`` in the form :func:`calibration.bootstrap.unseen_summary` reads."""
     m = seq.rot_mask
     win = np.broadcast_to(np.arange(seq.n_windows)[:, None], m.shape)
-    return {"r": seq.residual[m], "log_var": log_var[m], "window": win[m], "trans_valid": seq.trans_mask[m]}
+    src = seq.odometry if scale_class == "odometry" and seq.odometry is not None else seq
+    return {"r": src.residual[m], "log_var": log_var[m], "window": win[m], "trans_valid": src.trans_mask[m]}
 
 
 def pgo_ate(seq: ScoredSequence, log_var: np.ndarray, huber_k: float | None = None) -> dict[str, float | None]:
@@ -491,6 +540,13 @@ def run_unseen(
         "recalibration": recal.to_dict(),
         "before_recalibration": before,
         "recalibration_methods": methods,
+        "scale_classes": {
+            "gt": after["pooled"],
+            "odometry": unseen_summary(
+                {s.name: summary_inputs(s, predict_log_var(head, s, recal, "odometry"), "odometry")
+                 for s in scored["test"]}, block_length=block, n_boot=cfg.n_boot)["pooled"],
+            "odometry_noise": {"position_m": ODOMETRY_NOISE[0], "scale_rel": ODOMETRY_NOISE[1]},
+        },
         "scale_protocol": {s.name: s.counts for split in scored.values() for s in split},
         "skipped_sequences": skipped,
         "validation_history": trained.history,
