@@ -28,7 +28,7 @@ def test_demo_runs_the_whole_loop(tmp_path):
         height=120,
         iterations=20,
         domain_id=1 + (os.getpid() * 3 + 57) % 100,
-        unseen={"n_train": 2, "n_val": 1, "n_test": 1, "n_frames": 45, "steps": 40, "n_boot": 50},
+        unseen={"n_train": 2, "n_val": 1, "n_test": 1, "n_frames": 60, "steps": 40, "n_boot": 50},
     )
     result = run_demo(cfg)
 

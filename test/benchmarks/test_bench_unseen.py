@@ -10,7 +10,7 @@ import pytest
 
 from vggt_uncertainty_ros.cli.main import main as cli_main
 
-pytestmark = pytest.mark.slow  # synthesises 7 short sequences and trains a head (~60 s on 2 cores)
+pytestmark = pytest.mark.slow  # 7 short sequences + a head: ~30 s of CPU time (wall time grows with the load)
 
 BLOCK_KEYS = {"d2_mean", "d2_ci95", "coverage", "spearman", "nll_per_dof", "n_frames"}
 
