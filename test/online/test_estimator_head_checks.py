@@ -1,4 +1,4 @@
-"""Start-up checks of a head against the backbone (feature size) and the head output conventions applied by the estimator."""
+"""Start-up checks of a head against the backbone (feature size); head conventions applied by the estimator."""
 
 from __future__ import annotations
 
