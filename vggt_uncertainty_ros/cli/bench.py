@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.iters < 1:
         raise ConfigError("--frames and --iters must be >= 1")
     config = args.config or ("full" if args.device == "cuda" else "tiny")
-    settings = backbone.BenchSettings(
+    settings = backbone.BackboneBenchConfig(
         config=config,
         device=args.device,
         frames=args.frames,

@@ -26,7 +26,7 @@ from enum import Enum
 import numpy as np
 
 from vggt_uncertainty_ros.errors import GeometryError
-from vggt_uncertainty_ros.geometry._backend import Array, check_last_dims, ops_for
+from vggt_uncertainty_ros.geometry._shapes import as_float64
 from vggt_uncertainty_ros.geometry.se3 import invert_transform, make_transform, se3_log
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "relative_from_extrinsics",
     "window_relative",
 ]
+
 
 class ScaleConvention(str, Enum):
     """Unit of a head's translation log-variance (docs/ARCHITECTURE.md, "Scale convention").
@@ -78,27 +79,27 @@ SCALE_REASONS = ("ok", "low_motion", "zero_prediction", "out_of_range")
 """Codes of :attr:`ScaleFit.reason` (index into this tuple)."""
 
 
-def window_motion(t_pred: Array) -> Array:
+def window_motion(t_pred: np.ndarray) -> np.ndarray:
     """Mean ``‖t_i‖`` over frames 1…S-1 of ``t_pred[..., S, 3]`` (frame 0 is the reference).
 
     Frames with a non-finite translation (not estimated) are left out of the mean.
 
     The motion scale of the ``relative`` convention, floored at :data:`MIN_RELATIVE_MOTION`.
     """
-    check_last_dims(t_pred, (3,), "t_pred")
-    ops = ops_for(t_pred)
-    t = ops.asarray(t_pred)
+    t = np.asarray(t_pred, dtype=np.float64)
+    if t.ndim < 2 or t.shape[-1] != 3:
+        raise GeometryError(f"t_pred must have shape [..., S, 3], got {list(t.shape)}")
     if t.shape[-2] < 2:
         raise GeometryError("window_motion needs at least 2 frames")
-    norms = ops.sum(t[..., 1:, :] * t[..., 1:, :], -1) ** 0.5
-    finite = norms == norms  # frames whose pose was not estimated (NaN) do not count
-    n = ops.sum(finite * 1.0, -1)
-    m = ops.sum(ops.where(finite, norms, ops.full_like(norms, 0.0)), -1) / ops.where(n > 0, n, ops.full_like(n, 1.0))
-    return ops.where(m > MIN_RELATIVE_MOTION, m, ops.full_like(m, MIN_RELATIVE_MOTION))
+    norms = np.linalg.norm(t[..., 1:, :], axis=-1)
+    finite = np.isfinite(norms)  # frames whose pose was not estimated (NaN) do not count
+    n = finite.sum(-1)
+    m = np.where(finite, norms, 0.0).sum(-1) / np.maximum(n, 1)
+    return np.maximum(m, MIN_RELATIVE_MOTION)
 
 
-def window_relative(T_world_cam: Array) -> Array:
-    """Poses of every frame in the window's frame 0 (*t*).
+def window_relative(T_world_cam: np.ndarray) -> np.ndarray:
+    """Poses of every frame in the window's frame 0.
 
     Args:
         T_world_cam: ``[..., S, 4, 4]`` camera poses in a common world frame.
@@ -106,16 +107,14 @@ def window_relative(T_world_cam: Array) -> Array:
     Returns:
         ``[..., S, 4, 4]`` ``T_0_i = inv(T_world_cam0) @ T_world_cami`` (``T_0_0 = I``).
     """
-    check_last_dims(T_world_cam, (4, 4), "T_world_cam")
-    if T_world_cam.ndim < 3:
-        raise GeometryError(f"T_world_cam must have shape [..., S, 4, 4], got {list(T_world_cam.shape)}")
-    ops = ops_for(T_world_cam)
-    T = ops.asarray(T_world_cam)
+    T = as_float64(T_world_cam, (4, 4), "T_world_cam")
+    if T.ndim < 3:
+        raise GeometryError(f"T_world_cam must have shape [..., S, 4, 4], got {list(T.shape)}")
     return invert_transform(T[..., :1, :, :]) @ T
 
 
-def relative_from_extrinsics(E: Array) -> Array:
-    """Window-relative poses from VGGT extrinsics (*t*).
+def relative_from_extrinsics(E: np.ndarray) -> np.ndarray:
+    """Window-relative poses from VGGT extrinsics.
 
     Args:
         E: ``[..., S, 3, 4]`` (or ``[..., S, 4, 4]``) camera-from-world extrinsics
@@ -124,13 +123,12 @@ def relative_from_extrinsics(E: Array) -> Array:
     Returns:
         ``[..., S, 4, 4]`` ``T_0_i = E_0 @ inv(E_i)``, pose of camera i in camera 0.
     """
+    E = np.asarray(E, dtype=np.float64)
     if E.ndim < 3:
         raise GeometryError(f"E must have shape [..., S, 3, 4], got {list(E.shape)}")
     if tuple(E.shape[-2:]) == (4, 4):
         E = E[..., :3, :]
-    check_last_dims(E, (3, 4), "E")
-    ops = ops_for(E)
-    E = ops.asarray(E)
+    E = as_float64(E, (3, 4), "E")
     E4 = make_transform(E[..., :3, :3], E[..., :3, 3])
     return E4[..., :1, :, :] @ invert_transform(E4)
 
@@ -150,22 +148,22 @@ class ScaleFit:
         reason: ``[...]`` int index into :data:`SCALE_REASONS` (0 = ok).
     """
 
-    scale: Array
-    n_valid: Array
-    valid: Array
-    ok: Array | None = None
-    raw: Array | None = None
-    reason: Array | None = None
+    scale: np.ndarray
+    n_valid: np.ndarray
+    valid: np.ndarray
+    ok: np.ndarray | None = None
+    raw: np.ndarray | None = None
+    reason: np.ndarray | None = None
 
 
 def fit_scale(
-    t_gt: Array,
-    t_pred: Array,
+    t_gt: np.ndarray,
+    t_pred: np.ndarray,
     min_motion_m: float = MIN_MOTION_M,
     min_valid: int = 2,
     clamp: tuple[float, float] = SCALE_CLAMP,
 ) -> ScaleFit:
-    """Least-squares scale mapping predicted onto ground-truth window translations (*t*).
+    """Least-squares scale mapping predicted onto ground-truth window translations.
 
     Args:
         t_gt: ``[..., S, 3]`` ground-truth translations of ``T_0_i`` (metres).
@@ -177,39 +175,32 @@ def fit_scale(
 
     Returns:
         :class:`ScaleFit` with ``s = Σ(t_gt·t_pred)/Σ‖t_pred‖²`` over the valid frames where
-        ``ok``, 1.0 (placeholder) elsewhere. Arrays are numpy (float64 / int64 / bool) or
-        torch, following the input.
+        ``ok``, 1.0 (placeholder) elsewhere. Arrays are numpy (float64 / int64 / bool).
     """
-    check_last_dims(t_gt, (3,), "t_gt")
-    check_last_dims(t_pred, (3,), "t_pred")
+    t_gt = as_float64(t_gt, (3,), "t_gt")
+    t_pred = as_float64(t_pred, (3,), "t_pred")
     if tuple(t_gt.shape) != tuple(t_pred.shape):
         raise GeometryError(f"t_gt and t_pred must have equal shapes, got {list(t_gt.shape)} and {list(t_pred.shape)}")
     lo, hi = clamp
     if not 0 < lo <= hi:
         raise GeometryError(f"scale clamp must satisfy 0 < lo <= hi, got {clamp}")
-    ops = ops_for(t_gt, t_pred)
-    t_gt = ops.asarray(t_gt)
-    t_pred = ops.asarray(t_pred)
-    valid = ops.sum(t_gt * t_gt, -1) > min_motion_m**2
+    valid = np.sum(t_gt * t_gt, -1) > min_motion_m**2
     w = valid * 1.0
-    num = ops.sum(w * ops.sum(t_gt * t_pred, -1), -1)
-    den = ops.sum(w * ops.sum(t_pred * t_pred, -1), -1)
-    n_valid = ops.sum(valid * 1, -1)
+    num = np.sum(w * np.sum(t_gt * t_pred, -1), -1)
+    den = np.sum(w * np.sum(t_pred * t_pred, -1), -1)
+    n_valid = np.sum(valid * 1, -1)
     enough = n_valid >= min_valid
     fitted = enough & (den > 0)
-    raw = num / ops.where(fitted, den, ops.full_like(den, 1.0))
-    in_range = (raw >= lo) & (raw <= hi)
-    ok = fitted & in_range
-    one = ops.full_like(raw, 1.0)
-    scale = ops.where(ok, raw, one)
-    raw = ops.where(fitted, raw, one * float("nan"))
-    reason = ops.where(ok, one * 0, ops.where(~enough, one * 1, ops.where(~fitted, one * 2, one * 3)))
-    return ScaleFit(scale=scale, n_valid=n_valid, valid=valid, ok=ok, raw=raw, reason=reason.astype(int)
-                    if isinstance(reason, np.ndarray) else reason.long())
+    raw = num / np.where(fitted, den, 1.0)
+    ok = fitted & (raw >= lo) & (raw <= hi)
+    scale = np.where(ok, raw, 1.0)
+    reason = np.where(ok, 0, np.where(~enough, 1, np.where(~fitted, 2, 3))).astype(np.int64)
+    return ScaleFit(scale=scale, n_valid=n_valid, valid=valid, ok=ok, raw=np.where(fitted, raw, np.nan),
+                    reason=reason)
 
 
-def pose_residual(T_gt: Array, T_pred: Array) -> Array:
-    """Right-perturbation residual ``r = Log(inv(T_gt) @ T_pred)`` (*t*).
+def pose_residual(T_gt: np.ndarray, T_pred: np.ndarray) -> np.ndarray:
+    """Right-perturbation residual ``r = Log(inv(T_gt) @ T_pred)``.
 
     Args:
         T_gt: ``[..., 4, 4]`` ground-truth window-relative poses ``T_0_i``.
@@ -219,19 +210,19 @@ def pose_residual(T_gt: Array, T_pred: Array) -> Array:
         ``[..., 6]`` = ``[r_rot (rad), r_trans]``, both expressed in the ground-truth camera
         frame i; ``r_trans`` in the units of the translations (metres after the scale fit).
     """
-    check_last_dims(T_gt, (4, 4), "T_gt")
-    check_last_dims(T_pred, (4, 4), "T_pred")
+    T_gt = as_float64(T_gt, (4, 4), "T_gt")
+    T_pred = as_float64(T_pred, (4, 4), "T_pred")
     return se3_log(invert_transform(T_gt) @ T_pred)
 
 
-def scale_translation(T: Array, s: float) -> np.ndarray:
+def scale_translation(T: np.ndarray, s: float) -> np.ndarray:
     """Copy of ``T[..., 4, 4]`` with the translation multiplied by the scale ``s`` (numpy float64)."""
     out = np.array(T, dtype=np.float64, copy=True)
     out[..., :3, 3] *= s
     return out
 
 
-def scale_covariance(cov: Array, s: float) -> np.ndarray:
+def scale_covariance(cov: np.ndarray, s: float) -> np.ndarray:
     """Covariance ``[..., 6, 6]`` in our order ``[rot, trans]`` of a translation scaled by ``s``.
 
     ``D Σ D`` with ``D = diag(1, 1, 1, s, s, s)``: σ_trans is multiplied by ``s``, rotation is

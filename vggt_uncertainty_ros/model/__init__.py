@@ -3,7 +3,8 @@ checkpoint loading and the DINOv2 token cache.
 
 Public API:
 
-* :class:`VGGT` -- ``VGGT()`` full size, ``VGGT(config="tiny")`` small;
+* :class:`VGGT` -- ``VGGT()`` full size, ``VGGT(config="tiny")`` small; its forward returns
+  a :class:`VGGTOutput` (attributes, or keys as ``out["pose_enc"]``);
 * :func:`load_backbone` -- ``"tiny"``, a local ``model.safetensors``/``model.pt`` or a
   Hugging Face id such as ``"facebook/VGGT-1B"``;
 * :func:`backbone_identity` -- stable weight fingerprint;
@@ -21,7 +22,7 @@ from vggt_uncertainty_ros.model.preprocess import (
     preprocess_images_with_transforms,
 )
 from vggt_uncertainty_ros.model.token_cache import TokenCache
-from vggt_uncertainty_ros.model.vggt import VGGT
+from vggt_uncertainty_ros.model.vggt import VGGT, VGGTOutput
 
 __all__ = [
     "PRESETS",
@@ -29,6 +30,7 @@ __all__ = [
     "ImageTransform",
     "TokenCache",
     "VGGTConfig",
+    "VGGTOutput",
     "backbone_identity",
     "get_config",
     "intrinsics_to_original",

@@ -2,7 +2,7 @@
 
 :class:`WindowEstimator` is the shared inference path of the evaluator and the ROS node:
 it preprocesses a window of RGB images exactly like VGGT, runs the backbone (bf16 autocast
-on CUDA, through the backbone's own ``set_amp``), turns the predicted extrinsics into
+on CUDA, through the backbone's ``amp_dtype``), turns the predicted extrinsics into
 window-relative poses ``T_0_i`` and predicts per-frame log-variances with the head, or uses
 a constant diagonal σ when there is no head.
 
@@ -103,7 +103,7 @@ class WindowEstimator:
         head: the uncertainty head, or None to use ``constant_sigma``.
         device: torch device (see :func:`resolve_device`; the caller decides the fallback).
         dtype: autocast dtype of the backbone's aggregator (default bf16 on CUDA, float32 on
-            CPU), applied with ``backbone.set_amp``; the head always runs in float32.
+            CPU), set as the backbone's ``amp_dtype``; the head always runs in float32.
         preprocess_mode: ``"crop"`` or ``"pad"`` (VGGT preprocessing).
         constant_sigma: σ used when ``head`` is None: (rot rad, trans VGGT units).
         input_feature: backbone output the head reads; default from ``head_metadata`` or
@@ -141,8 +141,8 @@ class WindowEstimator:
         # the last window's frames
         self._preprocessed: OrderedDict[tuple, tuple[torch.Tensor, Any]] = OrderedDict()
         self.backbone = backbone.to(self.device).eval()
-        if hasattr(backbone, "set_amp") and getattr(backbone, "amp_dtype", None) != self._amp_dtype:
-            backbone.set_amp(self._amp_dtype)
+        if hasattr(backbone, "amp_dtype"):  # a VGGT; test doubles may have no such setting
+            backbone.amp_dtype = self._amp_dtype
         self.head = head.to(self.device).eval() if head is not None else None
         self.head_metadata = head_metadata
         if input_feature is None:
@@ -194,8 +194,6 @@ class WindowEstimator:
 
     def _preprocess_shared(self, images: Sequence[np.ndarray], frame_ids: list[Any]) -> tuple[torch.Tensor, list]:
         """Preprocess only the frames the previous window did not have (it alone is kept)."""
-        from vggt_uncertainty_ros.model import preprocess_images_with_transforms
-
         keys = [(fid, np.shape(images[i])) for i, fid in enumerate(frame_ids)]
         missing = [i for i, k in enumerate(keys) if k not in self._preprocessed]
         if missing:

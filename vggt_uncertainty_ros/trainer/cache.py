@@ -27,23 +27,27 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
+from tqdm import tqdm
 
 from vggt_uncertainty_ros.data import WindowBuilder, WindowConfig, open_sequence
 from vggt_uncertainty_ros.errors import DataError
-from vggt_uncertainty_ros.trainer.config import SequenceSpec, WindowSection
-
-if TYPE_CHECKING:
-    import torch
+from vggt_uncertainty_ros.geometry import window_relative
+from vggt_uncertainty_ros.model import TokenCache, preprocess_images
+from vggt_uncertainty_ros.trainer.config import SequenceSpec, WindowSamplingConfig
 
 _log = logging.getLogger(__name__)
 
 #: bump when the layout or the meaning of a cached array changes.
 CACHE_FORMAT_VERSION = 1
 FEATURE_KEYS = ("camera_features", "camera_trunk_features")
+#: windows per shard (the unit of distributed work and of the DINOv2 token-cache restart).
+SHARD_WINDOWS = 64
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def fingerprint_path(path: str | Path) -> list[list[Any]]:
 
 def cache_key(
     spec: SequenceSpec,
-    window: WindowSection,
+    window: WindowSamplingConfig,
     preprocess_mode: str,
     backbone_identity: str,
     backbone_dtype: str,
@@ -132,7 +136,7 @@ def cache_key(
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
-def _window_config(window: WindowSection) -> Any:
+def _window_config(window: WindowSamplingConfig) -> Any:
     return WindowConfig(
         size=window.size,
         stride=window.stride,
@@ -141,7 +145,7 @@ def _window_config(window: WindowSection) -> Any:
     )
 
 
-def iter_windows(spec: SequenceSpec, window: WindowSection) -> Iterator[list[Any]]:
+def iter_windows(spec: SequenceSpec, window: WindowSamplingConfig) -> Iterator[list[Any]]:
     """Yield the frames (``data.Frame``) of each window of a sequence, in stream order.
 
     Windows come from the shared :class:`~vggt_uncertainty_ros.data.WindowBuilder` rule.
@@ -181,24 +185,21 @@ def _window_items(win: Any) -> list[Any]:
 
 
 def _relative_gt(frames: list[Any]) -> np.ndarray:
-    from vggt_uncertainty_ros.geometry import window_relative
-
     T_world_cam = np.stack([np.asarray(f.T_world_cam, dtype=np.float64) for f in frames])
     return np.asarray(window_relative(T_world_cam), dtype=np.float64)
 
 
 def run_backbone_window(
     model: Any, frames: list[Any], preprocess_mode: str, device: Any, token_cache: Any | None = None
-) -> dict[str, Any]:
-    """Run the frozen backbone on one window; returns its output dict (tensors on ``device``).
+) -> tuple[Any, tuple[int, int]]:
+    """Run the frozen backbone on one window.
 
     With a ``model.TokenCache``, frames (identified by their index in the sequence) that an
     earlier overlapping window already saw skip DINOv2.
+
+    Returns:
+        The model's ``VGGTOutput`` (tensors on ``device``) and the preprocessed image size ``(H, W)``.
     """
-    import torch
-
-    from vggt_uncertainty_ros.model import preprocess_images
-
     images = preprocess_images([f.image for f in frames], mode=preprocess_mode)
     kwargs: dict[str, Any] = {}
     if token_cache is not None:
@@ -206,13 +207,11 @@ def run_backbone_window(
     # images stay float32 in [0, 1]; a reduced-precision backbone casts internally (autocast)
     with torch.inference_mode():
         out = model(images.to(device=device)[None], **kwargs)
-    out["_image_hw"] = tuple(int(v) for v in images.shape[-2:])
-    return out
+    h, w = (int(v) for v in images.shape[-2:])
+    return out, (h, w)
 
 
 def _sync(device: Any) -> None:
-    import torch
-
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -228,6 +227,8 @@ class FeatureCache:
         dtype: torch dtype of the backbone's compute.
         preprocess_mode: ``crop`` or ``pad``.
         window: window sampling section of the config.
+        shard_windows: windows per shard; the DINOv2 token cache restarts at every shard, so
+            single-process and sharded builds with the same value give identical arrays.
     """
 
     def __init__(
@@ -238,8 +239,12 @@ class FeatureCache:
         device: torch.device,
         dtype: torch.dtype,
         preprocess_mode: str,
-        window: WindowSection,
+        window: WindowSamplingConfig,
+        shard_windows: int = 0,
     ) -> None:
+        self.shard_windows = int(shard_windows) if shard_windows else SHARD_WINDOWS
+        if self.shard_windows < 1:
+            raise DataError(f"shard_windows must be >= 1, got {shard_windows}")
         self.cache_dir = Path(cache_dir)
         self.model = model
         self.identity = identity
@@ -276,12 +281,36 @@ class FeatureCache:
         return cached
 
     def _build(self, spec: SequenceSpec, path: Path) -> CachedSequence:
-        from tqdm import tqdm
+        parts: list[EncodedWindows] = []
+        chunk: list[list[Any]] = []
+        for frames in tqdm(iter_windows(spec, self.window), desc=f"backbone {Path(spec.path).name}", unit="win",
+                           leave=False, disable=None):
+            chunk.append(frames)
+            if len(chunk) == self.shard_windows:
+                parts.append(self.encode(chunk))
+                chunk = []
+        if chunk:
+            parts.append(self.encode(chunk))
+        if not parts:
+            raise DataError(
+                f"{spec.path}: no window of {self.window.size} frames with ground truth "
+                f"(stride {self.window.stride}); is the sequence too short or missing ground truth?"
+            )
+        merged = EncodedWindows.concatenate(parts)
+        self.backbone_window_times_s.extend(merged.times_s)
+        self.write_sequence(path, spec, merged)
+        _log.info("cached %d windows of %s (%.3f s/window) -> %s", merged.n_windows, spec.path,
+                  merged.mean_time_s(), path)
+        return load_cached(path, name=spec.path)
 
-        from vggt_uncertainty_ros.model import TokenCache
+    def encode(self, windows: list[list[Any]]) -> EncodedWindows:
+        """Run the backbone over consecutive windows (one shard) with a fresh DINOv2 token cache.
 
+        The token cache starts empty at every shard, so a shard's arrays do not depend on
+        which process computed it or on the shards before it: that is what makes a sharded
+        (distributed) build bit-identical to a single-process one.
+        """
         tokens = TokenCache(max_frames=2 * self.window.size)
-
         feats: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_KEYS}
         pose_enc: list[np.ndarray] = []
         gt: list[np.ndarray] = []
@@ -289,26 +318,18 @@ class FeatureCache:
         index: list[list[int]] = []
         times: list[float] = []
         image_hw = (0, 0)
-        for frames in tqdm(iter_windows(spec, self.window), desc=f"backbone {Path(spec.path).name}", unit="win",
-                           leave=False, disable=None):
+        for frames in windows:
             _sync(self.device)
             t0 = time.perf_counter()
-            out = run_backbone_window(self.model, frames, self.preprocess_mode, self.device, tokens)
+            out, image_hw = run_backbone_window(self.model, frames, self.preprocess_mode, self.device, tokens)
             _sync(self.device)
             times.append(time.perf_counter() - t0)
-            image_hw = out["_image_hw"]
             for k in FEATURE_KEYS:
                 feats[k].append(out[k][0].float().cpu().numpy())
             pose_enc.append(out["pose_enc"][0].float().cpu().numpy())
             gt.append(_relative_gt(frames))
             stamps.append([int(f.stamp_ns) for f in frames])
             index.append([int(f.index) for f in frames])
-        if not pose_enc:
-            raise DataError(
-                f"{spec.path}: no window of {self.window.size} frames with ground truth "
-                f"(stride {self.window.stride}); is the sequence too short or missing ground truth?"
-            )
-        self.backbone_window_times_s.extend(times)
         arrays = {
             "camera_features": np.ascontiguousarray(np.stack(feats["camera_features"]), dtype=np.float32),
             "camera_trunk_features": np.ascontiguousarray(np.stack(feats["camera_trunk_features"]), dtype=np.float32),
@@ -317,27 +338,71 @@ class FeatureCache:
             "stamps_ns": np.asarray(stamps, dtype=np.int64),
             "frame_index": np.asarray(index, dtype=np.int64),
         }
-        # skip the first (warm-up) window in the mean when there are several
-        timed = times[1:] if len(times) > 1 else times
+        return EncodedWindows(arrays=arrays, image_hw=image_hw, times_s=times)
+
+    def write_sequence(self, path: Path, spec: SequenceSpec, enc: EncodedWindows) -> None:
+        """Write one sequence's cache file atomically (temporary file + rename)."""
         meta = {
             "format_version": str(CACHE_FORMAT_VERSION),
             "sequence": str(spec.path),
-            "image_hw": json.dumps(list(image_hw)),
+            "image_hw": json.dumps(list(enc.image_hw)),
             "backbone_identity": self.identity,
-            "backbone_s_per_window": repr(float(np.mean(timed))),
+            "backbone_s_per_window": repr(enc.mean_time_s()),
         }
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        try:
-            save_file(arrays, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        _log.info("cached %d windows of %s (%.3f s/window) -> %s", len(pose_enc), spec.path,
-                  float(np.mean(timed)), path)
-        return load_cached(path, name=spec.path)
+        _atomic_save(enc.arrays, path, meta)
+
+
+@dataclass
+class EncodedWindows:
+    """Backbone outputs of consecutive windows (one shard, or a whole sequence).
+
+    Attributes:
+        arrays: the cache arrays (see the module docstring), leading dimension ``W``.
+        image_hw: (H, W) of the backbone input, pixels.
+        times_s: wall time of each window's backbone forward, seconds.
+    """
+
+    arrays: dict[str, np.ndarray]
+    image_hw: tuple[int, int]
+    times_s: list[float]
+
+    @property
+    def n_windows(self) -> int:
+        """Number of windows ``W``."""
+        return int(self.arrays["pose_enc"].shape[0])
+
+    def mean_time_s(self) -> float:
+        """Mean backbone seconds per window, the first (warm-up) window left out when there are several."""
+        timed = self.times_s[1:] if len(self.times_s) > 1 else self.times_s
+        return float(np.mean(timed)) if timed else float("nan")
+
+    @staticmethod
+    def concatenate(parts: list[EncodedWindows]) -> EncodedWindows:
+        """Stack shards in order along the window axis.
+
+        Raises:
+            DataError: ``parts`` is empty or the shards disagree on the image size.
+        """
+        if not parts:
+            raise DataError("no shard to concatenate")
+        sizes = {p.image_hw for p in parts}
+        if len(sizes) != 1:
+            raise DataError(f"shards disagree on the backbone image size: {sorted(sizes)}")
+        arrays = {k: np.ascontiguousarray(np.concatenate([p.arrays[k] for p in parts])) for k in parts[0].arrays}
+        return EncodedWindows(arrays=arrays, image_hw=parts[0].image_hw,
+                              times_s=[t for p in parts for t in p.times_s])
+
+
+def _atomic_save(arrays: dict[str, np.ndarray], path: Path, meta: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
+    os.close(fd)
+    try:
+        save_file(arrays, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def load_cached(path: str | Path, name: str | None = None) -> CachedSequence:
@@ -346,8 +411,6 @@ def load_cached(path: str | Path, name: str | None = None) -> CachedSequence:
     Raises:
         DataError: the file is unreadable, from another format version, or lacks arrays.
     """
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     try:
         with safe_open(str(path), framework="numpy") as fh:

@@ -304,7 +304,7 @@ def train_head(
     head = UncertaintyHead(in_dim=int(tr["features"].shape[-1]), hidden=hidden)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(seed)
-    cfg = LossConfig(prior_alpha=prior_alpha, prior_sqrt_info=1.0)
+    cfg = LossConfig(prior_alpha=prior_alpha, prior_sqrt_info0=1.0)
     n = int(tr["features"].shape[0])
     start = max(1, math.ceil(0.2 * steps))
     best: tuple[float, int, dict[str, Any]] = (math.inf, -1, {})
