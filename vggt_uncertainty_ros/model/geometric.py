@@ -2,28 +2,40 @@
 
 What it computes for a window of ``S`` RGB frames (frame 0 is the reference):
 
-1. **Features.** ORB (oriented FAST + rotated BRIEF, ``cv2.ORB``) on each grey frame, once per
-   frame id (overlapping windows reuse them). ORB rather than SIFT: it is 5-10x cheaper on a
-   CPU (the point of this backbone is robots without a GPU), binary descriptors match with a
-   Hamming brute force, and on our renders its rotation accuracy on easy frames is of the same
-   order; SIFT is available with ``detector="sift"`` (ratio test the same).
-2. **Matching** frame 0 <-> frame i (every i > 0): brute-force Hamming (L2 for SIFT) 2-NN, Lowe
-   ratio test, and one frame-0 keypoint per frame-i keypoint (the closest).
-3. **Relative rotation** from the essential matrix (``cv2.findEssentialMat``, RANSAC with a fixed
-   RNG seed, threshold in pixels) and ``cv2.recoverPose`` (cheirality): ``x_i ~ R x_0 + t``.
+1. **Features.** ORB (oriented FAST + rotated BRIEF, ``cv2.ORB``) on each grey frame, corners
+   refined to sub-pixel (``cv2.cornerSubPix``), once per frame id (overlapping windows reuse
+   them). ORB rather than SIFT: about 3x cheaper per window on our CPU (the point of this
+   backbone is robots without a GPU; ``benchmarks/geometric.py``), binary descriptors match with
+   a Hamming brute force, and with sub-pixel corners and USAC its rotation accuracy on our
+   renders is of the same order as SIFT's; SIFT is available with ``detector="sift"``.
+2. **Matching** frame 0 <-> frame i (every i > 0): brute-force 2-NN, Lowe ratio test, and one
+   frame-0 keypoint per frame-i keypoint (the closest).
+3. **Relative rotation** from the essential matrix (``cv2.findEssentialMat`` with
+   ``USAC_ACCURATE``: RANSAC with local optimisation, fixed seed; threshold in pixels) and
+   ``cv2.recoverPose`` (cheirality): ``x_i ~ R x_0 + t``. When the camera barely translates the
+   essential matrix is degenerate: if a RANSAC homography is a pure rotation
+   (``K^-1 H K`` orthogonal up to scale, rotation-compensated parallax ``< 2 min_parallax_px``)
+   and explains at least as many matches, ``R`` comes from it, the frame stays valid, its
+   translation is not observable (``rotation_only`` cue).
 4. **Window-consistent translation.** Each pair gives ``t`` only up to scale. The *reference
-   pair* (0, j) is the valid frame j with the largest rotation-compensated parallax; its
-   inliers are triangulated with ``|t_0j| = 1``, giving 3-D points in camera 0. For every
+   pair* (0, j) is, among the three valid frames with the largest rotation-compensated
+   parallax, the one whose triangulated points the other frames reproject best (a wrong
+   two-view solution is not consistent with the rest of the window); its inliers are
+   triangulated with ``|t_0j| = 1``, giving 3-D points in camera 0. For every
    other valid frame i the points it also sees (same frame-0 keypoint matched in 0<->i) fix
    the length ``s_i`` of its unit translation direction: with its rotation known, each point
    ``X`` and observation ``x_i`` (normalised) gives the 1-D least-squares
    ``s = -((x_i x t)·(x_i x R X)) / |x_i x t|^2``; ``s_i`` is their median (robust to
-   outliers), a negative median flips the direction. **Window units: the reference pair's
-   baseline is 1** (like VGGT's normalised units, a per-window scale must be applied to get
-   metres). When no pair has parallax (``< min_parallax_px``) or fewer than ``min_scale_points``
-   points support a frame, its translation is not observable: that frame's translation is set
-   to 0 (the camera barely moved relative to the scene depth) and ``aux["translation_valid"]``
-   is False; its rotation stays valid.
+   outliers), a negative median flips the direction; then ``t_i`` is re-solved on those points
+   with ``R_i`` fixed (linear least squares ``[x_i]_x t = -[x_i]_x R X``, trimmed), kept when
+   it lowers the median reprojection error: a short or planar pair's own translation direction
+   can be far off. ``R_i`` stays the pair's own, so a reference pair's error does not spread.
+   **Window units: the reference pair's baseline is 1** (like VGGT's normalised units, a
+   per-window scale must be applied to get metres). When no pair has parallax
+   (``< min_parallax_px``) or fewer than ``min_scale_points`` points support a frame, its
+   translation is not observable: that frame's translation is set to 0 (the camera barely
+   moved relative to the scene depth) and ``aux["translation_valid"]`` is False; its rotation
+   stays valid.
 5. **Pose** ``T_0_i`` = inverse of ``[R | s t]``: camera i in camera 0, OpenCV axes.
 
 Intrinsics: a configured ``K`` (``GeometricConfig.K``, or :meth:`GeometricBackbone.set_camera_matrix`
@@ -38,13 +50,14 @@ inliers (blank, black, blurred-out, occluded frames), or a degenerate/non-finite
 :attr:`GeometricBackbone.stats` (``frames_invalid/<reason>``). Its feature row is still finite
 (the cues say why it failed).
 
-Per-frame features (``[S, D]`` float32, :data:`FEATURE_NAMES`, ``D = 32``): counts are
+Per-frame features (``[S, D]`` float32, :data:`FEATURE_NAMES`, ``D = 33``): counts are
 ``log1p(n) / log1p(n_features)`` (0..1), pixel quantities ``log1p(px) / log1p(100)``,
 angles ``log1p(deg) / log1p(30)``, ratios in 0..1. Frame 0's match cues are 0 and its
 ``is_frame0`` cue is 1. Every cue is observable at run time (no ground truth).
 
-Deterministic: fixed RANSAC seed (``cv2.setRNGSeed`` before each call), fixed ORB settings, no
-randomness elsewhere; the same images give the same outputs bit for bit on one machine.
+Deterministic: fixed RANSAC seeds (``cv2.setRNGSeed`` before each call; USAC seeds itself),
+fixed ORB settings, no randomness elsewhere; the same images give the same outputs bit for bit
+on one machine (tested).
 """
 
 from __future__ import annotations
@@ -109,6 +122,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "scale_spread",  # MAD / median of per-point scale estimates (clipped at 2)
     "reproj_median",  # log px, reprojection error of those points with the scaled pose
     "translation_valid",
+    "rotation_only",  # pure rotation: R from the homography, translation not observable
     "is_reference",  # the frame j of the triangulated reference pair
     "ref_parallax",  # window-level: parallax_median of the reference pair
     "ref_points",  # window-level: log-count triangulated points
@@ -118,6 +132,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "brightness_change",  # |mean grey i - mean grey 0| / 255 (exposure changes)
 )
 
+_METHODS = {"ransac": cv2.RANSAC, "magsac": cv2.USAC_MAGSAC, "usac": cv2.USAC_ACCURATE, "lmeds": cv2.LMEDS}
 _F = {name: k for k, name in enumerate(FEATURE_NAMES)}
 _LOG_PX = float(np.log1p(100.0))
 _LOG_DEG = float(np.log1p(30.0))
@@ -132,6 +147,11 @@ class GeometricConfig:
         n_features: keypoints per frame.
         ratio: Lowe ratio-test threshold.
         ransac_px: RANSAC inlier threshold, pixels.
+        method: essential-matrix estimator: ``usac`` (``USAC_ACCURATE``, default), ``ransac``,
+            ``magsac`` or ``lmeds``.
+        subpixel: refine keypoints with ``cv2.cornerSubPix``.
+        equalize: detect on a CLAHE-equalised grey image (robust to dark, low-contrast and
+            changing exposure; the texture/blur/brightness cues still read the raw image).
         ransac_prob: RANSAC confidence.
         seed: RANSAC RNG seed (``cv2.setRNGSeed``).
         min_matches: fewer matches -> invalid frame.
@@ -154,6 +174,9 @@ class GeometricConfig:
     min_parallax_px: float = 1.0
     min_scale_points: int = 8
     fov_deg: float = 60.0
+    subpixel: bool = True
+    equalize: bool = True
+    method: str = "usac"
     K: tuple[tuple[float, ...], ...] | None = None
 
     def __post_init__(self) -> None:
@@ -163,6 +186,8 @@ class GeometricConfig:
             raise ConfigError("geometric: need n_features >= 50 and min_matches >= min_inliers >= 8")
         if not 0.0 < self.ratio <= 1.0 or not self.ransac_px > 0 or not 0.5 < self.ransac_prob < 1.0:
             raise ConfigError("geometric: ratio in (0, 1], ransac_px > 0, ransac_prob in (0.5, 1)")
+        if self.method not in _METHODS:
+            raise ConfigError(f"geometric method must be one of {', '.join(_METHODS)}; got {self.method!r}")
         if not 10.0 <= self.fov_deg <= 170.0:
             raise ConfigError(f"geometric fov_deg must be in [10, 170]; got {self.fov_deg}")
         if self.K is not None:
@@ -202,6 +227,7 @@ class _Pair:
     n_ess_inliers: int = 0
     n_h_inliers: int = 0
     parallax: float = 0.0
+    rotation_only: bool = False  # rotation from the homography, translation unobservable
 
 
 class GeometricBackbone:
@@ -229,6 +255,7 @@ class GeometricBackbone:
             self._detector = cv2.SIFT_create(nfeatures=self.config.n_features)
             self._norm = cv2.NORM_L2
         self._matcher = cv2.BFMatcher(self._norm, crossCheck=False)
+        self._clahe = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(4, 4)) if self.config.equalize else None
         self._cache: OrderedDict[tuple[Hashable, tuple[int, ...]], _Frame] = OrderedDict()
         self.stats: Counter[str] = Counter()
 
@@ -336,8 +363,12 @@ class GeometricBackbone:
 
     def _detect(self, rgb: np.ndarray) -> _Frame:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        kps, desc = self._detector.detectAndCompute(grey, None)
+        work = self._clahe.apply(grey) if self._clahe is not None else grey
+        kps, desc = self._detector.detectAndCompute(work, None)
         pts = np.array([kp.pt for kp in kps], dtype=np.float32).reshape(-1, 2)
+        if self.config.subpixel and len(pts):
+            crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 10, 0.01)
+            pts = cv2.cornerSubPix(work, pts.reshape(-1, 1, 2).copy(), (3, 3), (-1, -1), crit).reshape(-1, 2)
         g = grey.astype(np.float32)
         gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
@@ -372,28 +403,54 @@ class GeometricBackbone:
             return pair
         p0 = f0.pts[ia].astype(np.float64)
         pi = fi.pts[ib].astype(np.float64)
-        cv2.setRNGSeed(cfg.seed)
-        E, mask = cv2.findEssentialMat(p0, pi, K, method=cv2.RANSAC, prob=cfg.ransac_prob, threshold=cfg.ransac_px)
-        if E is None or E.shape != (3, 3) or mask is None:
-            pair.reason = "no_essential"
-            return pair
-        inl = mask.ravel().astype(bool)
-        pair.n_ess_inliers = int(inl.sum())
-        if pair.n_ess_inliers < cfg.min_inliers:
-            pair.reason = "too_few_inliers"
-            return pair
-        n_pose, R, t, pmask = cv2.recoverPose(E, p0[inl], pi[inl], K)
-        good = pmask.ravel() > 0
-        if n_pose < cfg.min_inliers:
-            pair.reason = "too_few_inliers"
-            pair.n_ess_inliers = int(n_pose)
-            return pair
-        if not (np.isfinite(R).all() and np.isfinite(t).all()) or abs(np.linalg.det(R) - 1.0) > 1e-6:
+        try:
+            return self._solve(pair, ia, p0, pi, K)
+        except cv2.error as exc:  # OpenCV asserts on degenerate input (e.g. all points identical)
+            _log.debug("geometric: OpenCV failed on a pair: %s", exc)
             pair.reason = "degenerate"
             return pair
+
+    def _solve(self, pair: _Pair, ia: np.ndarray, p0: np.ndarray, pi: np.ndarray, K: np.ndarray) -> _Pair:
+        cfg = self.config
         cv2.setRNGSeed(cfg.seed)
-        _, hmask = cv2.findHomography(p0, pi, cv2.RANSAC, 2.0 * cfg.ransac_px)
-        pair.n_h_inliers = 0 if hmask is None else int(hmask.sum())
+        H, hmask = cv2.findHomography(p0, pi, cv2.RANSAC, 2.0 * cfg.ransac_px)
+        h_in = np.zeros(len(p0), bool) if hmask is None else hmask.ravel().astype(bool)
+        pair.n_h_inliers = int(h_in.sum())
+        R_h = _rotation_from_homography(H, K) if H is not None and pair.n_h_inliers >= cfg.min_inliers else None
+        if R_h is not None and np.median(_parallax(p0[h_in], pi[h_in], R_h, K)) >= 2.0 * cfg.min_parallax_px:
+            R_h = None  # the homography is not a pure rotation (a plane seen with translation)
+        cv2.setRNGSeed(cfg.seed)
+        try:
+            E, mask = cv2.findEssentialMat(
+                p0, pi, K, method=_METHODS[cfg.method], prob=cfg.ransac_prob, threshold=cfg.ransac_px
+            )
+        except cv2.error:  # asserts on degenerate input (e.g. no motion at all); the homography may still hold
+            E, mask = None, None
+        reason = ""
+        if E is None or E.shape != (3, 3) or mask is None:
+            reason = "no_essential"
+        else:
+            inl = mask.ravel().astype(bool)
+            pair.n_ess_inliers = int(inl.sum())
+            if pair.n_ess_inliers < cfg.min_inliers:
+                reason = "too_few_inliers"
+            else:
+                n_pose, R, t, pmask = cv2.recoverPose(E, p0[inl], pi[inl], K)
+                good = pmask.ravel() > 0
+                if n_pose < cfg.min_inliers:
+                    reason = "too_few_inliers"
+                elif not (np.isfinite(R).all() and np.isfinite(t).all()) or abs(np.linalg.det(R) - 1.0) > 1e-6:
+                    reason = "degenerate"
+        if R_h is not None and (reason or pair.n_h_inliers >= pair.n_ess_inliers):
+            # pure rotation (camera barely translating): the essential matrix is degenerate there,
+            # the rotation comes from H = K R K^-1; the translation is not observable
+            pair.R, pair.t, pair.rotation_only = R_h, np.zeros(3), True
+            pair.idx0, pair.p0, pair.pi = ia[h_in], p0[h_in], pi[h_in]
+            pair.parallax = float(np.median(_parallax(pair.p0, pair.pi, R_h, K)))
+            return pair
+        if reason:
+            pair.reason = reason
+            return pair
         pair.R, pair.t = R, t.ravel() / max(np.linalg.norm(t), 1e-12)
         pair.idx0 = ia[inl][good]
         pair.p0, pair.pi = p0[inl][good], pi[inl][good]
@@ -428,9 +485,11 @@ class GeometricBackbone:
         if n >= 3:
             hull = cv2.convexHull(pair.pi.astype(np.float32))
             row[_F["hull_i"]] = float(cv2.contourArea(hull)) / float(w * h)
-        E = _skew(pair.t) @ pair.R
-        F = Kinv.T @ E @ Kinv
-        samp = _sampson(F, pair.p0, pair.pi)
+        if pair.rotation_only:
+            row[_F["rotation_only"]] = 1.0
+            samp = par  # the transfer error of the rotation homography
+        else:
+            samp = _sampson(Kinv.T @ _skew(pair.t) @ pair.R @ Kinv, pair.p0, pair.pi)
         row[_F["sampson_median"]] = np.log1p(np.median(samp)) / _LOG_PX
         row[_F["sampson_p90"]] = np.log1p(np.percentile(samp, 90)) / _LOG_PX
         angle = np.degrees(np.linalg.norm(cv2.Rodrigues(pair.R)[0]))
@@ -451,29 +510,70 @@ class GeometricBackbone:
         for i in ok:
             T[i] = _invert(pairs[i].R, np.zeros(3))  # rotation now; translation below
             T[i, :3, 3] = 0.0
-        cand = [i for i in ok if pairs[i].parallax >= cfg.min_parallax_px and len(pairs[i].p0) >= cfg.min_scale_points]
+        cand = [
+            i
+            for i in ok
+            if not pairs[i].rotation_only
+            and pairs[i].parallax >= cfg.min_parallax_px
+            and len(pairs[i].p0) >= cfg.min_scale_points
+        ]
         if not cand:
             if ok:
                 self.stats["windows_without_scale"] += 1
             return
-        j = max(cand, key=lambda i: (pairs[i].parallax, -i))
+        # reference pair: among the (up to) 3 largest-parallax pairs, the one whose triangulated
+        # points the other frames reproject best (a wrong two-view solution is not consistent)
+        best = None
+        for j in sorted(cand, key=lambda i: (-pairs[i].parallax, i))[:3]:
+            fit = self._fit_reference(j, ok, pairs, K)
+            if fit is not None and (best is None or fit[0] < best[0]):
+                best = fit
+        if best is None:
+            self.stats["windows_without_scale"] += 1
+            return
+        _, j, n_ref_pts, rows = best
+        ref = pairs[j]
+        feats[:, _F["ref_parallax"]] = np.log1p(ref.parallax) / _LOG_PX
+        feats[:, _F["ref_points"]] = np.log1p(n_ref_pts) / np.log1p(cfg.n_features)
+        feats[j, _F["is_reference"]] = 1.0
+        for i, (R, t, n_pts, spread, err) in rows.items():
+            feats[i, _F["scale_points"]] = np.log1p(n_pts) / np.log1p(cfg.n_features)
+            if R is None:
+                continue
+            T[i] = _invert(R, t)
+            t_valid[i] = True
+            feats[i, _F["translation_valid"]] = 1.0
+            feats[i, _F["scale_spread"]] = spread
+            feats[i, _F["reproj_median"]] = np.log1p(np.median(err) if len(err) else 100.0) / _LOG_PX
+
+    def _fit_reference(
+        self, j: int, ok: list[int], pairs: dict[int, _Pair], K: np.ndarray
+    ) -> tuple[float, int, int, dict[int, tuple[Any, Any, int, float, np.ndarray]]] | None:
+        """Triangulate pair (0, j) and place every other frame against its points.
+
+        Returns ``(score, j, n_points, {i: (R, t, n_points, spread, reprojection errors)})``
+        with ``R = None`` for frames whose translation is not observable; the score is the mean
+        over frames of their median reprojection error (pixels); None when too few points.
+        """
+        cfg = self.config
         ref = pairs[j]
         P0 = K @ np.hstack([np.eye(3), np.zeros((3, 1))])
         Pj = K @ np.hstack([ref.R, ref.t[:, None]])
         Xh = cv2.triangulatePoints(P0, Pj, ref.p0.T, ref.pi.T)
-        X = (Xh[:3] / Xh[3]).T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            X = (Xh[:3] / Xh[3]).T
         Xj = X @ ref.R.T + ref.t
         front = np.isfinite(X).all(axis=1) & (X[:, 2] > 0) & (Xj[:, 2] > 0)
         pts3d = {int(k): X[n] for n, k in enumerate(ref.idx0) if front[n]}
-        feats[:, _F["ref_parallax"]] = np.log1p(ref.parallax) / _LOG_PX
-        feats[:, _F["ref_points"]] = np.log1p(len(pts3d)) / np.log1p(cfg.n_features)
-        feats[j, _F["is_reference"]] = 1.0
         if len(pts3d) < cfg.min_scale_points:
-            self.stats["windows_without_scale"] += 1
-            return
+            return None
         Kinv = np.linalg.inv(K)
+        rows: dict[int, tuple[Any, Any, int, float, np.ndarray]] = {}
+        scores = []
         for i in ok:
             p = pairs[i]
+            if p.rotation_only:
+                continue
             if i == j:
                 scale, spread, n_pts = 1.0, 0.0, len(pts3d)
                 Xs = np.array(list(pts3d.values()))
@@ -482,7 +582,7 @@ class GeometricBackbone:
                 sel = [n for n, k in enumerate(p.idx0) if int(k) in pts3d]
                 n_pts = len(sel)
                 if n_pts < cfg.min_scale_points:
-                    feats[i, _F["scale_points"]] = np.log1p(n_pts) / np.log1p(cfg.n_features)
+                    rows[i] = (None, None, n_pts, 0.0, np.zeros(0))
                     continue
                 Xs = np.array([pts3d[int(p.idx0[n])] for n in sel])
                 obs = p.pi[sel]
@@ -492,23 +592,27 @@ class GeometricBackbone:
                 den = np.sum(a * a, axis=1)
                 use = den > 1e-12
                 if use.sum() < cfg.min_scale_points:
+                    rows[i] = (None, None, n_pts, 0.0, np.zeros(0))
                     continue
                 per = -np.sum(a[use] * b[use], axis=1) / den[use]
                 scale = float(np.median(per))
                 mad = float(np.median(np.abs(per - scale)))
                 spread = min(mad / max(abs(scale), 1e-9), 2.0)
-            t = p.t * scale
-            proj = (Xs @ p.R.T + t) @ K.T
-            with np.errstate(divide="ignore", invalid="ignore"):
-                uv = proj[:, :2] / proj[:, 2:3]
-            err = np.linalg.norm(uv - obs, axis=1)
-            err = err[np.isfinite(err)]
-            T[i] = _invert(p.R, t)
-            t_valid[i] = True
-            feats[i, _F["translation_valid"]] = 1.0
-            feats[i, _F["scale_points"]] = np.log1p(n_pts) / np.log1p(cfg.n_features)
-            feats[i, _F["scale_spread"]] = spread
-            feats[i, _F["reproj_median"]] = np.log1p(np.median(err) if len(err) else 100.0) / _LOG_PX
+            R, t = p.R, p.t * scale
+            err = _reprojection(Xs, obs, R, t, K)
+            if i != j:
+                # re-solve t (R fixed) against the window's 3-D points: the two-view translation
+                # direction of a short or planar pair can be far off while its points' reprojection
+                # says so; R stays the pair's own (a reference pair's rotation error must not spread)
+                t2 = _translation_from_points(Xs, _bearings(obs, Kinv), R)
+                if t2 is not None:
+                    err2 = _reprojection(Xs, obs, R, t2, K)
+                    if len(err2) and (not len(err) or np.median(err2) < np.median(err)):
+                        t, err = t2, err2
+                scores.append(float(np.median(err)) if len(err) else 100.0)
+            rows[i] = (R, t, n_pts, spread, err)
+        score = float(np.mean(scores)) if scores else 100.0
+        return score, j, len(pts3d), rows
 
 
 # ---------------------------------------------------------------------- helpers
@@ -520,6 +624,34 @@ def _invert(R: np.ndarray, t: np.ndarray) -> np.ndarray:
     out[:3, :3] = R.T
     out[:3, 3] = -R.T @ t
     return out
+
+
+def _translation_from_points(X: np.ndarray, x: np.ndarray, R: np.ndarray, iters: int = 3) -> np.ndarray | None:
+    """Least-squares ``t`` with ``x ~ R X + t`` (bearings ``x``, rotation fixed), trimmed twice.
+
+    Each point gives ``[x]_x t = -[x]_x R X`` (two independent rows); points whose residual is
+    above 3x the median are dropped before the next solve.
+    """
+    keep = np.ones(len(X), bool)
+    RX = X @ R.T
+    t = None
+    for _ in range(iters):
+        if keep.sum() < 4:
+            return t
+        A = np.stack([_skew(v) for v in x[keep]]).reshape(-1, 3)
+        rhs = -np.einsum("nij,nj->ni", np.stack([_skew(v) for v in x[keep]]), RX[keep]).reshape(-1)
+        t, *_ = np.linalg.lstsq(A, rhs, rcond=None)
+        res = np.linalg.norm(np.cross(x, RX + t), axis=1) / np.maximum(np.linalg.norm(RX + t, axis=1), 1e-12)
+        keep = res <= 3.0 * max(float(np.median(res)), 1e-9)
+    return t if t is not None and np.isfinite(t).all() else None
+
+
+def _reprojection(X: np.ndarray, obs: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Finite reprojection errors (pixels) of camera-0 points ``X`` in a camera ``x = R X + t``."""
+    proj = (X @ R.T + t) @ K.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        err = np.linalg.norm(proj[:, :2] / proj[:, 2:3] - obs, axis=1)
+    return err[np.isfinite(err)]
 
 
 def _bearings(px: np.ndarray, Kinv: np.ndarray) -> np.ndarray:
@@ -535,6 +667,20 @@ def _parallax(p0: np.ndarray, pi: np.ndarray, R: np.ndarray, K: np.ndarray) -> n
         q = q[:, :2] / q[:, 2:3]
     d = np.linalg.norm(pi - q, axis=1)
     return np.where(np.isfinite(d), d, 1e3)
+
+
+def _rotation_from_homography(H: np.ndarray, K: np.ndarray, tol: float = 0.05) -> np.ndarray | None:
+    """``R`` with ``H ~ K R K^-1`` when ``H`` is (close to) a pure rotation, else None."""
+    M = np.linalg.inv(K) @ H @ K
+    det = np.linalg.det(M)
+    if not np.isfinite(det) or det <= 0:
+        return None
+    M = M / np.cbrt(det)
+    U, S, Vt = np.linalg.svd(M)
+    if np.max(np.abs(S - 1.0)) > tol:
+        return None
+    R = U @ Vt
+    return R if np.linalg.det(R) > 0 else None
 
 
 def _skew(v: np.ndarray) -> np.ndarray:

@@ -159,6 +159,11 @@ class WindowEstimator:
                 raise ValueError(f"head expects {head.in_dim}-d features but the backbone gives {feature_dim}")
 
     @property
+    def n_preprocessed_frames(self) -> int:
+        """Preprocessed frames kept for the next window (the last window's, with the token cache)."""
+        return len(self._preprocessed)
+
+    @property
     def scale_convention(self) -> str:
         """Unit of the *published* σ_trans: ``vggt`` (backbone units) or ``metric``.
 
