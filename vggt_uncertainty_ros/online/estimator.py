@@ -37,6 +37,7 @@ from vggt_uncertainty_ros.head import (
     UncertaintyHead,
     load_head,
 )
+from vggt_uncertainty_ros.head.output import head_output_log_var, recalibration_of
 from vggt_uncertainty_ros.model import (
     TokenCache,
     backbone_identity,
@@ -165,8 +166,19 @@ class WindowEstimator:
 
     @property
     def scale_convention(self) -> str:
-        """``vggt`` or ``metric`` (a constant σ is in VGGT units)."""
-        return self.head_metadata.scale_convention if self.head_metadata else "vggt"
+        """Unit of the *published* σ_trans: ``vggt`` (backbone units) or ``metric``.
+
+        A constant σ is in backbone units; a ``relative`` head is converted to backbone units
+        by :func:`~vggt_uncertainty_ros.head.output.head_output_log_var`, so it reads ``vggt``.
+        """
+        conv = self.head_metadata.scale_convention if self.head_metadata else "vggt"
+        return "vggt" if conv == "relative" else conv
+
+    @property
+    def recalibration(self) -> dict[str, float]:
+        """Variance factors applied to the head's output (``{}`` when none)."""
+        rec = recalibration_of(self.head_metadata)
+        return dict(rec.factors) if rec is not None else {}
 
     @property
     def _amp_dtype(self) -> torch.dtype | None:
@@ -252,6 +264,8 @@ class WindowEstimator:
         T_0_i = np.array(relative_from_extrinsics(extrinsics), dtype=np.float64)
         T_0_i[0] = np.eye(4)  # exact by definition; float32 extrinsics leave ~1e-8 noise
         self._check_finite("T_0_i", T_0_i)
+        if self.head is not None:  # scale convention (relative) and stored recalibration factors
+            log_var = head_output_log_var(log_var, T_0_i, self.head_metadata)
         return WindowEstimate(
             T_0_i=T_0_i,
             log_var=log_var,

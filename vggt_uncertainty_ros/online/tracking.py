@@ -626,7 +626,7 @@ class TrajectoryTracker:
         T_odom_cam = T_odom_base @ self._T_base_cam
         T_gt = invert_transform(T_odom_cam[0]) @ T_odom_cam
         fit = fit_scale(T_gt[:, :3, 3], T_0_i[:, :3, 3])
-        if int(fit.n_valid) < 2 or not np.isfinite(fit.scale):
+        if not bool(fit.ok) or not np.isfinite(fit.scale):  # low motion / out of range: no fit, counted
             self.counters.scale_fallbacks += 1
             return self._last_scale, False
         self._last_scale = float(fit.scale)

@@ -158,6 +158,13 @@ class VggtUncertaintyNode(Node):
         self.add_on_set_parameters_callback(make_on_set_callback(lambda: True))
         p = self.params
         self._estimator = estimator if estimator is not None else build_estimator(p)
+        factors = getattr(self._estimator, "recalibration", {})
+        if factors:
+            _log.info(
+                "head recalibration applied: variance x%.3g rotation, x%.3g translation",
+                factors["rot"],
+                factors["trans"],
+            )
         self._tracker = TrajectoryTracker(
             p.T_base_cam,
             p.scale_source,
