@@ -217,7 +217,9 @@ def test_eval_many_two_ranks_match_single_process(sequences: list[str], tmp_path
     for name in single["sequences"]:
         a = load_file(str(tmp_path / "single" / name / DONE_FILE))
         b = load_file(str(tmp_path / "dist" / name / DONE_FILE))
-        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+        assert a.keys() == b.keys()
+        for key in a:  # NaN marks windows without a translation score: equal where both are NaN
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name}: {key}")
         assert (tmp_path / "dist" / name / "report.json").is_file()
         d2.append(a["d2_rot"])
     assert single["calibration"]["rot"]["d2_mean"] == pytest.approx(float(np.mean(np.concatenate(d2))), rel=1e-12)
