@@ -130,11 +130,17 @@ class OmegaAggregator(nn.Module):
         self.register_buffer("_std", torch.tensor(_RESNET_STD).view(1, 3, 1, 1), persistent=False)
 
     @torch.no_grad()
+    def reset_constants(self) -> None:
+        """(Re)create the non-persistent normalisation constants, e.g. after loading onto a meta model."""
+        dev = self.camera_token.device
+        dev = torch.device("cpu") if dev.type == "meta" else dev
+        self._mean = torch.tensor(_RESNET_MEAN, device=dev).view(1, 3, 1, 1)
+        self._std = torch.tensor(_RESNET_STD, device=dev).view(1, 3, 1, 1)
+
+    @torch.no_grad()
     def reset_buffers(self) -> None:
-        """Recompute every buffer that has only one meaningful value (RoPE periods, key-bias masks,
-        normalisation constants), e.g. after building on the meta device."""
-        self._mean.copy_(torch.tensor(_RESNET_MEAN).view(1, 3, 1, 1))
-        self._std.copy_(torch.tensor(_RESNET_STD).view(1, 3, 1, 1))
+        """Recompute the RoPE periods (persistent, one meaningful value) and the constants."""
+        self.reset_constants()
         for module in self.modules():
             if isinstance(module, AxialRope):
                 module.reset_periods()
