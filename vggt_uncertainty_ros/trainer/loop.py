@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from vggt_uncertainty_ros.errors import CheckpointError, ConfigError
-from vggt_uncertainty_ros.model import backbone_identity, load_backbone
+from vggt_uncertainty_ros.model.backbone import build_backbone
 from vggt_uncertainty_ros.model.device import resolve_device, resolve_dtype
 from vggt_uncertainty_ros.trainer.cache import FeatureCache
 from vggt_uncertainty_ros.trainer.config import TrainConfig, save_run_config
@@ -288,17 +288,16 @@ def _to_device(ws: WindowSet, device: torch.device) -> WindowSet:
 
 def _probe_backbone(model: Any, window_size: int, image_hw: tuple[int, int], device: torch.device,
                     repeats: int = 2) -> float:
-    """Seconds per backbone forward over a random window of the cached shape (after warm-up)."""
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    images = torch.rand(1, window_size, 3, *image_hw, generator=gen).to(device=device)
+    """Seconds per ``backbone.predict`` over a random window of the cached image size (after warm-up)."""
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (*image_hw, 3), dtype=np.uint8) for _ in range(window_size)]
     times = []
-    with torch.inference_mode():
-        for _ in range(repeats + 1):
-            _sync(device)
-            t0 = time.perf_counter()
-            model(images)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
+    for _ in range(repeats + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        model.predict(images)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
     return float(np.mean(times[1:]))
 
 
@@ -312,12 +311,10 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
     dtype = resolve_dtype(cfg.backbone.dtype, device)
     train_specs, val_specs = split_sequences(cfg.data, cfg.output.cache_dir, cfg.train.seed)
     _log.info("sequences: %d train, %d validation", len(train_specs), len(val_specs))
-    model = load_backbone(cfg.backbone.weights, device, dtype)
-    model.eval()
-    if cfg.backbone.compile and device.type == "cuda":
-        model.compile_blocks()
-    identity = backbone_identity(model)
-    cache = FeatureCache(cfg.output.cache_dir, model, identity, device, dtype, cfg.backbone.preprocess_mode, cfg.window)
+    model = build_backbone(cfg.backbone, device, dtype)
+    identity, family = model.identity(), model.name
+    preprocess = f"{family}:{cfg.backbone.resolved_preprocess_mode}"
+    cache = FeatureCache(cfg.output.cache_dir, model, identity, device, dtype, preprocess, cfg.window)
     train_cached = [cache.get(s) for s in train_specs]
     val_cached = [cache.get(s) for s in val_specs]
     image_hw = train_cached[0].image_hw
@@ -337,6 +334,7 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
         "cache_hits": cache.hits,
         "cache_misses": cache.misses,
         "backbone_identity": identity,
+        "backbone_family": family,
         "backbone_window_s": backbone_s,
         "backbone_source": source,
         "image_hw": image_hw,
@@ -521,6 +519,7 @@ def _save_head(path: Path, trainer: HeadTrainer, cfg: TrainConfig, info: dict[st
         trainer.head,
         input_feature=cfg.head.input_feature,
         backbone=info["backbone_identity"],
+        backbone_family=info["backbone_family"],
         scale_convention=cfg.head.scale_convention,
         config=cfg.to_dict(),
         metrics=clean,

@@ -225,14 +225,16 @@ class OmegaCameraHead(nn.Module):
         self.trunk_norm = nn.LayerNorm(d, eps=_EPS)
         self.camera_branch = nn.Sequential(nn.Linear(d, d // 2), nn.GELU(), nn.Linear(d // 2, 9))
 
-    def forward(self, special: torch.Tensor) -> torch.Tensor:
-        """``[B, S, k, 2C]`` float32 -> ``[B, S, 9]`` activated pose encoding."""
+    def forward(self, special: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, S, k, 2C]`` float32 -> (``[B, S, 9]`` activated pose encoding, ``[B, S, 2C]``
+        trunk output at the camera slot, before ``trunk_norm``)."""
         b, s, k, d = special.shape
         x = self.token_norm(special).reshape(b, s * k, d)
         for blk in self.trunk:
             x = blk(x)
-        raw = self.camera_branch(self.trunk_norm(x.view(b, s, k, d)[:, :, 0]))
-        return torch.cat((raw[..., :7], F.relu(raw[..., 7:]) + 0.01), dim=-1)
+        trunk = x.view(b, s, k, d)[:, :, 0]
+        raw = self.camera_branch(self.trunk_norm(trunk))
+        return torch.cat((raw[..., :7], F.relu(raw[..., 7:]) + 0.01), dim=-1), trunk
 
 
 class OmegaOutput(dict):
@@ -376,7 +378,9 @@ class VGGTOmega(nn.Module):
             :class:`OmegaOutput` with ``pose_enc`` ``[B, S, 9]`` (translation 3, quaternion xyzw 4,
             fov_h, fov_w rad of the camera-from-world extrinsics, backbone units),
             ``camera_and_register_tokens`` ``[B, S, 1 + R, 2C]`` (slot 0: camera token),
-            ``camera_features`` ``[B, S, 2C]`` (= slot 0, the head input) and, with ``decode``,
+            ``camera_features`` ``[B, S, 2C]`` (= slot 0, the head input),
+            ``camera_trunk_features`` ``[B, S, 2C]`` (camera-head trunk output at the camera
+            slot, the alternative head input) and, with ``decode``,
             ``extrinsics`` ``[B, S, 3, 4]`` camera-from-world (OpenCV axes) and ``intrinsics``
             ``[B, S, 3, 3]`` in input pixels.
 
@@ -403,11 +407,12 @@ class VGGTOmega(nn.Module):
             special = self.aggregator(patch, (h // p, w // p))
         with self._sdpa_preference(), torch.autocast(device_type=device.type, enabled=False):
             special = special.float()
-            pose_enc = self.camera_head(special)
+            pose_enc, trunk = self.camera_head(special)
         out = OmegaOutput(
             pose_enc=pose_enc,
             camera_and_register_tokens=special,
             camera_features=special[:, :, 0],
+            camera_trunk_features=trunk,
         )
         if decode:
             out["extrinsics"], out["intrinsics"] = encoding_to_camera(pose_enc, (h, w))
