@@ -95,7 +95,7 @@ def test_side_by_side_cli_on_cpu(capsys):
     assert rc == 0
     figures = json.loads(capsys.readouterr().out)
     assert [f["backbone"] for f in figures] == ["vggt", "vggt-omega"]
-    assert all(f["latency_ms_median"] > 0 and 0 < f["achieved_fraction_of_peak"] for f in figures)
+    assert all(f["latency_ms_median"] > 0 and f["achieved_fraction_of_peak"] > 0 for f in figures)
     assert figures[1]["flops_saved_by_register_blocks"] > 0 == figures[0]["flops_saved_by_register_blocks"]
 
 
