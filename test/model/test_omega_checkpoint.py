@@ -166,3 +166,12 @@ def test_periods_come_from_the_file(tmp_path, state):
     save_file(changed, str(tmp_path / "p.safetensors"))
     model = ckpt.load_omega(tmp_path / "p.safetensors")
     assert_close(model.aggregator.rope_embed.periods, changed["aggregator.rope_embed.periods"])
+
+
+def test_resolution_follows_the_official_file_name(tmp_path, state):
+    torch.save(state, tmp_path / "vggt_omega_1b_416_reproduce.pt")
+    torch.save(state, tmp_path / "mine.pt")
+    assert ckpt.load_omega(tmp_path / "vggt_omega_1b_416_reproduce.pt").config.image_resolution == 416
+    # otherwise the preset's (these synthetic files are tiny: 128; full size: 512)
+    assert ckpt.load_omega(tmp_path / "mine.pt").config.image_resolution == 128
+    assert ckpt.load_omega("tiny").config.image_resolution == 128

@@ -293,10 +293,15 @@ def build_vggt(spec: BackboneSpec, device: torch.device, dtype: torch.dtype) -> 
 @register_backbone("vggt-omega")
 def build_vggt_omega(spec: BackboneSpec, device: torch.device, dtype: torch.dtype) -> NetworkBackbone:
     """VGGT-Ω (``facebook/VGGT-Omega[:file]``, a local ``.pt``/``.safetensors`` or ``tiny``),
-    preprocessed at 512 px in ``balanced`` or ``max_size`` mode."""
+    preprocessed in ``balanced`` or ``max_size`` mode at the weights' resolution (512; 416 for the
+    reproduce checkpoint; 128 for ``tiny``)."""
     model = load_omega(spec.weights, device, dtype)
     _maybe_compile(model, spec, device)
-    preprocess = partial(load_and_preprocess_images_with_transforms, mode=spec.resolved_preprocess_mode)
+    preprocess = partial(
+        load_and_preprocess_images_with_transforms,
+        mode=spec.resolved_preprocess_mode,
+        image_resolution=model.config.image_resolution,
+    )
     return NetworkBackbone(model, "vggt-omega", preprocess, device, dtype, _token_cache(spec, TOKEN_CACHE_FRAMES))
 
 

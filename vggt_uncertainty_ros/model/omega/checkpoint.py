@@ -17,6 +17,7 @@ and buffers). Problems raise :class:`CheckpointError` naming the file and the fi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -26,7 +27,7 @@ import torch
 
 from vggt_uncertainty_ros.errors import CheckpointError
 from vggt_uncertainty_ros.model.checkpoint import _listing, _read_safetensors, _read_torch, _safetensors_header
-from vggt_uncertainty_ros.model.omega.config import OMEGA_PRESETS
+from vggt_uncertainty_ros.model.omega.config import OMEGA_PRESETS, get_omega_config
 from vggt_uncertainty_ros.model.omega.model import VGGTOmega
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ DEFAULT_HF_FILE = "vggt_omega_1b_512.pt"
 #: File names tried inside a local directory, in order.
 CHECKPOINT_FILES = ("model.safetensors", DEFAULT_HF_FILE, "vggt_omega_1b_416_reproduce.pt", "model.pt")
 
+_RESOLUTION_IN_NAME = re.compile(r"vggt_omega_\w*?_(\d{3})(?:_|\.)")
 _HF_ID = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?::(?P<file>[\w./-]+))?$")
 
 
@@ -140,7 +142,9 @@ def load_omega(
     """Build a frozen VGGT-Ω in eval mode from ``spec`` (see the module docstring).
 
     ``dtype`` other than float32 runs the aggregator under autocast (weights stored in that
-    dtype on CUDA); the camera head stays float32.
+    dtype on CUDA); the camera head stays float32. The preprocessing resolution
+    (``model.config.image_resolution``) is read from an official file name
+    (``vggt_omega_1b_416_reproduce.pt`` -> 416), else 512.
 
     Raises:
         CheckpointError: the weights cannot be found, read or matched.
@@ -151,7 +155,11 @@ def load_omega(
     else:
         path = resolve_weights(spec)
         config, state = load_omega_state_dict(path)
-        model = VGGTOmega(config, init="meta")
+        cfg = get_omega_config(config)
+        found = _RESOLUTION_IN_NAME.search(path.name)
+        if found is not None:
+            cfg = dataclasses.replace(cfg, image_resolution=int(found.group(1)))
+        model = VGGTOmega(cfg, init="meta")
         model.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True, assign=True)
         model.aggregator.reset_constants()
         source = str(path)

@@ -23,6 +23,8 @@ class OmegaConfig:
         register_blocks: inter-frame blocks in which only camera and register tokens attend.
         rope_base: RoPE period base (coordinates normalised by the longer grid side).
         head_depth, head_heads: camera-head trunk blocks and heads.
+        image_resolution: preprocessing resolution the weights are meant for (512 for
+            ``vggt_omega_1b_512.pt``; the tiny preset uses 128 to keep tests fast).
     """
 
     name: str = "full"
@@ -38,6 +40,7 @@ class OmegaConfig:
     rope_base: float = 100.0
     head_depth: int = 4
     head_heads: int = 16
+    image_resolution: int = 512
 
     def __post_init__(self) -> None:
         bad = [i for i in self.register_blocks if not 0 <= i < self.depth]
@@ -77,6 +80,7 @@ OMEGA_PRESETS: dict[str, OmegaConfig] = {
         register_blocks=(1,),
         head_depth=2,
         head_heads=2,
+        image_resolution=128,
     ),
 }
 
