@@ -58,3 +58,16 @@ def test_evaluator_runs_the_head_on_vggt_omega_and_refuses_it_on_vggt(trained, t
              "--head", str(head), "--out", str(tmp_path / "o2"), "--max-frames", "12", "--no-plots"]  # fmt: skip
     assert cli_main(other) == 1  # a clear error, no traceback
     assert "CheckpointError" in caplog.text and "trained on backbone 'vggt-omega'" in caplog.text
+
+
+def test_trainer_refuses_to_resume_the_head_on_another_backbone(trained):
+    from vggt_uncertainty_ros.errors import CheckpointError
+
+    root, _ = trained
+    cfg = load_config(
+        REPO / "training/configs/synthetic_tiny.yaml",
+        [f"output.cache_dir={root / 'cache'}", f"output.run_dir={root / 'run'}", "output.tensorboard=false",
+         "backbone.name=vggt", "train.iterations=6"],
+    )  # fmt: skip
+    with pytest.raises(CheckpointError, match="trained on backbone 'vggt-omega'.*uses backbone 'vggt'"):
+        train(cfg, resume=True)

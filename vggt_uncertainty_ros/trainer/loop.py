@@ -342,6 +342,18 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
     return train_set, val_set, info
 
 
+def _check_resumed_backbone(last: Path, family: str, feature_dim: int) -> None:
+    """Refuse to resume a head trained on another backbone family (its last checkpoint says which).
+
+    Raises:
+        CheckpointError: the run's head was trained on another backbone family or feature size.
+    """
+    from vggt_uncertainty_ros.head import check_head_backbone, read_head_metadata
+
+    if last.is_file():
+        check_head_backbone(read_head_metadata(last), family, feature_dim, str(last))
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -389,6 +401,7 @@ def train(
     trainer = HeadTrainer(cfg, int(train_set.features.shape[-1]), device)
     loop = LoopState()
     if resume:
+        _check_resumed_backbone(run_dir / LAST_FILE, info["backbone_family"], int(train_set.features.shape[-1]))
         loop = load_state(state_path, head=trainer.head, optimizer=trainer.optimizer, sampler=trainer.sampler)
         if loop.step > cfg.train.iterations:
             raise CheckpointError(f"state is at step {loop.step}, beyond train.iterations={cfg.train.iterations}")
