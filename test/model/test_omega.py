@@ -154,3 +154,16 @@ def test_bad_inputs_raise_model_errors(tiny):
         tiny(torch.rand(2, 1, 32, 32))
     with pytest.raises(ModelError, match="frame id"):
         tiny(torch.rand(1, 2, 3, 32, 32), frame_ids=[0], token_cache=TokenCache())
+
+
+@torch.no_grad()
+def test_bf16_autocast_stays_close_to_float32():
+    model = VGGTOmega("tiny").eval()
+    images = torch.rand(1, 3, 3, 32, 48, generator=torch.Generator().manual_seed(5))
+    ref = model(images)
+    model.set_amp(torch.bfloat16)
+    out = model(images)
+    assert out.pose_enc.dtype == torch.float32 and out.camera_features.dtype == torch.float32  # head in float32
+    assert_close(out.camera_features, ref.camera_features, rtol=0.05, atol=0.05)
+    assert_close(out.pose_enc, ref.pose_enc, rtol=0.02, atol=0.02)
+    assert not torch.equal(out.camera_features, ref.camera_features)  # it did run in bf16

@@ -51,10 +51,12 @@ class HalfSwapRotation:
 
     @staticmethod
     def apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """``x * cos + roll(x, d/2) * sin`` (``sin`` carries the sign of the first half)."""
+        """``x * cos + roll(x, d/2) * sin`` (``sin`` carries the sign of the first half), computed in
+        the tables' dtype (float32) and cast back to ``x``'s, as the official model does under autocast."""
         d = x.shape[-1]
-        swapped = torch.cat((x[..., d // 2 :], x[..., : d // 2]), dim=-1)
-        return x * cos.to(x.dtype) + swapped * sin.to(x.dtype)
+        xf = x.to(cos.dtype)
+        swapped = torch.cat((xf[..., d // 2 :], xf[..., : d // 2]), dim=-1)
+        return (xf * cos + swapped * sin).to(x.dtype)
 
 
 class OmegaAttention(Attention):
