@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vggt_uncertainty_ros.data.sequence import open_sequence
+from vggt_uncertainty_ros.data import open_sequence
 
 __all__ = ["DecodeBenchmark", "benchmark_decoding"]
 

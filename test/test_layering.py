@@ -140,3 +140,15 @@ def test_core_and_runtime_import_without_torch_or_ros():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_only_the_data_layer_imports_rosbags():
+    """Bags are opened one way: through ``data`` (``open_sequence``, ``BagFile``, the writers)."""
+    offenders = [
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in _modules()
+        if _top(path) != "data"
+        for name in _imports(path)
+        if name.split(".")[0] == "rosbags"
+    ]
+    assert offenders == []

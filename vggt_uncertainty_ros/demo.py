@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from vggt_uncertainty_ros.data.sequence import DEFAULT_IMAGE_TOPIC as IMAGE_TOPIC
+from vggt_uncertainty_ros.data import DEFAULT_IMAGE_TOPIC as IMAGE_TOPIC
 from vggt_uncertainty_ros.errors import VggtUncertaintyError
 
 _log = logging.getLogger(__name__)

@@ -7,17 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
+from rosbags.typesys import Stores, get_typestore
 
 from vggt_uncertainty_ros.data import (
+    BagFile,
+    RawRos2BagWriter,
     bag_topics,
     open_sequence,
     read_bag_trajectory,
     read_tum_trajectory,
     synth,
 )
-from vggt_uncertainty_ros.data.bags import Ros1SequenceWriter, Ros2SequenceWriter
 from vggt_uncertainty_ros.data.synth import Renderer, plan_sequence
-from vggt_uncertainty_ros.errors import TopicNotFoundError
+from vggt_uncertainty_ros.data.writers import Ros1SequenceWriter, Ros2SequenceWriter
+from vggt_uncertainty_ros.errors import DataError, TopicNotFoundError
 
 SEED, N, W, H = 7, 10, 64, 48
 TF_MD5 = "94810edda583a504dfda3829e70d7eec"  # tf/tfMessage == tf2_msgs/TFMessage
@@ -184,3 +187,29 @@ def test_unknown_world_frame_is_reported_not_fatal(seq: synth.SynthResult) -> No
     # interpolating the two composed trajectories differs by the lever arm only (~1e-9 m)
     np.testing.assert_allclose(offset[:3, 3], [-0.02, 0.0, 0.0], atol=1e-7)
     np.testing.assert_allclose(offset[:3, :3], np.eye(3), atol=1e-7)
+
+
+def test_raw_ros2_writer_round_trips_cdr_bytes(tmp_path: Path) -> None:
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    Time = ts.types["builtin_interfaces/msg/Time"]
+    String = ts.types["std_msgs/msg/String"]
+    Header = ts.types["std_msgs/msg/Header"]
+    blobs = [ts.serialize_cdr(String(data=f"m{k}"), "std_msgs/msg/String") for k in range(3)]
+    header = ts.serialize_cdr(Header(stamp=Time(sec=1, nanosec=2), frame_id="cam@1.2"), "std_msgs/msg/Header")
+    path = tmp_path / "raw"
+    with RawRos2BagWriter(path) as writer:
+        writer.add_topic("/silent", "std_msgs/msg/Header")  # declared, never written
+        for k, blob in enumerate(blobs):
+            writer.write("/chatter", "std_msgs/msg/String", 100 + k, blob)
+        writer.write("/header", "std_msgs/msg/Header", 99, header)
+        with pytest.raises(DataError, match="already holds std_msgs/msg/String"):
+            writer.write("/chatter", "std_msgs/msg/Header", 200, header)
+    assert bag_topics(path) == {
+        "/chatter": "std_msgs/msg/String",
+        "/header": "std_msgs/msg/Header",
+        "/silent": "std_msgs/msg/Header",
+    }
+    with BagFile(path) as bag:
+        read = [(m.topic, m.log_time_ns, bytes(m.raw), obj) for m, obj in bag.read(["/chatter", "/header"])]
+    assert [r[:3] for r in read] == [("/header", 99, header)] + [("/chatter", 100 + k, b) for k, b in enumerate(blobs)]
+    assert [r[3].data for r in read[1:]] == ["m0", "m1", "m2"] and read[0][3].frame_id == "cam@1.2"

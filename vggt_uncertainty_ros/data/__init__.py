@@ -1,9 +1,18 @@
 """TUM data in every form: folders, ROS 1 / ROS 2 bags, synthetic sequences, windows.
 
+Layout by job: :mod:`~vggt_uncertainty_ros.data.readers` (TUM folder, bags),
+:mod:`~vggt_uncertainty_ros.data.writers` (TUM folder, ROS 1 bag, ROS 2 bag),
+:mod:`~vggt_uncertainty_ros.data.layout` (TUM's topics, frames, static chain), and
+``tum`` (text files), ``groundtruth``, ``image_codec``, ``windows``, ``synth``, ``types``.
+
 Public API (see docs/ARCHITECTURE.md, "data"):
 
 * :class:`Frame`, :class:`WarningCounter`;
-* :func:`open_sequence` -> streaming :class:`SequenceReader` (TUM folder, ``.bag``, ROS 2 bag);
+* :func:`open_sequence` -> streaming :class:`SequenceReader` (TUM folder, ``.bag``, ROS 2 bag, image folder),
+  the one way to open any sequence;
+* :class:`BagFile`: raw/deserialised messages of any topic of a bag (reader errors -> ``DataError``);
+* :class:`TumFolderWriter`, :class:`Ros1SequenceWriter`, :class:`Ros2SequenceWriter`;
+  :class:`RawRos2BagWriter` (already-serialised messages);
 * :func:`read_tum_trajectory`, :func:`write_tum_trajectory`, :func:`associate`;
 * :mod:`~vggt_uncertainty_ros.data.image_codec`: :func:`decode_image`, :func:`encode_image`,
   :func:`decode_image_rgb8`, :func:`to_rgb8`;
@@ -14,7 +23,6 @@ Public API (see docs/ARCHITECTURE.md, "data"):
 """
 
 from vggt_uncertainty_ros.data import synth
-from vggt_uncertainty_ros.data.bags import BagReader, bag_topics, read_bag_trajectory
 from vggt_uncertainty_ros.data.groundtruth import GroundTruth, GtMode
 from vggt_uncertainty_ros.data.image_codec import (
     SUPPORTED_ENCODINGS,
@@ -23,12 +31,17 @@ from vggt_uncertainty_ros.data.image_codec import (
     encode_image,
     to_rgb8,
 )
-from vggt_uncertainty_ros.data.sequence import (
-    DEFAULT_DEPTH_TOPIC,
-    DEFAULT_IMAGE_TOPIC,
+from vggt_uncertainty_ros.data.layout import DEFAULT_DEPTH_TOPIC, DEFAULT_IMAGE_TOPIC
+from vggt_uncertainty_ros.data.readers import (
+    BagFile,
+    BagMessage,
+    BagReader,
+    ImageFolderReader,
     SequenceReader,
     TumFolderReader,
+    bag_topics,
     open_sequence,
+    read_bag_trajectory,
 )
 from vggt_uncertainty_ros.data.tum import (
     associate,
@@ -46,17 +59,25 @@ from vggt_uncertainty_ros.data.windows import (
     load_window_config,
     window_indices,
 )
+from vggt_uncertainty_ros.data.writers import RawRos2BagWriter, Ros1SequenceWriter, Ros2SequenceWriter, TumFolderWriter
 
 __all__ = [
     "DEFAULT_DEPTH_TOPIC",
     "DEFAULT_IMAGE_TOPIC",
     "SUPPORTED_ENCODINGS",
+    "BagFile",
+    "BagMessage",
     "BagReader",
     "Frame",
     "GroundTruth",
     "GtMode",
+    "ImageFolderReader",
+    "RawRos2BagWriter",
+    "Ros1SequenceWriter",
+    "Ros2SequenceWriter",
     "SequenceReader",
     "TumFolderReader",
+    "TumFolderWriter",
     "WarningCounter",
     "Window",
     "WindowBuilder",

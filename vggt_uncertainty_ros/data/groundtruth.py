@@ -33,9 +33,7 @@ def check_stamp_order(stamps_ns: np.ndarray, warnings: WarningCounter, source: s
     """Count duplicated and out-of-order stamps (``duplicate_stamps``, ``out_of_order_stamps``)."""
     d = np.diff(np.asarray(stamps_ns, dtype=np.int64))
     warnings.add("duplicate_stamps", f"{source}: {int((d == 0).sum())} repeated stamps", int((d == 0).sum()))
-    warnings.add(
-        "out_of_order_stamps", f"{source}: {int((d < 0).sum())} stamps go backwards", int((d < 0).sum())
-    )
+    warnings.add("out_of_order_stamps", f"{source}: {int((d < 0).sum())} stamps go backwards", int((d < 0).sum()))
 
 
 class GroundTruth:

@@ -29,6 +29,7 @@ from typing import Protocol
 
 import numpy as np
 
+from vggt_uncertainty_ros.data.writers import Ros1SequenceWriter, Ros2SequenceWriter, TumFolderWriter
 from vggt_uncertainty_ros.errors import DataError
 
 __all__ = [
@@ -180,7 +181,9 @@ def make_scene(rng: np.random.Generator, n_boxes: int = 5) -> Scene:
     room_hi = np.array([half[0], half[1], height])
     cam_lo = np.array([-1.0, -0.8, 1.0])
     cam_hi = np.array([1.0, 0.8, 1.7])
-    centres, halves, yaws = [], [], []
+    centres: list[np.ndarray] = []
+    halves: list[np.ndarray] = []
+    yaws: list[float] = []
     keep_out_lo, keep_out_hi = cam_lo[:2] - 0.6, cam_hi[:2] + 0.6
     while len(centres) < n_boxes:
         h = np.array([rng.uniform(0.15, 0.5), rng.uniform(0.15, 0.5), rng.uniform(0.2, 0.7)])
@@ -554,9 +557,7 @@ class SynthPlan:
         return self.trajectory.pose_at(t)
 
 
-def plan_sequence(
-    seed: int, n_frames: int, width: int = 640, height: int = 480, fps: float = 30.0
-) -> SynthPlan:
+def plan_sequence(seed: int, n_frames: int, width: int = 640, height: int = 480, fps: float = 30.0) -> SynthPlan:
     """Draw scene, trajectory and stamps for ``seed`` (deterministic).
 
     Raises:
@@ -579,9 +580,7 @@ def plan_sequence(
     t0_ns = int(mocap_ns[0])
     scene = make_scene(rng)
     trajectory = make_trajectory(rng, scene, (int(mocap_ns[-1]) - t0_ns) / _NS)
-    return SynthPlan(
-        int(seed), int(width), int(height), float(fps), image_ns, mocap_ns, t0_ns, scene, trajectory
-    )
+    return SynthPlan(int(seed), int(width), int(height), float(fps), image_ns, mocap_ns, t0_ns, scene, trajectory)
 
 
 @dataclass
@@ -607,9 +606,7 @@ class SynthResult:
 
 def _events(plan: SynthPlan) -> Iterator[tuple[str, int, int]]:
     """``(kind, index, stamp_ns)`` of poses and images, in stamp order (pose first on ties)."""
-    kinds = np.concatenate(
-        [np.zeros(len(plan.mocap_stamps_ns), int), np.ones(len(plan.image_stamps_ns), int)]
-    )
+    kinds = np.concatenate([np.zeros(len(plan.mocap_stamps_ns), int), np.ones(len(plan.image_stamps_ns), int)])
     idx = np.concatenate([np.arange(len(plan.mocap_stamps_ns)), np.arange(len(plan.image_stamps_ns))])
     stamps = np.concatenate([plan.mocap_stamps_ns, plan.image_stamps_ns])
     for k in np.lexsort((kinds, stamps)).tolist():
@@ -635,9 +632,6 @@ class SequenceWriter(Protocol):
 def _open_writers(
     out: Path, formats: Sequence[str], ros2_storage: str, K: np.ndarray, size: tuple[int, int]
 ) -> tuple[dict[str, SequenceWriter], dict[str, Path]]:
-    from vggt_uncertainty_ros.data.bags import Ros1SequenceWriter, Ros2SequenceWriter
-    from vggt_uncertainty_ros.data.writers import TumFolderWriter
-
     writers: dict[str, SequenceWriter] = {}
     paths: dict[str, Path] = {}
     try:
@@ -698,9 +692,7 @@ def generate(
     fmts = list(dict.fromkeys(formats))
     unknown = [f for f in fmts if f not in FORMATS]
     if unknown or not fmts:
-        raise DataError(
-            f"unknown synthetic output format(s) {unknown or fmts}; choose from {', '.join(FORMATS)}"
-        )
+        raise DataError(f"unknown synthetic output format(s) {unknown or fmts}; choose from {', '.join(FORMATS)}")
     if ros2_storage not in ("sqlite3", "mcap"):
         raise DataError(f"unknown ROS 2 storage {ros2_storage!r}; choose sqlite3 or mcap")
     t_start = time.perf_counter()
@@ -717,9 +709,7 @@ def generate(
     # at most _MAX_QUEUED writes wait in memory.
     queued: deque[Future[None]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-writer") as pool:
-        writers, paths = pool.submit(
-            _open_writers, out, fmts, ros2_storage, plan.K, (plan.width, plan.height)
-        ).result()
+        writers, paths = pool.submit(_open_writers, out, fmts, ros2_storage, plan.K, (plan.width, plan.height)).result()
 
         def write_pose(stamp: int, T: np.ndarray) -> None:
             for wr in writers.values():

@@ -91,8 +91,7 @@ def read_tum_list(path: str | Path) -> tuple[np.ndarray, list[str]]:
     for lineno, fields in _data_lines(path):
         if len(fields) != 2:
             raise MalformedLineError(
-                f"{path}:{lineno}: expected 2 fields 'timestamp filename', "
-                f"got {len(fields)}: {' '.join(fields)!r}"
+                f"{path}:{lineno}: expected 2 fields 'timestamp filename', got {len(fields)}: {' '.join(fields)!r}"
             )
         try:
             stamps.append(parse_stamp(fields[0]))
@@ -155,9 +154,7 @@ def read_tum_trajectory(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         except ValueError as err:
             raise MalformedLineError(f"{path}:{lineno}: {err}") from None
         if not np.all(np.isfinite(row)) or np.linalg.norm(row[3:]) < 1e-12:
-            raise MalformedLineError(
-                f"{path}:{lineno}: non-finite values or zero quaternion: {' '.join(fields)!r}"
-            )
+            raise MalformedLineError(f"{path}:{lineno}: non-finite values or zero quaternion: {' '.join(fields)!r}")
         rows.append(row)
     data = np.asarray(rows, dtype=np.float64).reshape(-1, 7)
     T = np.tile(np.eye(4), (len(rows), 1, 1))

@@ -70,9 +70,7 @@ class WindowConfig:
         if int(self.size) != self.size or self.size < 2:
             raise ConfigError(f"window size must be an integer >= 2, got {self.size!r}")
         if int(self.stride) != self.stride or not 1 <= self.stride <= self.size:
-            raise ConfigError(
-                f"window stride must be an integer in [1, size={self.size}], got {self.stride!r}"
-            )
+            raise ConfigError(f"window stride must be an integer in [1, size={self.size}], got {self.stride!r}")
         if int(self.keyframe_every) != self.keyframe_every or self.keyframe_every < 1:
             raise ConfigError(f"keyframe_every must be an integer >= 1, got {self.keyframe_every!r}")
         if not np.isfinite(self.min_keyframe_gap_s) or self.min_keyframe_gap_s < 0:
@@ -210,9 +208,7 @@ class WindowBuilder(Generic[T]):
         return window
 
 
-def iter_windows(
-    items: Iterable[T], cfg: WindowConfig | None = None, *, stamp_of: Any = None
-) -> Iterator[Window[T]]:
+def iter_windows(items: Iterable[T], cfg: WindowConfig | None = None, *, stamp_of: Any = None) -> Iterator[Window[T]]:
     """Stream windows over a sequence (e.g. ``reader.frames()``) without holding it all.
 
     Args:
@@ -232,9 +228,7 @@ def iter_windows(
             yield window
 
 
-def window_indices(
-    stamps_ns: Sequence[int] | np.ndarray, cfg: WindowConfig | None = None
-) -> list[np.ndarray]:
+def window_indices(stamps_ns: Sequence[int] | np.ndarray, cfg: WindowConfig | None = None) -> list[np.ndarray]:
     """Offline helper: frame indices of every window over a stamp sequence.
 
     Args:

@@ -9,9 +9,10 @@ window-sized buffers:
   ``params.yaml``) and runs :class:`~vggt_uncertainty_ros.online.estimator.WindowEstimator`.
 * :func:`read_pose_messages` (``--poses-topic``) reads recorded
   ``geometry_msgs/PoseWithCovarianceStamped`` relative-pose messages of the node from a ROS 1 /
-  ROS 2 bag with rosbags, groups them into windows by the anchor stamp in ``header.frame_id``
-  (``measurements.parse_anchor_frame_id``) and converts their ROS covariance back to our
-  residual convention (``geometry.ros_cov_to_residual_cov``).
+  ROS 2 bag through ``data.BagFile`` (the data layer's one bag reader), groups them into
+  windows by the anchor stamp in ``header.frame_id`` (``measurements.parse_anchor_frame_id``)
+  and converts their ROS covariance back to our residual convention
+  (``geometry.ros_cov_to_residual_cov``).
 """
 
 from __future__ import annotations
@@ -25,12 +26,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vggt_uncertainty_ros.data.types import WarningCounter
+from vggt_uncertainty_ros.data import (
+    BagFile,
+    WarningCounter,
+    WindowBuilder,
+    WindowConfig,
+    load_window_config,
+    open_sequence,
+)
 from vggt_uncertainty_ros.errors import (
     ConfigError,
     DataError,
     EvaluationError,
     ModelError,
+    TopicNotFoundError,
 )
 from vggt_uncertainty_ros.evaluate.config import (
     DEFAULT_PARAMS_YAML,
@@ -135,8 +144,6 @@ class ModelSource:
     """
 
     def __init__(self, cfg: EvalConfig, warnings: WarningCounter) -> None:
-        from vggt_uncertainty_ros.data import WindowConfig, load_window_config
-
         self.cfg = cfg
         self.warnings = warnings
         params = cfg.params if cfg.params is not None else DEFAULT_PARAMS_YAML
@@ -168,7 +175,6 @@ class ModelSource:
             DataError: the sequence cannot be opened.
             ModelError: the backbone or head cannot be loaded.
         """
-        from vggt_uncertainty_ros.data import WindowBuilder, open_sequence
         from vggt_uncertainty_ros.online.estimator import NonFiniteOutputError
 
         estimator = self._estimator()
@@ -270,28 +276,20 @@ def read_pose_messages(path: Path, topic: str, warnings: WarningCounter) -> list
     Raises:
         DataError: the bag cannot be read or the topic has another message type.
     """
-    from rosbags.highlevel import AnyReader, AnyReaderError
-    from rosbags.typesys import Stores, get_typestore
-
     bag = Path(path)
-    paths = [bag.parent] if bag.suffix in (".mcap", ".db3") and (bag.parent / "metadata.yaml").exists() else [bag]
     groups: dict[int, _Pending] = {}
     n_msgs = 0
-    try:
-        with AnyReader(paths, default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader:
-            conns = [c for c in reader.connections if c.topic == topic]
-            if not conns:
-                warnings.add("missing_topic", f"{bag} has no topic {topic!r}; topics: {sorted(reader.topics)}")
-                return []
-            wrong = {c.msgtype for c in conns} - {POSE_MSGTYPE}
-            if wrong:
-                raise DataError(f"{bag}: topic {topic!r} carries {sorted(wrong)}, expected {POSE_MSGTYPE}")
-            for conn, _, raw in reader.messages(connections=conns):
-                n_msgs += 1
-                msg = reader.deserialize(raw, conn.msgtype)
-                _add_message(msg, groups, warnings)
-    except AnyReaderError as err:
-        raise DataError(f"cannot read relative poses from {bag}: {err}") from err
+    with BagFile(bag) as reader:
+        msgtypes = reader.msgtypes(topic)
+        if not msgtypes:
+            warnings.add("missing_topic", f"{bag} has no topic {topic!r}; topics: {sorted(reader.topics)}")
+            return []
+        wrong = msgtypes - {POSE_MSGTYPE}
+        if wrong:
+            raise DataError(f"{bag}: topic {topic!r} carries {sorted(wrong)}, expected {POSE_MSGTYPE}")
+        for _, msg in reader.read([topic]):
+            n_msgs += 1
+            _add_message(msg, groups, warnings)
     _log.info("read %d messages of %s in %d windows from %s", n_msgs, topic, len(groups), bag)
     return _windows_from_groups(groups)
 
@@ -372,9 +370,6 @@ def load_ground_truth_frames(
     Raises:
         EvaluationError: no ground truth could be read.
     """
-    from vggt_uncertainty_ros.data import open_sequence
-    from vggt_uncertainty_ros.errors import TopicNotFoundError
-
     kwargs: dict[str, object] = {"max_dt_s": cfg.max_dt_s}
     if cfg.image_topic:
         kwargs["image_topic"] = cfg.image_topic

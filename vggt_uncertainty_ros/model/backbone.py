@@ -36,6 +36,7 @@ from vggt_uncertainty_ros.errors import ConfigError, InvalidWindowError, NonFini
 from vggt_uncertainty_ros.geometry import relative_from_extrinsics
 from vggt_uncertainty_ros.model.checkpoint import load_backbone
 from vggt_uncertainty_ros.model.identity import backbone_identity
+from vggt_uncertainty_ros.model.layers import select_attention
 from vggt_uncertainty_ros.model.omega.checkpoint import load_omega
 from vggt_uncertainty_ros.model.omega.preprocess import load_and_preprocess_images_with_transforms
 from vggt_uncertainty_ros.model.preprocess import intrinsics_to_original, preprocess_images_with_transforms
@@ -268,7 +269,9 @@ def _token_cache(spec: BackboneSpec, frames: int) -> TokenCache | None:
     return TokenCache(max_frames=frames) if spec.token_cache and frames > 0 else None
 
 
-def _maybe_compile(model: Any, spec: BackboneSpec, device: torch.device) -> None:
+def _maybe_compile(model: Any, spec: BackboneSpec, device: torch.device, dtype: torch.dtype) -> None:
+    """Select the attention kernel (``spec.attention``), then compile the blocks on CUDA."""
+    select_attention(model, spec.attention, device, dtype)
     if not spec.compile:
         return
     if device.type == "cuda":
@@ -285,7 +288,7 @@ TOKEN_CACHE_FRAMES = 32
 def build_vggt(spec: BackboneSpec, device: torch.device, dtype: torch.dtype) -> NetworkBackbone:
     """VGGT (``facebook/VGGT-1B`` or ``tiny``) with its official ``crop``/``pad`` preprocessing."""
     model = load_backbone(spec.weights, device, dtype)
-    _maybe_compile(model, spec, device)
+    _maybe_compile(model, spec, device, dtype)
     preprocess = partial(preprocess_images_with_transforms, mode=spec.resolved_preprocess_mode)
     return NetworkBackbone(model, "vggt", preprocess, device, dtype, _token_cache(spec, TOKEN_CACHE_FRAMES))
 
@@ -296,7 +299,7 @@ def build_vggt_omega(spec: BackboneSpec, device: torch.device, dtype: torch.dtyp
     preprocessed in ``balanced`` or ``max_size`` mode at the weights' resolution (512; 416 for the
     reproduce checkpoint; 128 for ``tiny``)."""
     model = load_omega(spec.weights, device, dtype)
-    _maybe_compile(model, spec, device)
+    _maybe_compile(model, spec, device, dtype)
     preprocess = partial(
         load_and_preprocess_images_with_transforms,
         mode=spec.resolved_preprocess_mode,

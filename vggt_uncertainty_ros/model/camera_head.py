@@ -62,6 +62,29 @@ class CameraHead(nn.Module):
         self.poseLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim))
         self.adaln_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.pose_branch = Mlp(dim, dim // 2, POSE_ENC_DIM)
+        self._first_modulation: tuple[torch.Tensor, ...] | None = None
+        self._first_modulation_key: tuple[int, ...] | None = None
+
+    def first_modulation(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(shift, scale, gate)`` of the first iteration, each ``[1, 1, dim]``.
+
+        The first iteration is conditioned on the learned ``empty_pose_tokens`` only, so its
+        modulation does not depend on the input: outside training it is computed once and
+        reused (recomputed when the weights change: the key is the parameters' versions and
+        storage, so ``load_state_dict`` and optimiser steps invalidate it). This saves one
+        pass over ``embed_pose`` and ``poseLN_modulation`` (3·dim² weights) per window.
+        """
+        params = (self.empty_pose_tokens, self.embed_pose.weight, self.embed_pose.bias,
+                  self.poseLN_modulation[1].weight, self.poseLN_modulation[1].bias)
+        key = tuple(v for p in params for v in (p._version, p.data_ptr()))
+        if self.training or torch.is_grad_enabled() or key != self._first_modulation_key:
+            cond = self.embed_pose(self.empty_pose_tokens)
+            modulation = tuple(self.poseLN_modulation(cond).chunk(3, dim=-1))
+            if self.training or torch.is_grad_enabled():
+                return modulation  # type: ignore[return-value]
+            self._first_modulation, self._first_modulation_key = modulation, key
+        assert self._first_modulation is not None
+        return self._first_modulation  # type: ignore[return-value]
 
     def forward(self, camera_tokens: torch.Tensor, iters: int | None = None) -> CameraHeadOutput:
         """Predict pose encodings.
@@ -75,7 +98,6 @@ class CameraHead(nn.Module):
         """
         iters = self.iters if iters is None else iters
         tokens = self.token_norm(camera_tokens)
-        b, s, _ = tokens.shape
         normed = self.adaln_norm(tokens)
         pred: torch.Tensor | None = None
         pose_list: list[torch.Tensor] = []
@@ -83,10 +105,9 @@ class CameraHead(nn.Module):
         trunk_out = tokens
         for _ in range(iters):
             if pred is None:
-                cond = self.embed_pose(self.empty_pose_tokens.expand(b, s, -1))
+                shift, scale, gate = self.first_modulation()
             else:
-                cond = self.embed_pose(pred.detach())
-            shift, scale, gate = self.poseLN_modulation(cond).chunk(3, dim=-1)
+                shift, scale, gate = self.poseLN_modulation(self.embed_pose(pred.detach())).chunk(3, dim=-1)
             x = gate * (normed * (1 + scale) + shift) + tokens
             trunk_out = self.trunk(x)
             delta = self.pose_branch(self.trunk_norm(trunk_out))

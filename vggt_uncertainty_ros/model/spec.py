@@ -15,6 +15,9 @@ from vggt_uncertainty_ros.errors import ConfigError
 BACKBONES: tuple[str, ...] = ("vggt", "vggt-omega")
 #: Autocast dtype names; ``auto`` is bfloat16 on CUDA and float32 on the CPU.
 DTYPES: tuple[str, ...] = ("auto", "float32", "float16", "bfloat16")
+#: Attention kernels: PyTorch's fused SDPA, or FlashAttention-4 (``flash-attn-4``, CUDA SM90+, half
+#: precision) when importable; otherwise the node falls back to SDPA with a warning.
+ATTENTION_BACKENDS: tuple[str, ...] = ("sdpa", "flash4")
 #: Image preprocessing modes: ``auto`` (the backbone's default), VGGT's official ``crop``/``pad``,
 #: VGGT-Ω's official ``balanced``/``max_size``.
 PREPROCESS_MODES: tuple[str, ...] = ("auto", "crop", "pad", "balanced", "max_size")
@@ -43,6 +46,7 @@ class BackboneSpec:
             VGGT-Ω), ``crop``/``pad`` (VGGT) or ``balanced``/``max_size`` (VGGT-Ω, at 512 px).
         compile: ``torch.compile`` the transformer blocks on CUDA (ignored on the CPU).
         token_cache: reuse the patch tokens of frames shared by overlapping windows.
+        attention: attention kernel, one of :data:`ATTENTION_BACKENDS`.
     """
 
     name: str = "vggt"
@@ -52,9 +56,15 @@ class BackboneSpec:
     preprocess_mode: str = "auto"
     compile: bool = True
     token_cache: bool = True
+    attention: str = "sdpa"
 
     def __post_init__(self) -> None:
-        for name, choices in (("name", BACKBONES), ("dtype", DTYPES), ("preprocess_mode", PREPROCESS_MODES)):
+        for name, choices in (
+            ("name", BACKBONES),
+            ("dtype", DTYPES),
+            ("preprocess_mode", PREPROCESS_MODES),
+            ("attention", ATTENTION_BACKENDS),
+        ):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"backbone.{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
         allowed = BACKBONE_PREPROCESS_MODES.get(self.name, ("auto",))

@@ -113,6 +113,7 @@ DESCRIPTIONS: dict[str, str] = {
     "backbone.preprocess_mode": "preprocessing: auto, crop or pad (vggt), balanced or max_size (vggt-omega)",
     "backbone.compile": "torch.compile the backbone's blocks on CUDA (1.7x faster after a first-window compile)",
     "backbone.token_cache": "reuse the patch tokens of frames shared by overlapping windows",
+    "backbone.attention": "attention kernel: sdpa, or flash4 (flash-attn-4 on CUDA; falls back to sdpa)",
     "head_checkpoint": "uncertainty-head .safetensors; empty = constant sigmas",
     "constant_sigma_rot_rad": "rotation sigma (rad) used without a head, > 0",
     "constant_sigma_trans": "translation sigma (node scale units) used without a head, > 0",

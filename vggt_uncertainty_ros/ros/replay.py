@@ -2,8 +2,9 @@
 
 This is what ``ros2 bag play`` + ``ros2 bag record`` do on a ROS install; pip users have
 neither (ros2cli is not on PyPI), so the demo and the tests use this module instead. Bags
-are read and written with ``rosbags``; messages travel through real rclpy publishers and
-subscriptions.
+are read and written through the data layer (:class:`~vggt_uncertainty_ros.data.BagFile`,
+:class:`~vggt_uncertainty_ros.data.RawRos2BagWriter`, both over ``rosbags``); messages travel
+through real rclpy publishers and subscriptions.
 
 * Images from a ROS 2 bag are published as their stored CDR bytes (no re-encoding); images
   from a ROS 1 bag are deserialised with ``rosbags`` and rebuilt as ``sensor_msgs/Image``.
@@ -24,12 +25,9 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rosbags.highlevel import AnyReader
-from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import Image
 
-from vggt_uncertainty_ros.errors import TopicNotFoundError
+from vggt_uncertainty_ros.data import BagFile, RawRos2BagWriter
 
 _log = logging.getLogger(__name__)
 
@@ -81,16 +79,11 @@ class _Recorder:
 
     def close(self) -> None:
         """Write the recorded messages, in arrival order, to the output bag."""
-        typestore = get_typestore(Stores.ROS2_KILTED)
-        writer = Writer(self._out_bag, version=9, storage_plugin=StoragePlugin.SQLITE3)
-        writer.open()
-        try:
-            conns = {t: writer.add_connection(t, msgtype, typestore=typestore) for t, msgtype in self._types.items()}
-            with self._lock:
-                for topic, t_ns, data in self._messages:
-                    writer.write(conns[topic], t_ns, data)
-        finally:
-            writer.close()
+        with RawRos2BagWriter(self._out_bag, storage="sqlite3") as writer, self._lock:
+            for topic, msgtype in self._types.items():
+                writer.add_topic(topic, msgtype)
+            for topic, t_ns, data in self._messages:
+                writer.write(topic, self._types[topic], t_ns, data)
 
 
 def message_class(type_name: str) -> type:
@@ -153,6 +146,7 @@ def replay_and_record(
 
     Raises:
         TopicNotFoundError: if ``image_topic`` is not in ``bag``.
+        DataError: the bag cannot be read (names the file and the failing message).
     """
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
@@ -186,22 +180,20 @@ def replay_and_record(
             )
         if recorder is not None:  # let the recorder's subscriptions match their publishers
             time.sleep(0.5)
-        with AnyReader([Path(bag)]) as reader:
-            conns = [c for c in reader.connections if c.topic == image_topic]
-            if not conns:
-                topics = sorted({c.topic for c in reader.connections})
-                raise TopicNotFoundError(f"{bag}: no topic {image_topic!r}; the bag has {topics}")
-            raw_cdr = reader.is2 and all(c.msgtype == "sensor_msgs/msg/Image" for c in conns)
+        with BagFile(bag) as reader:
+            reader.require_topic(image_topic)
+            raw_cdr = reader.is_ros2 and reader.msgtypes(image_topic) == {"sensor_msgs/msg/Image"}
             t_first_bag: int | None = None
             t_first_wall = 0.0
-            for conn, t_ns, raw in reader.messages(connections=conns):
+            for message in reader.messages([image_topic]):
+                t_ns = message.log_time_ns
                 if t_first_bag is None:
                     t_first_bag, t_first_wall = t_ns, time.monotonic()
                 due = t_first_wall + (t_ns - t_first_bag) * 1e-9 / rate
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                publisher.publish(bytes(raw) if raw_cdr else _image_from_rosbags(reader.deserialize(raw, conn.msgtype)))
+                publisher.publish(bytes(message.raw) if raw_cdr else _image_from_rosbags(reader.deserialize(message)))
                 stats.images_published += 1
                 if progress is not None:
                     progress(stats.images_published)

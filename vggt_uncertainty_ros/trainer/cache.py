@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from vggt_uncertainty_ros.data import WindowBuilder, WindowConfig, open_sequence
 from vggt_uncertainty_ros.errors import DataError
 from vggt_uncertainty_ros.trainer.config import SequenceSpec, WindowSection
 
@@ -142,8 +143,6 @@ def cache_key(
 
 
 def _window_config(window: WindowSection) -> Any:
-    from vggt_uncertainty_ros.data import WindowConfig
-
     return WindowConfig(
         size=window.size,
         stride=window.stride,
@@ -161,8 +160,6 @@ def iter_windows(spec: SequenceSpec, window: WindowSection) -> Iterator[list[Any
     Raises:
         DataError: the sequence cannot be read.
     """
-    from vggt_uncertainty_ros.data import WindowBuilder, open_sequence
-
     kwargs: dict[str, Any] = {}
     if spec.image_topic:
         kwargs["image_topic"] = spec.image_topic

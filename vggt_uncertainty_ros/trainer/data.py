@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vggt_uncertainty_ros.data import synth
 from vggt_uncertainty_ros.errors import DataError
 from vggt_uncertainty_ros.trainer.cache import CachedSequence
 from vggt_uncertainty_ros.trainer.config import DataConfig, SequenceSpec, SyntheticConfig
@@ -44,8 +45,6 @@ def generate_synthetic(cfg: SyntheticConfig, cache_dir: str | Path) -> tuple[lis
     following ``cfg.val`` seeds. A sequence is reused when its completion marker exists, so
     its files' mtimes (part of the feature-cache key) stay put between runs.
     """
-    from vggt_uncertainty_ros.data import synth
-
     specs: list[SequenceSpec] = []
     for k in range(cfg.train + cfg.val):
         seed = cfg.seed + k

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
 from collections.abc import Callable
 
 import torch
@@ -11,9 +13,72 @@ from torch.nn.attention import SDPBackend
 
 from vggt_uncertainty_ros.model.layers.rope import RotaryPositionEmbedding2D
 
-#: Attention kernels: "sdpa" (fused ``F.scaled_dot_product_attention``) or "manual"
-#: (explicit softmax(q k^T / sqrt(d)) v, the reference path used by tests).
-ATTENTION_IMPLS = ("sdpa", "manual")
+_log = logging.getLogger(__name__)
+
+#: Attention kernels: "sdpa" (fused ``F.scaled_dot_product_attention``), "manual" (explicit
+#: softmax(q k^T / sqrt(d)) v, the reference path used by tests) and "flash4" (FlashAttention-4's
+#: CuTe-DSL kernels from the optional ``flash-attn-4`` package; CUDA SM90+, half precision).
+ATTENTION_IMPLS = ("sdpa", "manual", "flash4")
+
+#: Module that provides FlashAttention-4's ``flash_attn_func`` (``pip install flash-attn-4``).
+FLASH4_MODULE = "flash_attn.cute"
+
+FlashFunc = Callable[..., torch.Tensor | tuple[torch.Tensor, ...]]
+
+
+def load_flash4() -> FlashFunc | None:
+    """FlashAttention-4's ``flash_attn_func``, or None when the package is not importable.
+
+    Imported lazily: it is an optional dependency that compiles its kernels at run time.
+    """
+    try:
+        return importlib.import_module(FLASH4_MODULE).flash_attn_func
+    except Exception as err:  # ImportError, or a CUDA/driver error raised while importing
+        _log.debug("flash-attn-4 is not usable: %s", err)
+        return None
+
+
+def flash4_attention(flash: FlashFunc, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``softmax(q kᵀ / √d) v`` through a FlashAttention-style kernel.
+
+    Args:
+        flash: ``flash_attn_func(q, k, v, softmax_scale=None, causal=False)`` taking and returning
+            ``[B, N, heads, head_dim]`` (the output first when it returns a tuple).
+        q, k, v: ``[B, heads, N, head_dim]`` as the attention layers hold them.
+
+    Returns:
+        ``[B, heads, Nq, head_dim]``, the layout of ``F.scaled_dot_product_attention``.
+    """
+    out = flash(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=False)
+    out = out[0] if isinstance(out, tuple) else out
+    return out.transpose(1, 2)
+
+
+def select_attention(model: nn.Module, backend: str, device: torch.device, dtype: torch.dtype) -> str:
+    """Set every attention layer of ``model`` to ``backend`` (``sdpa`` or ``flash4``).
+
+    ``flash4`` runs only where it can: the package importable, a CUDA device and a half-precision
+    autocast dtype; otherwise SDPA is used and a warning says why.
+
+    Returns:
+        The backend the layers now use.
+    """
+    flash = None
+    if backend == "flash4":
+        reason = None
+        if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16):
+            reason = f"it needs CUDA with bfloat16/float16, not {device.type} {dtype}"
+        elif (flash := load_flash4()) is None:
+            reason = "the flash-attn-4 package is not importable"
+        if reason is not None:
+            _log.warning("attention flash4 requested but %s: using sdpa", reason)
+            backend = "sdpa"
+    elif backend != "sdpa":
+        raise ValueError(f"attention backend must be sdpa or flash4, got {backend!r}")
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.impl, module.flash = backend, flash
+    return backend
 
 #: Kernel preference orders for ``F.scaled_dot_product_attention`` (the first that supports
 #: the inputs runs). "auto" keeps PyTorch's own order, which on an H100 with torch 2.11
@@ -67,6 +132,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
         self.rope = rope
         self.impl = "sdpa"
+        self.flash: FlashFunc | None = None  # set by select_attention() with impl "flash4"
 
     def forward(
         self,
@@ -102,6 +168,10 @@ class Attention(nn.Module):
             q = self.rope.apply(q, cos, sin)
         if self.impl == "sdpa":
             x = F.scaled_dot_product_attention(q, k, v)
+        elif self.impl == "flash4":
+            if self.flash is None:
+                raise ValueError("attention impl flash4 without a kernel: use select_attention()")
+            x = flash4_attention(self.flash, q, k, v)
         else:
             attn = (q * self.scale) @ k.transpose(-2, -1)
             x = attn.softmax(dim=-1) @ v

@@ -33,6 +33,7 @@ from torch.nn.attention import sdpa_kernel
 from vggt_uncertainty_ros.errors import ModelError
 from vggt_uncertainty_ros.model.init import deterministic_init_
 from vggt_uncertainty_ros.model.layers import ATTENTION_IMPLS, SDPA_BACKENDS, Attention, Block
+from vggt_uncertainty_ros.model.layers.attention import flash4_attention
 from vggt_uncertainty_ros.model.omega.config import OmegaConfig, get_omega_config
 from vggt_uncertainty_ros.model.omega.layers import AxialRope, HalfSwapRotation, KeyMaskedLinear, OmegaAttention
 from vggt_uncertainty_ros.model.omega.pose import encoding_to_camera
@@ -203,6 +204,8 @@ class OmegaAggregator(nn.Module):
         q, kk = attn.q_norm(q), attn.k_norm(kk)
         if attn.impl == "sdpa":
             o = F.scaled_dot_product_attention(q, kk, v)
+        elif attn.impl == "flash4":
+            o = flash4_attention(attn.flash, q, kk, v)
         else:
             o = ((q * attn.scale) @ kk.transpose(-2, -1)).softmax(dim=-1) @ v
         o = attn.proj(o.transpose(1, 2).reshape(b, s * k, c))

@@ -10,7 +10,7 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 
-from vggt_uncertainty_ros.data.sequence import TUM_DEPTH_SCALE
+from vggt_uncertainty_ros.data.layout import TUM_DEPTH_SCALE
 from vggt_uncertainty_ros.data.tum import (
     format_stamp,
     write_tum_list,
@@ -67,9 +67,7 @@ class TumFolderWriter:
     def write_rgb(self, stamp_ns: int, rgb: np.ndarray) -> None:
         """Write one ``[H, W, 3]`` uint8 RGB image."""
         name = f"rgb/{format_stamp(stamp_ns)}.png"
-        Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(
-            self.path / name, compress_level=self.level
-        )
+        Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(self.path / name, compress_level=self.level)
         self._rgb[0].append(int(stamp_ns))
         self._rgb[1].append(name)
 
