@@ -108,3 +108,14 @@ def test_cli_rejects_unknown_backbones_and_patch_sizes():
         bench_cli.run(parser.parse_args(["--backbone", "vggt,dino"]))
     with pytest.raises(ConfigError, match="--width 518 is not a multiple of 16"):
         bench_cli.run(parser.parse_args(["--backbone", "vggt-omega", "--width", "518"]))
+
+
+@pytest.mark.slow  # the GPU check's CPU dry run: both tiny backbones once
+def test_omega_gpu_check_dry_run_on_cpu(tmp_path, capsys):
+    from benchmarks import omega_gpu_check
+
+    assert omega_gpu_check.main(["--device", "cpu", "--config", "tiny", "--frames", "2", "--iters", "1",
+                                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    figures = json.loads((tmp_path / "omega_gpu_check.json").read_text())
+    assert set(figures["bench"]) == {"vggt", "vggt-omega"}
+    assert "0 failed check(s)" in capsys.readouterr().out
