@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 import numpy as np
 import torch
@@ -203,11 +203,12 @@ class NetworkBackbone:
         self.name = name
         self.device = torch.device(device)
         self.dtype = dtype
-        self.model = model.to(self.device).eval()
+        net: Any = model.to(self.device).eval()  # VGGT-style: set_amp, amp_dtype, feature_dim
+        self.model = net
         amp = None if dtype == torch.float32 else dtype
-        if hasattr(model, "set_amp") and getattr(model, "amp_dtype", None) != amp:
-            model.set_amp(amp)
-        self.feature_dim = int(model.feature_dim)
+        if hasattr(net, "set_amp") and getattr(net, "amp_dtype", None) != amp:
+            net.set_amp(amp)
+        self.feature_dim = int(net.feature_dim)
         self.preprocess = preprocess
         self.token_cache = token_cache
         self.feature = feature
@@ -289,7 +290,8 @@ def build_vggt(spec: BackboneSpec, device: torch.device, dtype: torch.dtype) -> 
     """VGGT (``facebook/VGGT-1B`` or ``tiny``) with its official ``crop``/``pad`` preprocessing."""
     model = load_backbone(spec.weights, device, dtype)
     _maybe_compile(model, spec, device, dtype)
-    preprocess = partial(preprocess_images_with_transforms, mode=spec.resolved_preprocess_mode)
+    mode = cast(Literal["crop", "pad"], spec.resolved_preprocess_mode)  # validated by BackboneSpec
+    preprocess = partial(preprocess_images_with_transforms, mode=mode)
     return NetworkBackbone(model, "vggt", preprocess, device, dtype, _token_cache(spec, TOKEN_CACHE_FRAMES))
 
 

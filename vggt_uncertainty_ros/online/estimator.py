@@ -20,7 +20,7 @@ import os
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
@@ -147,7 +147,7 @@ class WindowEstimator:
             backbone = NetworkBackbone(
                 backbone,
                 "vggt",
-                partial(preprocess_images_with_transforms, mode=mode),
+                partial(preprocess_images_with_transforms, mode=cast(Literal["crop", "pad"], mode)),
                 self.device,
                 self.dtype,
                 token_cache,
