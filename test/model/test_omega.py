@@ -167,3 +167,11 @@ def test_bf16_autocast_stays_close_to_float32():
     assert_close(out.camera_features, ref.camera_features, rtol=0.05, atol=0.05)
     assert_close(out.pose_enc, ref.pose_enc, rtol=0.02, atol=0.02)
     assert not torch.equal(out.camera_features, ref.camera_features)  # it did run in bf16
+
+
+@torch.no_grad()
+def test_batch_items_are_independent_and_one_frame_works(tiny):
+    images = torch.rand(2, 3, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    both = tiny(images)
+    assert_close(both.pose_enc[1:], tiny(images[1:]).pose_enc, rtol=1e-5, atol=1e-6)
+    assert tiny(images[:1, :1]).pose_enc.shape == (1, 1, 9)
