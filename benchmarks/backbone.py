@@ -21,7 +21,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from vggt_uncertainty_ros.errors import ModelError
+from vggt_uncertainty_ros.model.checkpoint import compact_matrix_weights
 from vggt_uncertainty_ros.model.config import VGGTConfig, get_config
+from vggt_uncertainty_ros.model.layers import Attention
 from vggt_uncertainty_ros.model.omega import OmegaConfig, VGGTOmega, get_omega_config
 from vggt_uncertainty_ros.model.omega.preprocess import target_shape
 from vggt_uncertainty_ros.model.token_cache import TokenCache
@@ -34,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class BenchSettings:
+class BackboneBenchConfig:
     """What to benchmark.
 
     Attributes:
@@ -247,7 +250,36 @@ def measure_matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None 
     return 2.0 * n**3 * iters / (time.perf_counter() - t0) / 1e12
 
 
-def build_bench_model(settings: BenchSettings, inference_precision: bool = True) -> VGGT | VGGTOmega:
+def set_attention_impl(model: nn.Module, impl: str) -> None:
+    """Select ``"sdpa"`` (fused, default) or ``"manual"`` (explicit softmax) attention in every block."""
+    if impl not in ("sdpa", "manual"):  # flash4 needs its kernel: model.layers.select_attention
+        raise ModelError(f"attention implementation must be 'sdpa' or 'manual', got {impl!r}")
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.impl = impl
+
+
+def set_amp(model: VGGT, dtype: torch.dtype | None, compact_weights: bool = False) -> None:
+    """Run the aggregator under autocast with ``dtype`` (``None``: float32 throughout).
+
+    With ``compact_weights`` the aggregator's matrix weights are also stored in ``dtype``
+    (:func:`~vggt_uncertainty_ros.model.checkpoint.compact_matrix_weights`); the camera head
+    always stays float32.
+    """
+    if compact_weights and dtype is None:
+        raise ModelError("compact_weights needs an autocast dtype")
+    model.amp_dtype = dtype
+    if compact_weights:
+        compact_matrix_weights(model.aggregator, dtype)
+
+
+def uncompile_blocks(model: nn.Module) -> None:
+    """Undo ``VGGT.compile_blocks`` (blocks run eagerly again; dynamo's caches are kept)."""
+    for module in model.modules():
+        module._compiled_call_impl = None
+
+
+def build_bench_model(settings: BackboneBenchConfig, inference_precision: bool = True) -> VGGT | VGGTOmega:
     """Model on the target device with random weights.
 
     With ``inference_precision`` a CUDA model gets the bf16 GPU path (autocast and
@@ -263,7 +295,7 @@ def build_bench_model(settings: BenchSettings, inference_precision: bool = True)
     (model.reset_buffers if isinstance(model, VGGTOmega) else model.aggregator.reset_buffers)()
     model.eval().requires_grad_(False)
     if device.type == "cuda" and inference_precision:
-        model.set_amp(torch.bfloat16, compact_weights=True)
+        set_amp(model, torch.bfloat16, compact_weights=True)
     return model
 
 
@@ -279,12 +311,10 @@ def _time_calls(fn: Callable[[], object], n: int, device: torch.device) -> list[
 
 
 @torch.no_grad()
-def run_backbone_bench(settings: BenchSettings, model: VGGT | None = None) -> BenchResult:
+def run_backbone_bench(settings: BackboneBenchConfig, model: VGGT | None = None) -> BenchResult:
     """Benchmark one window size; see :class:`BenchResult` for the figures."""
     device = torch.device(settings.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        from vggt_uncertainty_ros.errors import ModelError
-
         raise ModelError("--device cuda requested but torch.cuda.is_available() is False")
     omega = settings.backbone == "vggt-omega"
     cfg = get_omega_config(settings.config) if omega else get_config(settings.config)
@@ -366,11 +396,11 @@ def run_backbone_bench(settings: BenchSettings, model: VGGT | None = None) -> Be
     )
 
 
-def _bench_worker(settings: BenchSettings) -> dict:
+def _bench_worker(settings: BackboneBenchConfig) -> dict:
     return run_backbone_bench(settings).to_dict()
 
 
-def run_isolated(settings: BenchSettings) -> BenchResult:
+def run_isolated(settings: BackboneBenchConfig) -> BenchResult:
     """:func:`run_backbone_bench` in a fresh process, so that the CPU's max-RSS figure is this
     backbone's alone (side-by-side runs would otherwise all report the largest)."""
     import multiprocessing

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vggt_uncertainty_ros.data import open_sequence
+from vggt_uncertainty_ros.data.synth import generate
 
 __all__ = ["DecodeBenchmark", "benchmark_decoding"]
 
@@ -78,8 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     paths = list(args.paths)
     tmp = None
     if not paths:
-        from vggt_uncertainty_ros.data.synth import generate
-
         tmp = tempfile.TemporaryDirectory(prefix="vggt_bench_")
         result = generate(tmp.name, seed=0, n_frames=300, formats=("tum", "ros1", "ros2", "ros2-mcap"))
         paths = list(result.paths.values())

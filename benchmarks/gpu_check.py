@@ -23,19 +23,26 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.backbone import (
-    BenchSettings,
+    BackboneBenchConfig,
     build_bench_model,
     measure_matmul_peak,
     run_backbone_bench,
+    set_amp,
+    set_attention_impl,
+    uncompile_blocks,
     vggt_flops,
 )
+from vggt_uncertainty_ros.model import preprocess_images_with_transforms
 from vggt_uncertainty_ros.model.config import get_config
 from vggt_uncertainty_ros.model.token_cache import TokenCache
+from vggt_uncertainty_ros.online.estimator import WindowEstimator
 
 #: bf16-autocast vs float32 limits (max abs); the golden README saw 2.0e-2 (tokens) and
 #: 4.9e-3 (pose) on CPU for 3 small frames.
@@ -154,8 +161,6 @@ def _capture_graph(fn: Callable[[], dict]) -> tuple[torch.cuda.CUDAGraph, dict]:
 
 def profile_summary(fn: Callable[[], object], runs: int = 3) -> tuple[list[str], str]:
     """Device time per forward by kernel category, and the full kernel table."""
-    from torch.profiler import ProfilerActivity, profile
-
     fn()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -185,16 +190,10 @@ def profile_summary(fn: Callable[[], object], runs: int = 3) -> tuple[list[str],
 
 def estimator_bench(model: torch.nn.Module, device: torch.device, frames: int, windows: int = 12) -> dict:
     """Wall time of :meth:`WindowEstimator.estimate` (preprocessing included) as the node calls it."""
-    import numpy as np
-
-    from vggt_uncertainty_ros.online.estimator import WindowEstimator
-
     rng = np.random.default_rng(0)
     stride = max(1, frames // 2)
     n = frames + stride * (windows - 1)
     images = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(n)]
-    from vggt_uncertainty_ros.model import preprocess_images_with_transforms
-
     window = images[:frames]
     prep, _ = time_ms(lambda: preprocess_images_with_transforms(window, mode="crop"), 5, torch.device("cpu"))
     print(f"     preprocessing alone (CPU, PIL bicubic, {frames} frames): {prep:.1f} ms", flush=True)
@@ -255,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
 
     print("--- correctness", flush=True)
     t0 = time.perf_counter()
-    settings = BenchSettings(config=args.config, device=args.device, frames=args.frames, height=args.height,
+    settings = BackboneBenchConfig(config=args.config, device=args.device, frames=args.frames, height=args.height,
                              width=args.width, iters=args.iters)
     model = build_bench_model(settings, inference_precision=False)  # float32 reference first
     print(f"model built in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -265,9 +264,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
 
     ref = model(images)
     if args.frames * args.height * args.width <= 8 * 392 * 518:
-        model.set_attention_impl("manual")
+        set_attention_impl(model, "manual")
         man = model(images)
-        model.set_attention_impl("sdpa")
+        set_attention_impl(model, "sdpa")
         d = _max_diff(ref["pose_enc_preact_list"][-1], man["pose_enc_preact_list"][-1])
         _report(d < 1e-4, f"float32 sdpa vs manual attention: raw pose max diff {d:.2e}", failures)
         del man
@@ -275,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
     d = _max_diff(ref["camera_features"], full_last["camera_features"])
     _report(d < 1e-4, f"float32 camera-only last global block vs full block: max diff {d:.2e}", failures)
     del full_last
-    model.set_amp(torch.bfloat16, compact_weights=cuda)
+    set_amp(model, torch.bfloat16, compact_weights=cuda)
 
     def check_bf16(out: dict, label: str) -> None:
         dt = _max_diff(out["camera_features"], ref["camera_features"])
@@ -351,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
             _report(False, f"variant {label}/{backend}: {type(err).__name__}: {str(err)[:300]}", failures)
         finally:
             if compiled:
-                model.uncompile_blocks()
+                uncompile_blocks(model)
         figures["variants"] = results
         save()
     if not results:
@@ -376,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
     print("--- bench (fastest graph-free variant)", flush=True)
     try:
         bench = run_backbone_bench(
-            BenchSettings(**{**settings.__dict__, "sdpa_backend": best_free["sdpa"], "compile": False}), model=model
+            BackboneBenchConfig(**{**settings.__dict__, "sdpa_backend": best_free["sdpa"], "compile": False}),
+            model=model,
         )
         bench.compiled = best_free["mode"] == "compiled"
         print("\n".join(bench.lines()), flush=True)

@@ -18,7 +18,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from benchmarks.backbone import BackboneBenchConfig, build_bench_model, set_amp, uncompile_blocks
 from benchmarks.gpu_check import time_ms
+from vggt_uncertainty_ros.model.layers import Mlp
 
 
 def _graph_ms(fn: Callable[[], object], iters: int = 30) -> float:
@@ -84,10 +86,8 @@ def fc1_gelu(device: torch.device) -> None:
 
 
 def whole_compile(device: torch.device) -> None:
-    from benchmarks.backbone import BenchSettings, build_bench_model
-
     print("--- whole-aggregator torch.compile", flush=True)
-    model = build_bench_model(BenchSettings(config="full", device=str(device)))
+    model = build_bench_model(BackboneBenchConfig(config="full", device=str(device)))
     images = torch.rand(1, 8, 3, 392, 518, device=device)
     with torch.no_grad():
         ref = model(images)
@@ -103,15 +103,12 @@ def whole_compile(device: torch.device) -> None:
 
 def model_gelu_epilogue(device: torch.device) -> None:
     """Per-block-compiled full model with exact GELU vs cuBLASLt's fused tanh-GELU epilogue."""
-    from benchmarks.backbone import BenchSettings, build_bench_model
-    from vggt_uncertainty_ros.model.layers import Mlp
-
     print("--- full model, per-block compile: fc1 + GELU as cuBLASLt epilogue", flush=True)
-    model = build_bench_model(BenchSettings(config="full", device=str(device)), inference_precision=False)
+    model = build_bench_model(BackboneBenchConfig(config="full", device=str(device)), inference_precision=False)
     images = torch.rand(1, 8, 3, 392, 518, device=device)
     with torch.no_grad():
         ref = model(images)
-        model.set_amp(torch.bfloat16, compact_weights=True)
+        set_amp(model, torch.bfloat16, compact_weights=True)
         original = Mlp.forward
 
         def epilogue(self: Mlp, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +123,7 @@ def model_gelu_epilogue(device: torch.device) -> None:
         for label, fwd in (("exact GELU", original), ("tanh-GELU epilogue", epilogue)):
             torch._dynamo.reset()
             Mlp.forward = fwd
-            model.uncompile_blocks()
+            uncompile_blocks(model)
             model.compile_blocks()
             out = model(images)
             dt = float((out["camera_features"].float() - ref["camera_features"]).abs().max())

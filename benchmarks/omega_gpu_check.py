@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.backbone import BenchSettings, build_bench_model, default_input_hw, run_backbone_bench
+from benchmarks.backbone import BackboneBenchConfig, build_bench_model, default_input_hw, run_backbone_bench
 
 #: bf16-autocast vs float32 limits (max abs), as for VGGT.
 TOKEN_TOL = 0.1
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     h, w = default_input_hw("vggt-omega")
     if not cuda:
         h, w = 64, 96  # dry run
-    settings = BenchSettings(
+    settings = BackboneBenchConfig(
         config=args.config, device=args.device, backbone="vggt-omega", frames=args.frames, height=h, width=w,
         iters=args.iters, warmup=2,
     )  # fmt: skip

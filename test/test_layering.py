@@ -6,7 +6,7 @@ Layers, lowest first (a module may import its own layer and the layers below it,
     geometry, calibration        numpy-only core
     data                         readers, writers, windowing, synthetic sequences
     model, head                  backbones (torch), the uncertainty head
-    online                       the node's ROS-free runtime
+    online, distributed          the node's ROS-free runtime; torch.distributed helpers
     trainer, evaluate, ros       front ends
     demo
     cli
@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"geometry", "calibration"},
     {"data"},
     {"model", "head"},
-    {"online"},
+    {"online", "distributed"},
     {"trainer", "evaluate", "ros"},
     {"demo"},
     {"cli"},

@@ -13,8 +13,8 @@ Without official weights the backbone is the tiny, randomly initialised configur
 poses are meaningless and the head learns to cover their large errors. With
 ``VGGT_WEIGHTS=<path or HF id>`` (and a GPU) the same loop runs the real model.
 
-rclpy is imported only inside step 4 (``vggt_uncertainty_ros.ros.replay``), so this module
-imports without ROS.
+rclpy is imported only inside step 4 (``vggt_uncertainty_ros.ros.replay``), torch, evo and
+GTSAM only inside the steps that use them, so this module imports without ROS or torch.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import yaml
 from tqdm import tqdm
 
 from vggt_uncertainty_ros.data import DEFAULT_IMAGE_TOPIC as IMAGE_TOPIC
+from vggt_uncertainty_ros.data.synth import generate
 from vggt_uncertainty_ros.errors import VggtUncertaintyError
 
 _log = logging.getLogger(__name__)
@@ -108,8 +109,6 @@ class _Sequence:
 
 def synthesise(cfg: DemoConfig) -> tuple[_Sequence, _Sequence]:
     """Step 1: the training and the evaluation sequence (ROS 2 bag + TUM ground truth)."""
-    from vggt_uncertainty_ros.data.synth import generate
-
     sequences = []
     for name, seed, n in (("train", cfg.seed, cfg.train_frames), ("eval", cfg.seed + 100, cfg.eval_frames)):
         with tqdm(total=n, desc=f"synth {name}", unit="frame") as bar:
@@ -127,6 +126,7 @@ def train_head(cfg: DemoConfig, seq: _Sequence) -> tuple[Path, list[Path]]:
     The demo has one training sequence, so, as in the original analysis, validation (and the
     choice of the ``best`` checkpoint) uses the training windows; the trainer logs a warning.
     """
+    # lazy: this module imports without torch, evo or GTSAM (test_layering); each step loads its stack
     from vggt_uncertainty_ros.trainer import load_config, train
     from vggt_uncertainty_ros.trainer.charts import draw_charts
     from vggt_uncertainty_ros.trainer.loop import BEST_FILE
@@ -199,7 +199,7 @@ def run_node_and_record(cfg: DemoConfig, head: Path, seq: _Sequence) -> tuple[Pa
     with log_path.open("wb") as log:
         node = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        from vggt_uncertainty_ros.ros.replay import replay_and_record
+        from vggt_uncertainty_ros.ros.replay import replay_and_record  # lazy: rclpy only in this step
 
         recording = cfg.out_dir / "node_recording"
         relative_topic, pose_topic = f"/{NODE_NAME}/relative_pose", f"/{NODE_NAME}/pose"
@@ -231,6 +231,7 @@ def run_node_and_record(cfg: DemoConfig, head: Path, seq: _Sequence) -> tuple[Pa
 
 def evaluate_recording(cfg: DemoConfig, recording: Path, seq: _Sequence) -> tuple[dict[str, Any], Path]:
     """Step 5: the evaluator in ``--poses-topic`` mode on the recording."""
+    # lazy: this module imports without torch, evo or GTSAM (test_layering)
     from vggt_uncertainty_ros.evaluate import EvalConfig, SourceKind, evaluate
 
     result = evaluate(

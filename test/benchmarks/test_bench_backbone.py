@@ -7,7 +7,7 @@ import json
 import pytest
 
 from benchmarks.backbone import (
-    BenchSettings,
+    BackboneBenchConfig,
     dino_flops,
     run_backbone_bench,
     vggt_flops,
@@ -32,7 +32,7 @@ def test_flop_count_matches_hand_count():
 
 def test_tiny_cpu_bench_prints_figures(capsys):
     result = run_backbone_bench(
-        BenchSettings(config="tiny", device="cpu", frames=3, height=42, width=56, iters=2, warmup=1)
+        BackboneBenchConfig(config="tiny", device="cpu", frames=3, height=42, width=56, iters=2, warmup=1)
     )
     assert result.latency_ms_min <= result.latency_ms_median
     assert result.sliding_fps_no_cache > 0 and result.sliding_fps_cache > 0

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors.numpy import load_file
 
 from vggt_uncertainty_ros.errors import GeometryError
@@ -46,26 +45,15 @@ def test_decode_numpy_float64(golden):
     np.testing.assert_allclose(K, golden["intrinsics"], **TOL)
 
 
-def test_decode_torch_float32_keeps_dtype(golden):
-    E, K = pose_encoding_to_extri_intri(torch.from_numpy(golden["pose_enc"]), torch.tensor(HW))
-    assert E.dtype == torch.float32 and K.dtype == torch.float32
-    torch.testing.assert_close(E, torch.from_numpy(golden["extrinsics"]), rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(K, torch.from_numpy(golden["intrinsics"]), rtol=1e-6, atol=1e-6)
-
-
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_decode_unnormalised_quaternion(golden, backend):
+def test_decode_unnormalised_quaternion(golden):
     enc = golden["pose_enc_unnormalized_quat"]
-    E, _ = pose_encoding_to_extri_intri(torch.from_numpy(enc) if backend == "torch" else enc, HW)
-    np.testing.assert_allclose(np.asarray(E), golden["extrinsics_from_unnormalized_quat"], **TOL)
+    E, _ = pose_encoding_to_extri_intri(enc, HW)
+    np.testing.assert_allclose(E, golden["extrinsics_from_unnormalized_quat"], **TOL)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_encode_round_trip_standardises_quaternion(golden, backend):
+def test_encode_round_trip_standardises_quaternion(golden):
     E, K = golden["extrinsics"], golden["intrinsics"]
-    if backend == "torch":
-        E, K = torch.from_numpy(E), torch.from_numpy(K)
-    enc = np.asarray(extri_intri_to_pose_encoding(E, K, HW))
+    enc = extri_intri_to_pose_encoding(E, K, HW)
     np.testing.assert_allclose(enc, golden["pose_enc_roundtrip"], **TOL)
     assert np.all(enc[..., 6] >= 0)
     # equal to the input encoding up to the quaternion sign
@@ -74,10 +62,9 @@ def test_encode_round_trip_standardises_quaternion(golden, backend):
     np.testing.assert_allclose(enc, src, rtol=1e-5, atol=2e-6)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_mat_to_quat(golden, backend):
+def test_mat_to_quat(golden):
     R = golden["extrinsics"][..., :3]
-    q = np.asarray(rotmat_to_quat(torch.from_numpy(R) if backend == "torch" else R))
+    q = rotmat_to_quat(R)
     np.testing.assert_allclose(q, golden["mat_to_quat_of_extrinsics"], **TOL)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from vggt_uncertainty_ros.errors import GeometryError
 from vggt_uncertainty_ros.geometry import (
@@ -38,8 +37,6 @@ def test_relative_from_extrinsics_equals_window_relative_of_camera_poses():
     T_world_cam = _random_poses(2, (2, 8))
     E = invert_transform(T_world_cam)[..., :3, :]  # VGGT extrinsics: camera-from-world
     np.testing.assert_allclose(relative_from_extrinsics(E), window_relative(T_world_cam), atol=1e-13)
-    rel_t = relative_from_extrinsics(torch.from_numpy(E))
-    np.testing.assert_allclose(rel_t.numpy(), window_relative(T_world_cam), atol=1e-13)
 
 
 def test_window_functions_need_a_frame_axis():
@@ -89,16 +86,12 @@ def test_fit_scale_fallbacks_and_clamp():
     assert fit_scale(t_gt, -t_gt).scale == pytest.approx(0.01)
 
 
-def test_fit_scale_batched_numpy_and_torch():
+def test_fit_scale_batched():
     t_gt = np.stack([_translations(), _translations() * 0.05])  # second window: no valid frame
     t_pred = t_gt / 2.0
     fit = fit_scale(t_gt, t_pred)
     np.testing.assert_allclose(fit.scale, [2.0, 1.0])
     np.testing.assert_array_equal(fit.n_valid, [3, 0])
-    fit_t = fit_scale(torch.from_numpy(t_gt), torch.from_numpy(t_pred))
-    assert isinstance(fit_t.scale, torch.Tensor)
-    np.testing.assert_allclose(fit_t.scale.numpy(), [2.0, 1.0])
-    np.testing.assert_array_equal(fit_t.n_valid.numpy(), [3, 0])
 
 
 def test_fit_scale_rejects_shape_mismatch():
@@ -106,16 +99,12 @@ def test_fit_scale_rejects_shape_mismatch():
         fit_scale(np.zeros((4, 3)), np.zeros((5, 3)))
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_pose_residual_inverts_right_perturbation(backend):
+def test_pose_residual_inverts_right_perturbation():
     rng = np.random.default_rng(4)
     T_gt = _random_poses(5, (6,))
     r = rng.normal(size=(6, 6)) * 0.1
     T_pred = T_gt @ se3_exp(r)
-    if backend == "torch":
-        out = pose_residual(torch.from_numpy(T_gt), torch.from_numpy(T_pred)).numpy()
-    else:
-        out = pose_residual(T_gt, T_pred)
+    out = pose_residual(T_gt, T_pred)
     np.testing.assert_allclose(out, r, atol=1e-13)
 
 

@@ -104,9 +104,9 @@ def test_pose_loss_prior_and_beta_change_loss_as_documented() -> None:
     r = torch.full((1, 2, 6), 0.5)
     lv = torch.full((1, 2, 6), math.log(4.0))
     base = pose_uncertainty_loss(r, lv).loss
-    beta = pose_uncertainty_loss(r, lv, config=LossConfig(beta=0.5)).loss
+    beta = pose_uncertainty_loss(r, lv, config=LossConfig(beta_nll=0.5)).loss
     torch.testing.assert_close(beta, 2.0 * base)
-    prior = pose_uncertainty_loss(r, lv, config=LossConfig(prior_alpha=0.1, prior_sqrt_info=1.0))
+    prior = pose_uncertainty_loss(r, lv, config=LossConfig(prior_alpha=0.1, prior_sqrt_info0=1.0))
     expected_prior = 0.1 * 6 * (0.5 * math.log(4.0)) ** 2
     assert prior.components["prior"] == pytest.approx(expected_prior)
     torch.testing.assert_close(prior.loss, base + expected_prior)

@@ -15,11 +15,19 @@ from safetensors.torch import load_file
 from torch.testing import assert_close
 
 from vggt_uncertainty_ros.model import VGGT
+from vggt_uncertainty_ros.model.layers import Attention
 
 pytestmark = [pytest.mark.golden, pytest.mark.slow]
 
 TOK = {"rtol": 1e-4, "atol": 1e-4}
 POSE = {"rtol": 1e-4, "atol": 1e-5}
+
+
+def set_attention_impl(model: torch.nn.Module, impl: str) -> None:
+    """Switch every attention layer to ``"sdpa"`` or ``"manual"`` (the reference softmax)."""
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.impl = impl
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +104,13 @@ def shallow_full(full_model):
     agg.depth = 1
     yield full_model
     agg.patch_embed.blocks, agg.frame_blocks, agg.global_blocks, agg.depth = saved
-    full_model.set_attention_impl("sdpa")
+    set_attention_impl(full_model, "sdpa")
 
 
 def _run_both(model, images):
-    model.set_attention_impl("manual")
+    set_attention_impl(model, "manual")
     ref = model(images, camera_token_layers=True, decode=False)
-    model.set_attention_impl("sdpa")
+    set_attention_impl(model, "sdpa")
     out = model(images, camera_token_layers=True, decode=False)
     return out, ref
 

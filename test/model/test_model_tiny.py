@@ -13,6 +13,14 @@ from vggt_uncertainty_ros.model import (
     backbone_identity,
     load_backbone,
 )
+from vggt_uncertainty_ros.model.layers import Attention
+
+
+def set_attention_impl(model: torch.nn.Module, impl: str) -> None:
+    """Switch every attention layer to ``"sdpa"`` or ``"manual"`` (the reference softmax)."""
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.impl = impl
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +98,11 @@ def test_batch_items_are_independent_and_frame_count_changes_results(tiny):
 def test_sdpa_matches_manual_attention_tiny(tiny):
     x = _images(3, h=42, w=56)
     out = tiny(x, decode=False)
-    tiny.set_attention_impl("manual")
+    set_attention_impl(tiny, "manual")
     try:
         ref = tiny(x, decode=False)
     finally:
-        tiny.set_attention_impl("sdpa")
+        set_attention_impl(tiny, "sdpa")
     assert_close(out["pose_enc"], ref["pose_enc"], rtol=1e-4, atol=1e-5)
 
 

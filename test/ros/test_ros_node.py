@@ -252,7 +252,6 @@ def test_over_rate_stream_drops_by_policy_with_flat_memory(session, main_run):
     submitted = int(v["windows_submitted"]) - int(v0["windows_submitted"])
     assert submitted == (n_frames - SIZE) // STRIDE + 1
     assert dropped >= submitted // 4, f"expected drops at 2x over-rate, got {dropped} of {submitted}"
-    assert int(v["windows_dropped/queue_full"]) == int(v["windows_dropped"])
     with d.lock:
         depths = [int(s["queue_depth"]) for s in d.diagnostics]
     assert max(depths) <= 2, "the queue never exceeds queue_depth"

@@ -10,7 +10,7 @@ import pytest
 
 from vggt_uncertainty_ros.errors import DataError
 from vggt_uncertainty_ros.trainer.cache import cache_key, load_cached
-from vggt_uncertainty_ros.trainer.config import SequenceSpec, WindowSection
+from vggt_uncertainty_ros.trainer.config import SequenceSpec, WindowSamplingConfig
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def seq(tmp_path: Path) -> SequenceSpec:
 
 
 def test_key_is_stable_and_sensitive(seq: SequenceSpec) -> None:
-    win = WindowSection()
+    win = WindowSamplingConfig()
     base = cache_key(seq, win, "crop", "abc", "float32")
     assert cache_key(seq, win, "crop", "abc", "float32") == base
     assert cache_key(seq, replace(win, stride=2), "crop", "abc", "float32") != base
@@ -43,7 +43,7 @@ def test_key_is_stable_and_sensitive(seq: SequenceSpec) -> None:
 
 def test_missing_sequence_and_corrupt_cache_raise(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
-        cache_key(SequenceSpec(path=str(tmp_path / "nope")), WindowSection(), "crop", "abc", "float32")
+        cache_key(SequenceSpec(path=str(tmp_path / "nope")), WindowSamplingConfig(), "crop", "abc", "float32")
     bad = tmp_path / "0123.safetensors"
     bad.write_bytes(b"not a safetensors file")
     with pytest.raises(DataError, match="unreadable"):

@@ -21,21 +21,25 @@ same components, usually as ``log_var = log σ²`` in the same units. Each 3-DOF
 * clamp hits: fraction of per-component values at a bound of the head's parameterisation
   (``log_var`` clamped to [-20, 20]; or √λ clamped above at 200 rad⁻¹ / 100 m⁻¹).
 
-Metric names are module constants (``D2_ROT_MEAN = "calibration/d2_rot_mean"``, ...) so that
-trainer, evaluator and charts import them instead of retyping strings.
+Metric names come from one table, :data:`BLOCK_STATS` (per-block statistics, ``{b}`` = block);
+:func:`metric_name`, :data:`METRIC_NAMES` and the module constants (``D2_ROT_MEAN ==
+"calibration/d2_rot_mean"``, ...) are derived from it, so trainer, evaluator and charts import
+names instead of retyping strings. The clamp bounds live in
+:mod:`vggt_uncertainty_ros.calibration.constants` (shared with the torch head).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from scipy import stats
 
+from vggt_uncertainty_ros.calibration.constants import BLOCKS, LOG_VAR_BOUNDS, SQRT_INFO_MAX
 from vggt_uncertainty_ros.errors import CalibrationError
 
 logger = logging.getLogger(__name__)
@@ -44,6 +48,7 @@ __all__ = [
     "ANEES_95_HI",
     "ANEES_95_LO",
     "BLOCKS",
+    "BLOCK_STATS",
     "CHI2_3",
     "CLAMP_RTOL",
     "COVERAGE_LEVELS",
@@ -82,6 +87,7 @@ __all__ = [
     "SIGMA_TRANS_P99",
     "SPEARMAN_ROT",
     "SPEARMAN_TRANS",
+    "SQRT_INFO_MAX",
     "SQRT_INFO_ROT_CLAMP_HIT",
     "SQRT_INFO_ROT_P50",
     "SQRT_INFO_ROT_P90",
@@ -90,8 +96,8 @@ __all__ = [
     "SQRT_INFO_TRANS_P50",
     "SQRT_INFO_TRANS_P90",
     "SQRT_INFO_TRANS_P99",
-    "SQRT_INFO_UPPER_BOUNDS",
     "BlockMetrics",
+    "BlockStat",
     "ScaleFitDiagnostics",
     "anees_bounds",
     "block_metrics",
@@ -111,160 +117,55 @@ CHI2_3: dict[str, float] = {"68": 3.527, "95": 7.815, "99": 11.345}
 COVERAGE_LEVELS: dict[str, float] = {"68": 0.6827, "95": 0.95, "99": 0.99}
 """Nominal probability of each key of :data:`CHI2_3`."""
 
-LOG_VAR_BOUNDS: tuple[float, float] = (-20.0, 20.0)
-"""Clamp of the ``log_var`` head output."""
-
-SQRT_INFO_UPPER_BOUNDS: dict[str, float] = {"rot": 200.0, "trans": 100.0}
-"""Upper clamp of √λ (= 1/σ) of the ``sqrt_info`` head: rad⁻¹ for rotation, m⁻¹ for translation."""
-
 CLAMP_RTOL = 1e-5
 """A value within this relative distance (at least absolute 1e-5) of a bound counts as at the bound."""
 
-BLOCKS: tuple[str, str] = ("rot", "trans")
-"""Block names, in residual order: rotation = components 0..2, translation = 3..5."""
 
 # --------------------------------------------------------------------------------------
-# Metric names (keys of calibration_metrics' dict)
+# Metric names (keys of calibration_metrics' dict): one table, every name derived from it
 # --------------------------------------------------------------------------------------
 
-N_SAMPLES = "calibration/n_samples"
-ANEES_95_LO = "calibration/anees_95_lo"
-ANEES_95_HI = "calibration/anees_95_hi"
 
-D2_ROT_MEAN = "calibration/d2_rot_mean"
-D2_TRANS_MEAN = "calibration/d2_trans_mean"
-D2_ROT_MEDIAN = "calibration/d2_rot_median"
-D2_TRANS_MEDIAN = "calibration/d2_trans_median"
-COVERAGE_ROT_68 = "calibration/coverage_rot_68"
-COVERAGE_ROT_95 = "calibration/coverage_rot_95"
-COVERAGE_ROT_99 = "calibration/coverage_rot_99"
-COVERAGE_TRANS_68 = "calibration/coverage_trans_68"
-COVERAGE_TRANS_95 = "calibration/coverage_trans_95"
-COVERAGE_TRANS_99 = "calibration/coverage_trans_99"
-NLL_ROT_PER_DOF = "calibration/nll_rot_per_dof"
-NLL_TRANS_PER_DOF = "calibration/nll_trans_per_dof"
-SPEARMAN_ROT = "calibration/spearman_rot"
-SPEARMAN_TRANS = "calibration/spearman_trans"
+@dataclass(frozen=True)
+class BlockStat:
+    """One per-block statistic of :func:`calibration_metrics`.
 
-SIGMA_ROT_MEAN = "uncertainty/sigma_rot_mean"
-SIGMA_TRANS_MEAN = "uncertainty/sigma_trans_mean"
-SIGMA_ROT_P50 = "uncertainty/sigma_rot_p50"
-SIGMA_ROT_P90 = "uncertainty/sigma_rot_p90"
-SIGMA_ROT_P99 = "uncertainty/sigma_rot_p99"
-SIGMA_TRANS_P50 = "uncertainty/sigma_trans_p50"
-SIGMA_TRANS_P90 = "uncertainty/sigma_trans_p90"
-SIGMA_TRANS_P99 = "uncertainty/sigma_trans_p99"
+    Attributes:
+        stat: the key of :func:`metric_name` (``"d2_mean"``, ...).
+        template: the metric name with ``{b}`` in place of the block (``rot``/``trans``).
+        value: reads the statistic from a :class:`BlockMetrics`.
+        only_for: the head parameterization it is reported for, or ``None`` for both.
+    """
 
-RESIDUAL_ROT_P90 = "diagnostic/residual_rot_p90"
-RESIDUAL_TRANS_P90 = "diagnostic/residual_trans_p90"
-LOG_VAR_ROT_AT_MIN = "diagnostic/log_var_rot_at_min"
-LOG_VAR_ROT_AT_MAX = "diagnostic/log_var_rot_at_max"
-LOG_VAR_TRANS_AT_MIN = "diagnostic/log_var_trans_at_min"
-LOG_VAR_TRANS_AT_MAX = "diagnostic/log_var_trans_at_max"
+    stat: str
+    template: str
+    value: Callable[[BlockMetrics], float]
+    only_for: str | None = None
 
-SQRT_INFO_ROT_P50 = "sqrt_info_rot_p50"
-SQRT_INFO_ROT_P90 = "sqrt_info_rot_p90"
-SQRT_INFO_ROT_P99 = "sqrt_info_rot_p99"
-SQRT_INFO_TRANS_P50 = "sqrt_info_trans_p50"
-SQRT_INFO_TRANS_P90 = "sqrt_info_trans_p90"
-SQRT_INFO_TRANS_P99 = "sqrt_info_trans_p99"
-SQRT_INFO_ROT_CLAMP_HIT = "sqrt_info_rot_clamp_hit"
-SQRT_INFO_TRANS_CLAMP_HIT = "sqrt_info_trans_clamp_hit"
 
-PRED_TRANS_NORM_SCALED_MEAN = "pred_trans_norm_scaled_mean"
-GT_TRANS_NORM_MEAN = "gt_trans_norm_mean"
-SCALE_FIT_N_VALID_MEAN = "scale_fit/n_valid_mean"
-SCALE_FIT_SCALE_MEAN = "scale_fit/scale_mean"
-
-METRIC_NAMES: tuple[str, ...] = (
-    N_SAMPLES,
-    ANEES_95_LO,
-    ANEES_95_HI,
-    D2_ROT_MEAN,
-    D2_TRANS_MEAN,
-    D2_ROT_MEDIAN,
-    D2_TRANS_MEDIAN,
-    COVERAGE_ROT_68,
-    COVERAGE_ROT_95,
-    COVERAGE_ROT_99,
-    COVERAGE_TRANS_68,
-    COVERAGE_TRANS_95,
-    COVERAGE_TRANS_99,
-    NLL_ROT_PER_DOF,
-    NLL_TRANS_PER_DOF,
-    SPEARMAN_ROT,
-    SPEARMAN_TRANS,
-    SIGMA_ROT_MEAN,
-    SIGMA_TRANS_MEAN,
-    SIGMA_ROT_P50,
-    SIGMA_ROT_P90,
-    SIGMA_ROT_P99,
-    SIGMA_TRANS_P50,
-    SIGMA_TRANS_P90,
-    SIGMA_TRANS_P99,
-    RESIDUAL_ROT_P90,
-    RESIDUAL_TRANS_P90,
-    LOG_VAR_ROT_AT_MIN,
-    LOG_VAR_ROT_AT_MAX,
-    LOG_VAR_TRANS_AT_MIN,
-    LOG_VAR_TRANS_AT_MAX,
-    SQRT_INFO_ROT_P50,
-    SQRT_INFO_ROT_P90,
-    SQRT_INFO_ROT_P99,
-    SQRT_INFO_TRANS_P50,
-    SQRT_INFO_TRANS_P90,
-    SQRT_INFO_TRANS_P99,
-    SQRT_INFO_ROT_CLAMP_HIT,
-    SQRT_INFO_TRANS_CLAMP_HIT,
-    PRED_TRANS_NORM_SCALED_MEAN,
-    GT_TRANS_NORM_MEAN,
-    SCALE_FIT_N_VALID_MEAN,
-    SCALE_FIT_SCALE_MEAN,
+BLOCK_STATS: tuple[BlockStat, ...] = (
+    BlockStat("d2_mean", "calibration/d2_{b}_mean", lambda m: m.d2_mean),
+    BlockStat("d2_median", "calibration/d2_{b}_median", lambda m: m.d2_median),
+    BlockStat("coverage_68", "calibration/coverage_{b}_68", lambda m: m.coverage["68"]),
+    BlockStat("coverage_95", "calibration/coverage_{b}_95", lambda m: m.coverage["95"]),
+    BlockStat("coverage_99", "calibration/coverage_{b}_99", lambda m: m.coverage["99"]),
+    BlockStat("nll_per_dof", "calibration/nll_{b}_per_dof", lambda m: m.nll_per_dof),
+    BlockStat("spearman", "calibration/spearman_{b}", lambda m: m.spearman),
+    BlockStat("sigma_mean", "uncertainty/sigma_{b}_mean", lambda m: m.sigma_mean),
+    BlockStat("sigma_p50", "uncertainty/sigma_{b}_p50", lambda m: m.sigma_p50),
+    BlockStat("sigma_p90", "uncertainty/sigma_{b}_p90", lambda m: m.sigma_p90),
+    BlockStat("sigma_p99", "uncertainty/sigma_{b}_p99", lambda m: m.sigma_p99),
+    BlockStat("residual_p90", "diagnostic/residual_{b}_p90", lambda m: m.residual_p90),
+    BlockStat("sqrt_info_p50", "sqrt_info_{b}_p50", lambda m: m.sqrt_info_p50),
+    BlockStat("sqrt_info_p90", "sqrt_info_{b}_p90", lambda m: m.sqrt_info_p90),
+    BlockStat("sqrt_info_p99", "sqrt_info_{b}_p99", lambda m: m.sqrt_info_p99),
+    BlockStat("log_var_at_min", "diagnostic/log_var_{b}_at_min", lambda m: m.clamp_hit_low, "log_var"),
+    BlockStat("log_var_at_max", "diagnostic/log_var_{b}_at_max", lambda m: m.clamp_hit_high, "log_var"),
+    BlockStat("sqrt_info_clamp_hit", "sqrt_info_{b}_clamp_hit", lambda m: m.clamp_hit_high, "sqrt_info"),
 )
-"""Every name calibration_metrics can return (which appear depends on its arguments)."""
+"""The per-block metrics, in output order; the single source of their names."""
 
-_NAMES: dict[str, dict[str, str]] = {
-    "rot": {
-        "d2_mean": D2_ROT_MEAN,
-        "d2_median": D2_ROT_MEDIAN,
-        "coverage_68": COVERAGE_ROT_68,
-        "coverage_95": COVERAGE_ROT_95,
-        "coverage_99": COVERAGE_ROT_99,
-        "nll_per_dof": NLL_ROT_PER_DOF,
-        "spearman": SPEARMAN_ROT,
-        "sigma_mean": SIGMA_ROT_MEAN,
-        "sigma_p50": SIGMA_ROT_P50,
-        "sigma_p90": SIGMA_ROT_P90,
-        "sigma_p99": SIGMA_ROT_P99,
-        "residual_p90": RESIDUAL_ROT_P90,
-        "log_var_at_min": LOG_VAR_ROT_AT_MIN,
-        "log_var_at_max": LOG_VAR_ROT_AT_MAX,
-        "sqrt_info_p50": SQRT_INFO_ROT_P50,
-        "sqrt_info_p90": SQRT_INFO_ROT_P90,
-        "sqrt_info_p99": SQRT_INFO_ROT_P99,
-        "sqrt_info_clamp_hit": SQRT_INFO_ROT_CLAMP_HIT,
-    },
-    "trans": {
-        "d2_mean": D2_TRANS_MEAN,
-        "d2_median": D2_TRANS_MEDIAN,
-        "coverage_68": COVERAGE_TRANS_68,
-        "coverage_95": COVERAGE_TRANS_95,
-        "coverage_99": COVERAGE_TRANS_99,
-        "nll_per_dof": NLL_TRANS_PER_DOF,
-        "spearman": SPEARMAN_TRANS,
-        "sigma_mean": SIGMA_TRANS_MEAN,
-        "sigma_p50": SIGMA_TRANS_P50,
-        "sigma_p90": SIGMA_TRANS_P90,
-        "sigma_p99": SIGMA_TRANS_P99,
-        "residual_p90": RESIDUAL_TRANS_P90,
-        "log_var_at_min": LOG_VAR_TRANS_AT_MIN,
-        "log_var_at_max": LOG_VAR_TRANS_AT_MAX,
-        "sqrt_info_p50": SQRT_INFO_TRANS_P50,
-        "sqrt_info_p90": SQRT_INFO_TRANS_P90,
-        "sqrt_info_p99": SQRT_INFO_TRANS_P99,
-        "sqrt_info_clamp_hit": SQRT_INFO_TRANS_CLAMP_HIT,
-    },
-}
+_NAMES: dict[tuple[str, str], str] = {(b, s.stat): s.template.format(b=b) for b in BLOCKS for s in BLOCK_STATS}
 
 
 def metric_name(block: str, stat: str) -> str:
@@ -272,19 +173,80 @@ def metric_name(block: str, stat: str) -> str:
 
     Args:
         block: ``"rot"`` or ``"trans"``.
-        stat: one of ``d2_mean, d2_median, coverage_{68,95,99}, nll_per_dof, spearman,
-            sigma_mean, sigma_p{50,90,99}, residual_p90, log_var_at_{min,max},
-            sqrt_info_p{50,90,99}, sqrt_info_clamp_hit``.
+        stat: a :data:`BLOCK_STATS` key: ``d2_mean, d2_median, coverage_{68,95,99}, nll_per_dof,
+            spearman, sigma_mean, sigma_p{50,90,99}, residual_p90, sqrt_info_p{50,90,99},
+            log_var_at_{min,max}, sqrt_info_clamp_hit``.
 
     Raises:
         CalibrationError: unknown block or statistic.
     """
     try:
-        return _NAMES[block][stat]
+        return _NAMES[block, stat]
     except KeyError:
         raise CalibrationError(
-            f"unknown metric ({block!r}, {stat!r}); blocks {list(_NAMES)}, stats {list(_NAMES['rot'])}"
+            f"unknown metric ({block!r}, {stat!r}); blocks {list(BLOCKS)}, stats {[s.stat for s in BLOCK_STATS]}"
         ) from None
+
+
+# Whole-set metrics.
+N_SAMPLES = "calibration/n_samples"
+ANEES_95_LO = "calibration/anees_95_lo"
+ANEES_95_HI = "calibration/anees_95_hi"
+# Scale-fit diagnostics (with ``scale_fit``).
+PRED_TRANS_NORM_SCALED_MEAN = "pred_trans_norm_scaled_mean"
+GT_TRANS_NORM_MEAN = "gt_trans_norm_mean"
+SCALE_FIT_N_VALID_MEAN = "scale_fit/n_valid_mean"
+SCALE_FIT_SCALE_MEAN = "scale_fit/scale_mean"
+
+# Per-block names as importable constants (their strings come from BLOCK_STATS).
+D2_ROT_MEAN = metric_name("rot", "d2_mean")
+D2_TRANS_MEAN = metric_name("trans", "d2_mean")
+D2_ROT_MEDIAN = metric_name("rot", "d2_median")
+D2_TRANS_MEDIAN = metric_name("trans", "d2_median")
+COVERAGE_ROT_68 = metric_name("rot", "coverage_68")
+COVERAGE_ROT_95 = metric_name("rot", "coverage_95")
+COVERAGE_ROT_99 = metric_name("rot", "coverage_99")
+COVERAGE_TRANS_68 = metric_name("trans", "coverage_68")
+COVERAGE_TRANS_95 = metric_name("trans", "coverage_95")
+COVERAGE_TRANS_99 = metric_name("trans", "coverage_99")
+NLL_ROT_PER_DOF = metric_name("rot", "nll_per_dof")
+NLL_TRANS_PER_DOF = metric_name("trans", "nll_per_dof")
+SPEARMAN_ROT = metric_name("rot", "spearman")
+SPEARMAN_TRANS = metric_name("trans", "spearman")
+SIGMA_ROT_MEAN = metric_name("rot", "sigma_mean")
+SIGMA_TRANS_MEAN = metric_name("trans", "sigma_mean")
+SIGMA_ROT_P50 = metric_name("rot", "sigma_p50")
+SIGMA_ROT_P90 = metric_name("rot", "sigma_p90")
+SIGMA_ROT_P99 = metric_name("rot", "sigma_p99")
+SIGMA_TRANS_P50 = metric_name("trans", "sigma_p50")
+SIGMA_TRANS_P90 = metric_name("trans", "sigma_p90")
+SIGMA_TRANS_P99 = metric_name("trans", "sigma_p99")
+RESIDUAL_ROT_P90 = metric_name("rot", "residual_p90")
+RESIDUAL_TRANS_P90 = metric_name("trans", "residual_p90")
+LOG_VAR_ROT_AT_MIN = metric_name("rot", "log_var_at_min")
+LOG_VAR_ROT_AT_MAX = metric_name("rot", "log_var_at_max")
+LOG_VAR_TRANS_AT_MIN = metric_name("trans", "log_var_at_min")
+LOG_VAR_TRANS_AT_MAX = metric_name("trans", "log_var_at_max")
+SQRT_INFO_ROT_P50 = metric_name("rot", "sqrt_info_p50")
+SQRT_INFO_ROT_P90 = metric_name("rot", "sqrt_info_p90")
+SQRT_INFO_ROT_P99 = metric_name("rot", "sqrt_info_p99")
+SQRT_INFO_TRANS_P50 = metric_name("trans", "sqrt_info_p50")
+SQRT_INFO_TRANS_P90 = metric_name("trans", "sqrt_info_p90")
+SQRT_INFO_TRANS_P99 = metric_name("trans", "sqrt_info_p99")
+SQRT_INFO_ROT_CLAMP_HIT = metric_name("rot", "sqrt_info_clamp_hit")
+SQRT_INFO_TRANS_CLAMP_HIT = metric_name("trans", "sqrt_info_clamp_hit")
+
+METRIC_NAMES: tuple[str, ...] = (
+    N_SAMPLES,
+    ANEES_95_LO,
+    ANEES_95_HI,
+    *_NAMES.values(),
+    PRED_TRANS_NORM_SCALED_MEAN,
+    GT_TRANS_NORM_MEAN,
+    SCALE_FIT_N_VALID_MEAN,
+    SCALE_FIT_SCALE_MEAN,
+)
+"""Every name calibration_metrics can return (which appear depends on its arguments)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -572,7 +534,7 @@ def calibration_metrics(
     scale_fit: ScaleFitDiagnostics | Mapping[str, np.ndarray] | None = None,
     log_var_head: np.ndarray | None = None,
     log_var_bounds: tuple[float, float] = LOG_VAR_BOUNDS,
-    sqrt_info_bounds: Mapping[str, float] = SQRT_INFO_UPPER_BOUNDS,
+    sqrt_info_bounds: tuple[float, float] = SQRT_INFO_MAX,
 ) -> dict[str, float]:
     """All calibration metrics of a set of 6-DOF residuals, keyed by the analysis' names.
 
@@ -592,7 +554,7 @@ def calibration_metrics(
         log_var_head: ``[N, 6]`` raw head output before scale conversion, for clamp counting
             (defaults to ``log_var``).
         log_var_bounds: clamp of a ``log_var`` head.
-        sqrt_info_bounds: upper clamps of √λ per block for a ``sqrt_info`` head.
+        sqrt_info_bounds: upper clamps of √λ (rotation, translation) for a ``sqrt_info`` head.
 
     Returns:
         Flat ``{name: float}`` with the names of this module's constants.
@@ -615,7 +577,7 @@ def calibration_metrics(
     out: dict[str, float] = {N_SAMPLES: float(r.shape[0])}
     for i, block in enumerate(BLOCKS):
         sl = slice(3 * i, 3 * i + 3)
-        sqrt_bound = sqrt_info_bounds[block] if parameterization == "sqrt_info" else None
+        sqrt_bound = sqrt_info_bounds[i] if parameterization == "sqrt_info" else None
         m = block_metrics(
             r[:, sl],
             np.exp(log_var[:, sl]),
@@ -623,26 +585,9 @@ def calibration_metrics(
             sqrt_info_bound=sqrt_bound,
             log_var_head=raw[:, sl],
         )
-        names = _NAMES[block]
-        out[names["d2_mean"]] = m.d2_mean
-        out[names["d2_median"]] = m.d2_median
-        for key in CHI2_3:
-            out[names[f"coverage_{key}"]] = m.coverage[key]
-        out[names["nll_per_dof"]] = m.nll_per_dof
-        out[names["spearman"]] = m.spearman
-        out[names["sigma_mean"]] = m.sigma_mean
-        out[names["sigma_p50"]] = m.sigma_p50
-        out[names["sigma_p90"]] = m.sigma_p90
-        out[names["sigma_p99"]] = m.sigma_p99
-        out[names["residual_p90"]] = m.residual_p90
-        out[names["sqrt_info_p50"]] = m.sqrt_info_p50
-        out[names["sqrt_info_p90"]] = m.sqrt_info_p90
-        out[names["sqrt_info_p99"]] = m.sqrt_info_p99
-        if parameterization == "log_var":
-            out[names["log_var_at_min"]] = m.clamp_hit_low
-            out[names["log_var_at_max"]] = m.clamp_hit_high
-        else:
-            out[names["sqrt_info_clamp_hit"]] = m.clamp_hit_high
+        for stat in BLOCK_STATS:
+            if stat.only_for in (None, parameterization):
+                out[stat.template.format(b=block)] = stat.value(m)
         out[ANEES_95_LO], out[ANEES_95_HI] = m.anees_bounds_95
     if scale_fit is not None:
         out.update(_scale_fit_metrics(scale_fit))

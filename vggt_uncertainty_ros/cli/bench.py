@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             if value % patch:
                 raise ConfigError(f"--{flag} {value} is not a multiple of {patch} (the {name} patch size)")
         all_settings.append(
-            bench.BenchSettings(
+            bench.BackboneBenchConfig(
                 config=config,
                 device=args.device,
                 backbone=name,

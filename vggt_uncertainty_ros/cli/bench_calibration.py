@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table, optionally write the JSON; exit status 0."""
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     import torch
     from tqdm import tqdm
 

@@ -19,6 +19,7 @@ _TINY_NOTICE = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from vggt_uncertainty_ros.demo import DemoConfig
 
     d = DemoConfig()
@@ -44,12 +45,14 @@ def _device(requested: str | None, backbone: str) -> str:
         return requested
     if backbone == "tiny":
         return "cpu"
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from vggt_uncertainty_ros.demo import DemoConfig, run_demo
     from vggt_uncertainty_ros.evaluate.plots import summary_lines
 

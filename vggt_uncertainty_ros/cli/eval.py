@@ -21,9 +21,6 @@ _log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``vggt-uncertainty eval`` (defaults are :class:`EvalConfig`'s)."""
-    from vggt_uncertainty_ros.evaluate.config import EvalConfig, ScaleMode
-
-    default = {name: f.default for name, f in EvalConfig.__dataclass_fields__.items()}
     parser.add_argument(
         "--data", type=Path, required=True, help="TUM folder, ROS 1 .bag, or ROS 2 bag (directory or .mcap)"
     )
@@ -33,6 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="TUM groundtruth.txt (T_world_cam, metres); default: the data's own ground truth",
     )
+    add_evaluation_arguments(parser)
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+
+
+def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options shared with ``eval-many``: source, backbone, head, scale mode, sigma, thresholds."""
+    # lazy: the CLI starts fast; only the command that runs imports its stack
+    from vggt_uncertainty_ros.evaluate.config import EvalConfig, ScaleMode
+
+    default = {name: f.default for name, f in EvalConfig.__dataclass_fields__.items()}
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--run-model", action="store_true", help="run backbone + head offline on the images")
     mode.add_argument(
@@ -80,11 +87,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--no-plots", action="store_true", help="skip PNG plots and report.md")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation; returns 0, or 1 when no window could be evaluated."""
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from vggt_uncertainty_ros.evaluate import EvalConfig, SourceKind, evaluate
 
     cfg = EvalConfig(
@@ -110,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if not result.ok:
         _log.error("no window evaluated; warnings: %s", report["warnings"])
         return 1
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from vggt_uncertainty_ros.evaluate.plots import summary_lines
 
     print("\n".join(summary_lines(report)))

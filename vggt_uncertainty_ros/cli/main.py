@@ -25,10 +25,13 @@ from vggt_uncertainty_ros.errors import VggtUncertaintyError
 SUBCOMMANDS: dict[str, str] = {
     "synth": "synth",
     "train": "train",
+    "cache": "cache",
     "charts": "charts",
     "bench": "bench",
     "bench-calibration": "bench_calibration",
     "eval": "eval",
+    "eval-many": "eval_many",
+    "fetch-tum": "fetch_tum",
     "demo": "demo",
 }
 

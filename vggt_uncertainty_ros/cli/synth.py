@@ -11,6 +11,7 @@ _log = logging.getLogger(__name__)
 
 
 def _formats(text: str) -> list[str]:
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from vggt_uncertainty_ros.data.synth import FORMATS
 
     items = [t.strip() for t in text.split(",") if t.strip()]
@@ -43,8 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the sequence with a progress bar; returns 0."""
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from tqdm import tqdm
 
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from vggt_uncertainty_ros.data.synth import generate
 
     with tqdm(total=args.frames, unit="frame", desc="synth") as bar:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from vggt_uncertainty_ros.errors import ConfigError
@@ -26,8 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, train, log where the results are; returns the exit status."""
+    # lazy: the CLI starts fast; only the command that runs imports its stack
     from vggt_uncertainty_ros.trainer import load_config, train
 
+    if int(os.environ.get("WORLD_SIZE", "1") or "1") > 1:
+        raise ConfigError(
+            "train runs in one process (the head is small); under torchrun run `vggt-uncertainty cache` "
+            "with the same config, then `vggt-uncertainty train` alone: it reuses the finished cache"
+        )
     overrides = list(args.overrides)
     if args.out is not None:
         overrides.append(f"output.run_dir={args.out}")

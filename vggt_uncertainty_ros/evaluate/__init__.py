@@ -25,7 +25,7 @@ __all__ = ["EvalConfig", "EvalResult", "ScaleMode", "SourceKind", "evaluate"]
 def __getattr__(name: str) -> Any:
     """Import the pipeline (evo, GTSAM, matplotlib) only when it is used, not for ``--help``."""
     if name in ("EvalResult", "evaluate"):
-        from vggt_uncertainty_ros.evaluate import api
+        from vggt_uncertainty_ros.evaluate import api  # lazy on purpose: see the docstring
 
         return getattr(api, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

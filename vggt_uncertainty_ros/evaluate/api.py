@@ -34,6 +34,7 @@ from vggt_uncertainty_ros.evaluate.report import (
     FrameTable,
     calibration_block,
     frame_table,
+    to_jsonable,
     write_frames_csv,
     write_report_json,
 )
@@ -203,6 +204,7 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
         "scale_note": SCALE_NOTES[cfg.scale_mode],
         "units": {"rot": "rad", "trans": trans_unit, "trajectory": "m (Sim(3)-aligned)"},
         "n_source_windows": n_source_windows,
+        "parameterization": parameterization,
         "n_windows": n_windows,
         "n_frames": len(table),
         "n_unique_frames": int(np.unique(table.stamp_ns).size),
@@ -247,6 +249,7 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
     files["frames_csv"] = out / "frames.csv"
     write_frames_csv(files["frames_csv"], table)
     if cfg.plots and graph is not None:
+        # lazy: matplotlib only when plots are asked for
         from vggt_uncertainty_ros.evaluate.plots import write_plots, write_report_md
 
         plots = write_plots(out, table, graph.stamps_ns, graph.T_chain, cache.lookup(graph.stamps_ns), trans_unit)
@@ -259,8 +262,6 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
 
 
 def _report_for_md(report: dict[str, Any]) -> dict[str, Any]:
-    from vggt_uncertainty_ros.evaluate.report import to_jsonable
-
     out = to_jsonable(report)
     if out.get("pgo"):
         out["pgo"] = {k: v for k, v in out["pgo"].items() if isinstance(v, dict)}

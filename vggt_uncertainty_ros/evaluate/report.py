@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from vggt_uncertainty_ros.calibration import (
-    SQRT_INFO_UPPER_BOUNDS,
+    BLOCKS,
+    SQRT_INFO_MAX,
     anees_bounds,
     block_metrics,
     mahalanobis_d2,
@@ -115,7 +116,7 @@ def calibration_block(
     sl = _BLOCK[block]
     kwargs: dict[str, Any] = {"log_var_head": table.log_var_raw[:, sl]}
     if parameterization == "sqrt_info":
-        kwargs["sqrt_info_bound"] = SQRT_INFO_UPPER_BOUNDS[block]
+        kwargs["sqrt_info_bound"] = SQRT_INFO_MAX[BLOCKS.index(block)]
     metrics = block_metrics(table.residual[:, sl], table.sigma[:, sl] ** 2, **kwargs)
     out = asdict(metrics)
     out["anees_bounds_95"] = list(anees_bounds(n_windows, 3, 0.95))

@@ -1,7 +1,7 @@
 """Geometry core: SO(3)/SE(3), VGGT pose encoding, residuals, covariance conversions.
 
-numpy-first (float64); functions marked *t* in docs/ARCHITECTURE.md also accept and return
-torch tensors (torch is imported lazily, never at module import). Conventions:
+numpy only (float64; torch versions the model needs live in :mod:`vggt_uncertainty_ros.model`).
+Conventions:
 
 * ``T_a_b`` maps points of frame ``b`` into frame ``a``; camera frames use OpenCV axes.
 * Quaternions are XYZW, standardised to ``w ≥ 0`` when returned.

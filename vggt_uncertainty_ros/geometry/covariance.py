@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from vggt_uncertainty_ros.errors import GeometryError
-from vggt_uncertainty_ros.geometry._backend import Array, check_last_dims, ops_for
+from vggt_uncertainty_ros.geometry._shapes import as_float64
 from vggt_uncertainty_ros.geometry.so3 import hat
 
 __all__ = [
@@ -47,13 +47,11 @@ def _jacobian_ours_to_ros(R: np.ndarray) -> np.ndarray:
     return J
 
 
-def _as_pose_and_cov(T: Array, cov: Array, name: str) -> tuple[np.ndarray, np.ndarray]:
-    check_last_dims(T, (4, 4), "T")
-    check_last_dims(cov, (6, 6), name)
-    return np.asarray(T, dtype=np.float64), np.asarray(cov, dtype=np.float64)
+def _as_pose_and_cov(T: np.ndarray, cov: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    return as_float64(T, (4, 4), "T"), as_float64(cov, (6, 6), name)
 
 
-def residual_cov_to_ros(T: Array, cov_ours: Array) -> np.ndarray:
+def residual_cov_to_ros(T: np.ndarray, cov_ours: np.ndarray) -> np.ndarray:
     """Covariance of our right-perturbation residual → ROS ``PoseWithCovariance`` order.
 
     Args:
@@ -69,7 +67,7 @@ def residual_cov_to_ros(T: Array, cov_ours: Array) -> np.ndarray:
     return J @ cov @ np.swapaxes(J, -1, -2)
 
 
-def ros_cov_to_residual_cov(T: Array, cov_ros: Array) -> np.ndarray:
+def ros_cov_to_residual_cov(T: np.ndarray, cov_ros: np.ndarray) -> np.ndarray:
     """Inverse of :func:`residual_cov_to_ros`.
 
     Args:
@@ -84,7 +82,7 @@ def ros_cov_to_residual_cov(T: Array, cov_ros: Array) -> np.ndarray:
     return np.swapaxes(J, -1, -2) @ cov @ J
 
 
-def residual_cov_to_gtsam(cov_ours: Array) -> np.ndarray:
+def residual_cov_to_gtsam(cov_ours: np.ndarray) -> np.ndarray:
     """Covariance for a GTSAM ``Pose3`` noise model from one in our residual convention.
 
     GTSAM's ``Pose3`` tangent is ``[rot, trans]`` with right (child-frame) perturbation, the
@@ -99,7 +97,7 @@ def residual_cov_to_gtsam(cov_ours: Array) -> np.ndarray:
     Raises:
         GeometryError: wrong shape, non-finite entries or a negative diagonal.
     """
-    check_last_dims(cov_ours, (6, 6), "cov_ours")
+    cov_ours = as_float64(cov_ours, (6, 6), "cov_ours")
     cov = np.asarray(cov_ours, dtype=np.float64)
     _check_cov(cov, "cov_ours")
     return 0.5 * (cov + np.swapaxes(cov, -1, -2))
@@ -113,23 +111,21 @@ def _check_cov(cov: np.ndarray, name: str) -> None:
         raise GeometryError(f"{name} has a negative variance on its diagonal: min {diag.min()!r}")
 
 
-def diag_to_cov(var: Array) -> Array:
-    """Diagonal covariance matrices from per-component variances (*t*).
+def diag_to_cov(var: np.ndarray) -> np.ndarray:
+    """Diagonal covariance matrices from per-component variances.
 
     Args:
         var: ``[..., 6]`` variances (e.g. ``exp(log_var)`` in our order ``[rot, trans]``).
 
     Returns:
-        ``[..., 6, 6]`` with ``var`` on the diagonal, same array type as the input.
+        ``[..., 6, 6]`` float64 with ``var`` on the diagonal.
     """
-    check_last_dims(var, (6,), "var")
-    ops = ops_for(var)
-    var = ops.asarray(var)
-    return ops.eye(6, var) * var[..., None, :]
+    var = as_float64(var, (6,), "var")
+    return np.eye(6) * var[..., None, :]
 
 
 def compose_with_covariance(
-    T_a_b: Array, cov_ab_ros: Array, T_b_c: Array, cov_bc_ros: Array
+    T_a_b: np.ndarray, cov_ab_ros: np.ndarray, T_b_c: np.ndarray, cov_bc_ros: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Compose two independent uncertain poses, first-order covariance propagation.
 
@@ -160,7 +156,7 @@ def compose_with_covariance(
     return T_ab @ T_bc, cov_ac
 
 
-def cov_to_ros_msg_list(cov: Array) -> list[float]:
+def cov_to_ros_msg_list(cov: np.ndarray) -> list[float]:
     """The 36 row-major floats of a ``PoseWithCovariance.covariance`` field.
 
     Args:
@@ -169,7 +165,7 @@ def cov_to_ros_msg_list(cov: Array) -> list[float]:
     Returns:
         36 Python floats, row-major.
     """
-    check_last_dims(cov, (6, 6), "cov")
+    cov = as_float64(cov, (6, 6), "cov")
     arr = np.asarray(cov, dtype=np.float64)
     if arr.ndim != 2:
         raise GeometryError(f"cov must be a single 6x6 matrix, got shape {list(arr.shape)}")

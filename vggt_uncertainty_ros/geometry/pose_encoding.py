@@ -16,14 +16,14 @@ from __future__ import annotations
 import numpy as np
 
 from vggt_uncertainty_ros.errors import GeometryError
-from vggt_uncertainty_ros.geometry._backend import Array, check_last_dims, ops_for
+from vggt_uncertainty_ros.geometry._shapes import as_float64
 from vggt_uncertainty_ros.geometry.so3 import _quat_to_rotmat_formula, rotmat_to_quat
 
 __all__ = ["extri_intri_to_pose_encoding", "pose_encoding_to_extri_intri"]
 
 
-def _hw(image_size_hw: tuple[int, int] | Array) -> tuple[float, float]:
-    """``(H, W)`` as floats from a tuple, list, array or tensor of two numbers."""
+def _hw(image_size_hw: tuple[int, int] | np.ndarray) -> tuple[float, float]:
+    """``(H, W)`` as floats from a tuple, list or array of two numbers."""
     try:
         h, w = (float(v) for v in image_size_hw)
     except (TypeError, ValueError) as err:
@@ -33,8 +33,10 @@ def _hw(image_size_hw: tuple[int, int] | Array) -> tuple[float, float]:
     return h, w
 
 
-def pose_encoding_to_extri_intri(pose_enc: Array, image_size_hw: tuple[int, int] | Array) -> tuple[Array, Array]:
-    """Decode VGGT pose encodings into extrinsics and intrinsics (*t*).
+def pose_encoding_to_extri_intri(
+    pose_enc: np.ndarray, image_size_hw: tuple[int, int] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode VGGT pose encodings into extrinsics and intrinsics.
 
     Args:
         pose_enc: ``[..., 9]`` = ``[t (3), q_xyzw (4), fov_h, fov_w]`` (radians).
@@ -43,31 +45,32 @@ def pose_encoding_to_extri_intri(pose_enc: Array, image_size_hw: tuple[int, int]
     Returns:
         ``(E, K)``: ``E[..., 3, 4] = [R | t]`` camera-from-world (OpenCV axes, VGGT units) and
         ``K[..., 3, 3]`` pinhole intrinsics in pixels, principal point at ``(W/2, H/2)``.
-        numpy inputs give float64; torch inputs keep their dtype and device.
+        Both float64. The torch version the model uses is
+        :func:`vggt_uncertainty_ros.model.pose_encoding.pose_encoding_to_extri_intri`.
     """
-    check_last_dims(pose_enc, (9,), "pose_enc")
+    enc = as_float64(pose_enc, (9,), "pose_enc")
     h, w = _hw(image_size_hw)
-    ops = ops_for(pose_enc)
-    enc = ops.asarray(pose_enc)
-    R = _quat_to_rotmat_formula(ops, enc[..., 3:7])
-    E = ops.concat([R, enc[..., :3, None]], -1)
+    R = _quat_to_rotmat_formula(enc[..., 3:7])
+    E = np.concatenate([R, enc[..., :3, None]], -1)
     with np.errstate(divide="ignore"):
-        fy = (h / 2.0) / ops.tan(enc[..., 7] / 2.0)
-        fx = (w / 2.0) / ops.tan(enc[..., 8] / 2.0)
+        fy = (h / 2.0) / np.tan(enc[..., 7] / 2.0)
+        fx = (w / 2.0) / np.tan(enc[..., 8] / 2.0)
     zero = fx * 0
-    K = ops.stack(
+    K = np.stack(
         [
-            ops.stack([fx, zero, zero + w / 2.0], -1),
-            ops.stack([zero, fy, zero + h / 2.0], -1),
-            ops.stack([zero, zero, zero + 1.0], -1),
+            np.stack([fx, zero, zero + w / 2.0], -1),
+            np.stack([zero, fy, zero + h / 2.0], -1),
+            np.stack([zero, zero, zero + 1.0], -1),
         ],
         -2,
     )
     return E, K
 
 
-def extri_intri_to_pose_encoding(extrinsics: Array, intrinsics: Array, image_size_hw: tuple[int, int] | Array) -> Array:
-    """Encode extrinsics and intrinsics as VGGT pose encodings (*t*).
+def extri_intri_to_pose_encoding(
+    extrinsics: np.ndarray, intrinsics: np.ndarray, image_size_hw: tuple[int, int] | np.ndarray
+) -> np.ndarray:
+    """Encode extrinsics and intrinsics as VGGT pose encodings.
 
     Args:
         extrinsics: ``[..., 3, 4]`` (or ``[..., 4, 4]``) camera-from-world ``[R | t]``.
@@ -78,15 +81,13 @@ def extri_intri_to_pose_encoding(extrinsics: Array, intrinsics: Array, image_siz
         ``[..., 9]`` = ``[t, q_xyzw (w ≥ 0), fov_h, fov_w]`` with
         ``fov_h = 2·atan((H/2)/fy)``, ``fov_w = 2·atan((W/2)/fx)``.
     """
-    if tuple(extrinsics.shape[-2:]) == (4, 4):
-        extrinsics = extrinsics[..., :3, :]
-    check_last_dims(extrinsics, (3, 4), "extrinsics")
-    check_last_dims(intrinsics, (3, 3), "intrinsics")
+    E = np.asarray(extrinsics, dtype=np.float64)
+    if tuple(E.shape[-2:]) == (4, 4):
+        E = E[..., :3, :]
+    E = as_float64(E, (3, 4), "extrinsics")
+    K = as_float64(intrinsics, (3, 3), "intrinsics")
     h, w = _hw(image_size_hw)
-    ops = ops_for(extrinsics, intrinsics)
-    E = ops.asarray(extrinsics)
-    K = ops.asarray(intrinsics)
     quat = rotmat_to_quat(E[..., :3, :3])
-    fov_h = 2 * ops.atan((h / 2.0) / K[..., 1, 1])
-    fov_w = 2 * ops.atan((w / 2.0) / K[..., 0, 0])
-    return ops.concat([E[..., :3, 3], quat, fov_h[..., None], fov_w[..., None]], -1)
+    fov_h = 2 * np.arctan((h / 2.0) / K[..., 1, 1])
+    fov_w = 2 * np.arctan((w / 2.0) / K[..., 0, 0])
+    return np.concatenate([E[..., :3, 3], quat, fov_h[..., None], fov_w[..., None]], -1)

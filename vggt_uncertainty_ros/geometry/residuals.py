@@ -23,7 +23,7 @@ from enum import Enum
 import numpy as np
 
 from vggt_uncertainty_ros.errors import GeometryError
-from vggt_uncertainty_ros.geometry._backend import Array, check_last_dims, ops_for
+from vggt_uncertainty_ros.geometry._shapes import as_float64
 from vggt_uncertainty_ros.geometry.se3 import invert_transform, make_transform, se3_log
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "relative_from_extrinsics",
     "window_relative",
 ]
+
 
 class ScaleConvention(str, Enum):
     """Unit of a head's translation log-variance (docs/ARCHITECTURE.md, "Scale convention").
@@ -58,8 +59,8 @@ SCALE_CLAMP = (0.01, 100.0)
 """Bounds of the fitted scale."""
 
 
-def window_relative(T_world_cam: Array) -> Array:
-    """Poses of every frame in the window's frame 0 (*t*).
+def window_relative(T_world_cam: np.ndarray) -> np.ndarray:
+    """Poses of every frame in the window's frame 0.
 
     Args:
         T_world_cam: ``[..., S, 4, 4]`` camera poses in a common world frame.
@@ -67,16 +68,14 @@ def window_relative(T_world_cam: Array) -> Array:
     Returns:
         ``[..., S, 4, 4]`` ``T_0_i = inv(T_world_cam0) @ T_world_cami`` (``T_0_0 = I``).
     """
-    check_last_dims(T_world_cam, (4, 4), "T_world_cam")
-    if T_world_cam.ndim < 3:
-        raise GeometryError(f"T_world_cam must have shape [..., S, 4, 4], got {list(T_world_cam.shape)}")
-    ops = ops_for(T_world_cam)
-    T = ops.asarray(T_world_cam)
+    T = as_float64(T_world_cam, (4, 4), "T_world_cam")
+    if T.ndim < 3:
+        raise GeometryError(f"T_world_cam must have shape [..., S, 4, 4], got {list(T.shape)}")
     return invert_transform(T[..., :1, :, :]) @ T
 
 
-def relative_from_extrinsics(E: Array) -> Array:
-    """Window-relative poses from VGGT extrinsics (*t*).
+def relative_from_extrinsics(E: np.ndarray) -> np.ndarray:
+    """Window-relative poses from VGGT extrinsics.
 
     Args:
         E: ``[..., S, 3, 4]`` (or ``[..., S, 4, 4]``) camera-from-world extrinsics
@@ -85,13 +84,12 @@ def relative_from_extrinsics(E: Array) -> Array:
     Returns:
         ``[..., S, 4, 4]`` ``T_0_i = E_0 @ inv(E_i)``, pose of camera i in camera 0.
     """
+    E = np.asarray(E, dtype=np.float64)
     if E.ndim < 3:
         raise GeometryError(f"E must have shape [..., S, 3, 4], got {list(E.shape)}")
     if tuple(E.shape[-2:]) == (4, 4):
         E = E[..., :3, :]
-    check_last_dims(E, (3, 4), "E")
-    ops = ops_for(E)
-    E = ops.asarray(E)
+    E = as_float64(E, (3, 4), "E")
     E4 = make_transform(E[..., :3, :3], E[..., :3, 3])
     return E4[..., :1, :, :] @ invert_transform(E4)
 
@@ -107,19 +105,19 @@ class ScaleFit:
         valid: ``[..., S]`` which frames took part in the fit.
     """
 
-    scale: Array
-    n_valid: Array
-    valid: Array
+    scale: np.ndarray
+    n_valid: np.ndarray
+    valid: np.ndarray
 
 
 def fit_scale(
-    t_gt: Array,
-    t_pred: Array,
+    t_gt: np.ndarray,
+    t_pred: np.ndarray,
     min_motion_m: float = MIN_MOTION_M,
     min_valid: int = 2,
     clamp: tuple[float, float] = SCALE_CLAMP,
 ) -> ScaleFit:
-    """Least-squares scale mapping predicted onto ground-truth window translations (*t*).
+    """Least-squares scale mapping predicted onto ground-truth window translations.
 
     Args:
         t_gt: ``[..., S, 3]`` ground-truth translations of ``T_0_i`` (metres).
@@ -130,31 +128,28 @@ def fit_scale(
 
     Returns:
         :class:`ScaleFit` with ``s = Σ(t_gt·t_pred)/Σ‖t_pred‖²`` over the valid frames.
-        Arrays are numpy (float64 / int64 / bool) or torch, following the input.
+        Arrays are numpy (float64 / int64 / bool).
     """
-    check_last_dims(t_gt, (3,), "t_gt")
-    check_last_dims(t_pred, (3,), "t_pred")
+    t_gt = as_float64(t_gt, (3,), "t_gt")
+    t_pred = as_float64(t_pred, (3,), "t_pred")
     if tuple(t_gt.shape) != tuple(t_pred.shape):
         raise GeometryError(f"t_gt and t_pred must have equal shapes, got {list(t_gt.shape)} and {list(t_pred.shape)}")
     lo, hi = clamp
     if not 0 < lo <= hi:
         raise GeometryError(f"scale clamp must satisfy 0 < lo <= hi, got {clamp}")
-    ops = ops_for(t_gt, t_pred)
-    t_gt = ops.asarray(t_gt)
-    t_pred = ops.asarray(t_pred)
-    valid = ops.sum(t_gt * t_gt, -1) > min_motion_m**2
+    valid = np.sum(t_gt * t_gt, -1) > min_motion_m**2
     w = valid * 1.0
-    num = ops.sum(w * ops.sum(t_gt * t_pred, -1), -1)
-    den = ops.sum(w * ops.sum(t_pred * t_pred, -1), -1)
-    n_valid = ops.sum(valid * 1, -1)
+    num = np.sum(w * np.sum(t_gt * t_pred, -1), -1)
+    den = np.sum(w * np.sum(t_pred * t_pred, -1), -1)
+    n_valid = np.sum(valid * 1, -1)
     ok = (n_valid >= min_valid) & (den > 0)
-    raw = num / ops.where(ok, den, ops.full_like(den, 1.0))
-    scale = ops.where(ok, ops.clip(raw, lo, hi), ops.full_like(raw, 1.0))
+    raw = num / np.where(ok, den, np.full_like(den, 1.0))
+    scale = np.where(ok, np.clip(raw, lo, hi), np.full_like(raw, 1.0))
     return ScaleFit(scale=scale, n_valid=n_valid, valid=valid)
 
 
-def pose_residual(T_gt: Array, T_pred: Array) -> Array:
-    """Right-perturbation residual ``r = Log(inv(T_gt) @ T_pred)`` (*t*).
+def pose_residual(T_gt: np.ndarray, T_pred: np.ndarray) -> np.ndarray:
+    """Right-perturbation residual ``r = Log(inv(T_gt) @ T_pred)``.
 
     Args:
         T_gt: ``[..., 4, 4]`` ground-truth window-relative poses ``T_0_i``.
@@ -164,19 +159,19 @@ def pose_residual(T_gt: Array, T_pred: Array) -> Array:
         ``[..., 6]`` = ``[r_rot (rad), r_trans]``, both expressed in the ground-truth camera
         frame i; ``r_trans`` in the units of the translations (metres after the scale fit).
     """
-    check_last_dims(T_gt, (4, 4), "T_gt")
-    check_last_dims(T_pred, (4, 4), "T_pred")
+    T_gt = as_float64(T_gt, (4, 4), "T_gt")
+    T_pred = as_float64(T_pred, (4, 4), "T_pred")
     return se3_log(invert_transform(T_gt) @ T_pred)
 
 
-def scale_translation(T: Array, s: float) -> np.ndarray:
+def scale_translation(T: np.ndarray, s: float) -> np.ndarray:
     """Copy of ``T[..., 4, 4]`` with the translation multiplied by the scale ``s`` (numpy float64)."""
     out = np.array(T, dtype=np.float64, copy=True)
     out[..., :3, 3] *= s
     return out
 
 
-def scale_covariance(cov: Array, s: float) -> np.ndarray:
+def scale_covariance(cov: np.ndarray, s: float) -> np.ndarray:
     """Covariance ``[..., 6, 6]`` in our order ``[rot, trans]`` of a translation scaled by ``s``.
 
     ``D Σ D`` with ``D = diag(1, 1, 1, s, s, s)``: σ_trans is multiplied by ``s``, rotation is

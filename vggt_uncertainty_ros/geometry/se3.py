@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vggt_uncertainty_ros.geometry._backend import Array, NumpyOps, TorchOps, check_last_dims, ops_for
+from vggt_uncertainty_ros.geometry._shapes import as_float64
 from vggt_uncertainty_ros.geometry.so3 import (
     SMALL_ANGLE_RAD,
     hat,
@@ -36,8 +36,8 @@ __all__ = [
 ]
 
 
-def make_transform(R: Array, t: Array) -> Array:
-    """Assemble 4×4 homogeneous transforms (*t*).
+def make_transform(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Assemble 4×4 homogeneous transforms.
 
     Args:
         R: ``[..., 3, 3]`` rotation matrices.
@@ -46,28 +46,25 @@ def make_transform(R: Array, t: Array) -> Array:
     Returns:
         ``[..., 4, 4]`` transforms ``[[R, t], [0, 0, 0, 1]]``.
     """
-    check_last_dims(R, (3, 3), "R")
-    check_last_dims(t, (3,), "t")
-    ops = ops_for(R, t)
-    R = ops.asarray(R)
-    t = ops.asarray(t)
+    R = as_float64(R, (3, 3), "R")
+    t = as_float64(t, (3,), "t")
     batch = np.broadcast_shapes(tuple(R.shape[:-2]), tuple(t.shape[:-1]))
-    R = ops.broadcast_to(R, (*batch, 3, 3))
-    t = ops.broadcast_to(t, (*batch, 3))
-    top = ops.concat([R, t[..., None]], -1)
-    bottom = ops.broadcast_to(_bottom_row(ops, R), (*batch, 1, 4))
-    return ops.concat([top, bottom], -2)
+    R = np.broadcast_to(R, (*batch, 3, 3))
+    t = np.broadcast_to(t, (*batch, 3))
+    top = np.concatenate([R, t[..., None]], -1)
+    bottom = np.broadcast_to(_bottom_row(), (*batch, 1, 4))
+    return np.concatenate([top, bottom], -2)
 
 
-def _bottom_row(ops: NumpyOps | TorchOps, like: Array) -> Array:
-    """``[[0, 0, 0, 1]]`` with ``like``'s dtype/device."""
-    row = ops.zeros((1, 4), like)
+def _bottom_row() -> np.ndarray:
+    """``[[0, 0, 0, 1]]``."""
+    row = np.zeros((1, 4))
     row[0, 3] = 1.0
     return row
 
 
-def invert_transform(T: Array) -> Array:
-    """Inverse of rigid transforms, ``inv(T_a_b) = T_b_a`` (*t*).
+def invert_transform(T: np.ndarray) -> np.ndarray:
+    """Inverse of rigid transforms, ``inv(T_a_b) = T_b_a``.
 
     Args:
         T: ``[..., 4, 4]`` rigid transforms.
@@ -75,37 +72,35 @@ def invert_transform(T: Array) -> Array:
     Returns:
         ``[..., 4, 4]`` inverses (exact rigid inverse, not a general matrix inverse).
     """
-    check_last_dims(T, (4, 4), "T")
-    ops = ops_for(T)
-    T = ops.asarray(T)
-    Rt = ops.swap_last(T[..., :3, :3])
+    T = as_float64(T, (4, 4), "T")
+    Rt = np.swapaxes(T[..., :3, :3], -1, -2)
     t_inv = -(Rt @ T[..., :3, 3:4])[..., 0]
     return make_transform(Rt, t_inv)
 
 
-def _v_coeffs(ops: NumpyOps | TorchOps, theta2: Array) -> tuple[Array, Array]:
+def _v_coeffs(theta2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Coefficients of ``V = I + B K + C K²``: ``B = (1-cos θ)/θ²``, ``C = (θ-sin θ)/θ³``."""
     small = theta2 < SMALL_ANGLE_RAD**2
-    theta = ops.sqrt(ops.where(small, ops.full_like(theta2, 1.0), theta2))
-    half_sin = ops.sin(theta / 2)
-    b = ops.where(small, 0.5 - theta2 / 24 + theta2 * theta2 / 720, 2 * half_sin * half_sin / (theta * theta))
-    c = ops.where(
-        small, 1.0 / 6 - theta2 / 120 + theta2 * theta2 / 5040, (theta - ops.sin(theta)) / (theta * theta * theta)
+    theta = np.sqrt(np.where(small, np.full_like(theta2, 1.0), theta2))
+    half_sin = np.sin(theta / 2)
+    b = np.where(small, 0.5 - theta2 / 24 + theta2 * theta2 / 720, 2 * half_sin * half_sin / (theta * theta))
+    c = np.where(
+        small, 1.0 / 6 - theta2 / 120 + theta2 * theta2 / 5040, (theta - np.sin(theta)) / (theta * theta * theta)
     )
     return b, c
 
 
-def _vinv_coeff(ops: NumpyOps | TorchOps, theta2: Array) -> Array:
+def _vinv_coeff(theta2: np.ndarray) -> np.ndarray:
     """``D`` of ``V⁻¹ = I - K/2 + D K²``: ``D = (1 - (θ/2)·cot(θ/2))/θ²`` (finite at θ = π)."""
     small = theta2 < SMALL_ANGLE_RAD**2
-    theta = ops.sqrt(ops.where(small, ops.full_like(theta2, 1.0), theta2))
+    theta = np.sqrt(np.where(small, np.full_like(theta2, 1.0), theta2))
     half = theta / 2
-    direct = (1 - half * ops.cos(half) / ops.sin(half)) / (theta * theta)
-    return ops.where(small, 1.0 / 12 + theta2 / 720 + theta2 * theta2 / 30240, direct)
+    direct = (1 - half * np.cos(half) / np.sin(half)) / (theta * theta)
+    return np.where(small, 1.0 / 12 + theta2 / 720 + theta2 * theta2 / 30240, direct)
 
 
-def se3_exp(xi: Array) -> Array:
-    """SE(3) exponential of tangent vectors in our order ``[rot, trans]`` (*t*).
+def se3_exp(xi: np.ndarray) -> np.ndarray:
+    """SE(3) exponential of tangent vectors in our order ``[rot, trans]``.
 
     Args:
         xi: ``[..., 6]`` = ``[φ (rad), ρ (translation units)]``.
@@ -113,19 +108,17 @@ def se3_exp(xi: Array) -> Array:
     Returns:
         ``[..., 4, 4]`` transforms ``[[Exp(φ), V(φ) ρ], [0, 1]]`` (equal to GTSAM ``Pose3.Expmap``).
     """
-    check_last_dims(xi, (6,), "xi")
-    ops = ops_for(xi)
-    xi = ops.asarray(xi)
+    xi = as_float64(xi, (6,), "xi")
     phi, rho = xi[..., :3], xi[..., 3:]
     R = so3_exp(phi)
     K = hat(phi)
-    b, c = _v_coeffs(ops, ops.sum(phi * phi, -1))
-    V = ops.eye(3, xi) + b[..., None, None] * K + c[..., None, None] * (K @ K)
+    b, c = _v_coeffs(np.sum(phi * phi, -1))
+    V = np.eye(3) + b[..., None, None] * K + c[..., None, None] * (K @ K)
     return make_transform(R, (V @ rho[..., None])[..., 0])
 
 
-def se3_log(T: Array) -> Array:
-    """SE(3) logarithm in our order ``[rot, trans]`` (*t*).
+def se3_log(T: np.ndarray) -> np.ndarray:
+    """SE(3) logarithm in our order ``[rot, trans]``.
 
     Args:
         T: ``[..., 4, 4]`` rigid transforms.
@@ -133,19 +126,17 @@ def se3_log(T: Array) -> Array:
     Returns:
         ``[..., 6]`` = ``[φ (rad, angle in [0, π]), ρ = V(φ)⁻¹ t]`` (GTSAM ``Pose3.Logmap``).
     """
-    check_last_dims(T, (4, 4), "T")
-    ops = ops_for(T)
-    T = ops.asarray(T)
+    T = as_float64(T, (4, 4), "T")
     phi = so3_log(T[..., :3, :3])
     K = hat(phi)
-    d = _vinv_coeff(ops, ops.sum(phi * phi, -1))
-    V_inv = ops.eye(3, T) - 0.5 * K + d[..., None, None] * (K @ K)
+    d = _vinv_coeff(np.sum(phi * phi, -1))
+    V_inv = np.eye(3) - 0.5 * K + d[..., None, None] * (K @ K)
     rho = (V_inv @ T[..., :3, 3:4])[..., 0]
-    return ops.concat([phi, rho], -1)
+    return np.concatenate([phi, rho], -1)
 
 
-def pose_from_tum(row7: Array) -> Array:
-    """Transforms from TUM pose rows (*t*).
+def pose_from_tum(row7: np.ndarray) -> np.ndarray:
+    """Transforms from TUM pose rows.
 
     Args:
         row7: ``[..., 7]`` = ``[tx, ty, tz, qx, qy, qz, qw]`` of ``T_world_cam`` (metres; the
@@ -154,9 +145,7 @@ def pose_from_tum(row7: Array) -> Array:
     Returns:
         ``[..., 4, 4]`` ``T_world_cam``.
     """
-    check_last_dims(row7, (7,), "row7")
-    ops = ops_for(row7)
-    row7 = ops.asarray(row7)
+    row7 = as_float64(row7, (7,), "row7")
     return make_transform(quat_to_rotmat(row7[..., 3:]), row7[..., :3])
 
 
@@ -182,8 +171,8 @@ def pose_from_message_fields(xyz: Sequence[float], q_xyzw: Sequence[float]) -> n
     return np.asarray(make_transform(quat_to_rotmat(q / norm), t), dtype=np.float64)
 
 
-def pose_to_tum(T: Array) -> Array:
-    """TUM pose rows of transforms (*t*).
+def pose_to_tum(T: np.ndarray) -> np.ndarray:
+    """TUM pose rows of transforms.
 
     Args:
         T: ``[..., 4, 4]`` transforms (e.g. ``T_world_cam``).
@@ -191,7 +180,5 @@ def pose_to_tum(T: Array) -> Array:
     Returns:
         ``[..., 7]`` = ``[tx, ty, tz, qx, qy, qz, qw]`` with ``qw ≥ 0``.
     """
-    check_last_dims(T, (4, 4), "T")
-    ops = ops_for(T)
-    T = ops.asarray(T)
-    return ops.concat([T[..., :3, 3], rotmat_to_quat(T[..., :3, :3])], -1)
+    T = as_float64(T, (4, 4), "T")
+    return np.concatenate([T[..., :3, 3], rotmat_to_quat(T[..., :3, :3])], -1)

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vggt_uncertainty_ros.calibration.constants import LOG_VAR_BOUNDS, SQRT_INFO_EPS, SQRT_INFO_MAX
+
 _log = logging.getLogger(__name__)
 
 #: Number of outputs: 3 rotation + 3 translation, in that order.
@@ -33,12 +35,6 @@ N_OUTPUTS = 6
 #: Slices of the rotation and translation blocks in every 6-vector.
 ROT = slice(0, 3)
 TRANS = slice(3, 6)
-#: Loose safety clamp on log σ² (both parameterizations end up inside it).
-LOG_VAR_BOUNDS: tuple[float, float] = (-20.0, 20.0)
-#: Upper clamps on √λ (1/σ) of the ``sqrt_info`` parameterization: (rotation 1/rad, translation 1/unit).
-SQRT_INFO_MAX: tuple[float, float] = (200.0, 100.0)
-#: Added to ``softplus`` so √λ stays strictly positive.
-SQRT_INFO_EPS = 1e-4
 #: Default initial σ: (rotation rad, translation VGGT units/metres); sets the last-layer bias.
 DEFAULT_INIT_SIGMA: tuple[float, float] = (0.02, 0.05)
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vggt_uncertainty_ros.head.head import LOG_VAR_BOUNDS, ROT, TRANS
+from vggt_uncertainty_ros.calibration.constants import LOG_VAR_BOUNDS
+from vggt_uncertainty_ros.geometry.residuals import MIN_MOTION_M
+from vggt_uncertainty_ros.head.head import ROT, TRANS
 
 #: Default clamps of the motion weight (analysis, "Normalize Translation NLL by Motion").
 MOTION_WEIGHT_BOUNDS: tuple[float, float] = (0.1, 2.0)
@@ -128,23 +130,29 @@ def beta_weights(log_var: torch.Tensor, beta: float) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Options of :func:`pose_uncertainty_loss`.
+    """Options of the head's training loss (the trainer's ``loss`` section, all off by default).
 
     Attributes:
-        prior_alpha: weight α of :func:`sqrt_info_prior` (0 disables it).
-        prior_sqrt_info: √λ₀ of the prior: scalar, (rot, trans) pair or 6 values.
-        motion_weighting: weight the translation NLL by :func:`motion_weights`.
+        prior_alpha: weight α of :func:`sqrt_info_prior` ``α (log √λ - log √λ₀)²``
+            (0 disables it; the analysis suggests 1e-4 … 1e-3).
+        prior_sqrt_info0: √λ₀ of the prior (1/σ₀ in rad⁻¹ / m⁻¹): scalar, (rot, trans) pair or 6 values.
+        motion_weighting: weight the translation NLL by :func:`motion_weights`
+            (mean ‖t_gt‖ / its batch mean, clamped to ``motion_weight_bounds``).
         motion_weight_bounds: clamp of the motion weight.
-        beta: β of β-NLL (0 disables it).
+        beta_nll: β of β-NLL (per-sample weight σ^(2β), detached; 0 disables it).
         log_var_bounds: safety clamp of log σ² inside the NLL.
+        min_motion_m: frames with ‖t_gt‖ above this (metres) enter the per-window scale fit that
+            expresses the residuals in the loss's unit (used where the residuals are built,
+            :func:`vggt_uncertainty_ros.geometry.fit_scale`; not by :func:`pose_uncertainty_loss`).
     """
 
     prior_alpha: float = 0.0
-    prior_sqrt_info: float | tuple[float, ...] = 1.0
+    prior_sqrt_info0: float | tuple[float, ...] = 1.0
     motion_weighting: bool = False
     motion_weight_bounds: tuple[float, float] = MOTION_WEIGHT_BOUNDS
-    beta: float = 0.0
+    beta_nll: float = 0.0
     log_var_bounds: tuple[float, float] = LOG_VAR_BOUNDS
+    min_motion_m: float = MIN_MOTION_M
 
 
 @dataclass(frozen=True)
@@ -168,7 +176,7 @@ def _expand_prior(value: float | Sequence[float]) -> list[float]:
         return [vals[0]] * 3 + [vals[1]] * 3
     if len(vals) in (1, 6):
         return vals * (6 // len(vals))
-    raise ValueError(f"prior_sqrt_info must be a scalar, a (rot, trans) pair or 6 values, got {value!r}")
+    raise ValueError(f"prior_sqrt_info0 must be a scalar, a (rot, trans) pair or 6 values, got {value!r}")
 
 
 def pose_uncertainty_loss(
@@ -211,7 +219,7 @@ def pose_uncertainty_loss(
     n_frames = m.sum().clamp(min=1.0)
 
     nll = gaussian_nll_log_var(r, log_var, cfg.log_var_bounds)
-    weights = beta_weights(log_var.clamp(*cfg.log_var_bounds), cfg.beta)
+    weights = beta_weights(log_var.clamp(*cfg.log_var_bounds), cfg.beta_nll)
     if cfg.motion_weighting:
         if t_gt is None:
             raise ValueError("motion_weighting needs t_gt [B, S, 3]")
@@ -222,7 +230,7 @@ def pose_uncertainty_loss(
     loss = nll_weighted
     prior = torch.zeros((), dtype=r.dtype, device=r.device)
     if cfg.prior_alpha > 0.0:
-        target = torch.tensor(_expand_prior(cfg.prior_sqrt_info), dtype=r.dtype, device=r.device)
+        target = torch.tensor(_expand_prior(cfg.prior_sqrt_info0), dtype=r.dtype, device=r.device)
         prior = cfg.prior_alpha * (sqrt_info_prior(log_var, target) * m).sum() / n_frames
         loss = loss + prior
     with torch.no_grad():

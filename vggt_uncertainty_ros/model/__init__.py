@@ -3,7 +3,8 @@ checkpoint loading and the DINOv2 token cache.
 
 Public API:
 
-* :class:`VGGT` -- ``VGGT()`` full size, ``VGGT(config="tiny")`` small;
+* :class:`VGGT` -- ``VGGT()`` full size, ``VGGT(config="tiny")`` small; its forward returns
+  a :class:`VGGTOutput` (attributes, or keys as ``out["pose_enc"]``);
 * :class:`VGGTOmega` -- VGGT-Ω (``model.omega``), ``VGGTOmega(config="tiny")`` small;
 * :func:`load_backbone` -- ``"tiny"``, a local ``model.safetensors``/``model.pt`` or a
   Hugging Face id such as ``"facebook/VGGT-1B"``;
@@ -23,7 +24,7 @@ from vggt_uncertainty_ros.model.preprocess import (
     preprocess_images_with_transforms,
 )
 from vggt_uncertainty_ros.model.token_cache import TokenCache
-from vggt_uncertainty_ros.model.vggt import VGGT
+from vggt_uncertainty_ros.model.vggt import VGGT, VGGTOutput
 
 __all__ = [
     "PRESETS",
@@ -31,6 +32,7 @@ __all__ = [
     "ImageTransform",
     "TokenCache",
     "VGGTConfig",
+    "VGGTOutput",
     "VGGTOmega",
     "backbone_identity",
     "get_config",

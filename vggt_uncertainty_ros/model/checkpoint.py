@@ -19,7 +19,10 @@ import struct
 import zipfile
 from pathlib import Path
 
+import huggingface_hub
 import torch
+from safetensors import SafetensorError, safe_open
+from torch import nn
 
 from vggt_uncertainty_ros.errors import CheckpointError
 from vggt_uncertainty_ros.model.config import PRESETS
@@ -56,14 +59,10 @@ def _resolve(spec: str | os.PathLike) -> Path:
         raise CheckpointError(f"{path}: directory holds none of {', '.join(CHECKPOINT_FILES)}")
     text = str(spec)
     if _HF_ID.match(text) and not text.startswith((".", "/")):
-        try:
-            from huggingface_hub import hf_hub_download
-        except ImportError as err:  # pragma: no cover - a declared dependency
-            raise CheckpointError(f"{text}: huggingface_hub is not installed") from err
         errors = []
         for name in CHECKPOINT_FILES:
             try:
-                return Path(hf_hub_download(repo_id=text, filename=name))
+                return Path(huggingface_hub.hf_hub_download(repo_id=text, filename=name))
             except Exception as err:  # noqa: BLE001 - hub raises many types; reported below
                 errors.append(f"{name}: {type(err).__name__}: {err}")
         raise CheckpointError(f"{text}: could not download a checkpoint from Hugging Face ({'; '.join(errors)})")
@@ -99,8 +98,6 @@ def _safetensors_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def _read_safetensors(path: Path, keys: list[str]) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError, safe_open
-
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             return {k: fh.get_tensor(k) for k in keys}
@@ -210,6 +207,18 @@ def load_vggt_state_dict(path: str | os.PathLike, config: str | None = None) -> 
     return config, state
 
 
+def compact_matrix_weights(module: nn.Module, dtype: torch.dtype) -> None:
+    """Store the matrix weights (Linear, Conv2d) of ``module`` in ``dtype``, in place.
+
+    For a module that runs under autocast with ``dtype``: autocast casts those weights to
+    ``dtype`` anyway, so outputs are unchanged while weight memory and per-call casts are
+    saved. Norms, biases and LayerScales stay float32.
+    """
+    for sub in module.modules():
+        if isinstance(sub, (nn.Linear, nn.Conv2d)):
+            sub.weight.data = sub.weight.data.to(dtype)
+
+
 def load_backbone(
     spec: str | os.PathLike = "tiny",
     device: str | torch.device = "cpu",
@@ -244,7 +253,9 @@ def load_backbone(
     model = model.to(device=device, dtype=torch.float32).eval()
     model.aggregator.reset_buffers()
     if dtype != torch.float32:
-        model.set_amp(dtype, compact_weights=device.type == "cuda")
+        model.amp_dtype = dtype
+        if device.type == "cuda":
+            compact_matrix_weights(model.aggregator, dtype)
     for p in model.parameters():
         p.requires_grad_(False)
     logger.info("loaded VGGT backbone %s (%s) on %s, %s", source, model.config.name, device, dtype)

@@ -5,7 +5,7 @@
 checkpoint); ``VGGT(config="tiny")`` is the same architecture at a small width for fast
 tests of everything downstream.
 
-Numerics follow the official model: on CUDA with ``amp_dtype=torch.bfloat16`` the
+Numerics follow the official model: with ``amp_dtype=torch.bfloat16`` (CUDA) the
 aggregator runs under bf16 autocast (matmuls and attention in bf16; LayerNorms, the
 residual stream and the returned tokens in float32) and the camera head runs in float32
 with autocast disabled.
@@ -14,8 +14,10 @@ with autocast disabled.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -27,7 +29,8 @@ from vggt_uncertainty_ros.model.aggregator import Aggregator
 from vggt_uncertainty_ros.model.camera_head import CameraHead
 from vggt_uncertainty_ros.model.config import VGGTConfig, get_config
 from vggt_uncertainty_ros.model.init import deterministic_init_
-from vggt_uncertainty_ros.model.layers import ATTENTION_IMPLS, SDPA_BACKENDS, Attention
+from vggt_uncertainty_ros.model.layers import SDPA_BACKENDS, Block
+from vggt_uncertainty_ros.model.pose_encoding import pose_encoding_to_extri_intri
 from vggt_uncertainty_ros.model.token_cache import TokenCache
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,55 @@ InitMode = Literal["auto", "torch", "deterministic", "empty", "meta"]
 #: Compiled variants of ``Block.forward`` allowed by :meth:`VGGT.compile_blocks`: about 6
 #: block kinds x the DINOv2 batch sizes of a window (1..S new frames) x grad modes.
 COMPILE_GRAPH_LIMIT = 64
+
+
+@dataclass
+class VGGTOutput:
+    """What :meth:`VGGT.forward` returns; read by attribute (``out.pose_enc``) or by key
+    (``out["pose_enc"]``; a field left ``None`` because it was not requested raises ``KeyError``).
+
+    Attributes:
+        pose_enc: ``[B, S, 9]`` the last refinement's encoding ``[t (3), q_xyzw (4), fov_h, fov_w]``
+            of the camera-from-world extrinsics, translation in VGGT's normalised units, fovs in rad.
+        pose_enc_list: ``[B, S, 9]`` activated encodings, one per refinement iteration.
+        pose_enc_preact_list: the raw encodings before the fov ReLU, one per iteration.
+        camera_features: ``[B, S, 2C]`` camera token of the last aggregator layer (what the
+            uncertainty head reads).
+        camera_trunk_features: ``[B, S, 2C]`` camera-head trunk output at the last iteration.
+        patch_start_idx: index of the first patch token in each frame's token sequence.
+        extrinsics: ``[B, S, 3, 4]`` camera-from-world ``T_cam_world`` (OpenCV axes, VGGT units),
+            when decoded.
+        intrinsics: ``[B, S, 3, 3]`` pinhole intrinsics in pixels of the ``H x W`` input
+            (principal point at the image centre), when decoded.
+        aggregated_layers: ``{i: [B, S, P, 2C]}`` full tokens of the requested layers (tests).
+        camera_tokens_all_layers: ``[L, B, S, 2C]`` camera-token column of every layer (tests).
+    """
+    pose_enc: torch.Tensor
+    pose_enc_list: list[torch.Tensor]
+    pose_enc_preact_list: list[torch.Tensor]
+    camera_features: torch.Tensor
+    camera_trunk_features: torch.Tensor
+    patch_start_idx: int
+    extrinsics: torch.Tensor | None = None
+    intrinsics: torch.Tensor | None = None
+    aggregated_layers: dict[int, torch.Tensor] | None = None
+    camera_tokens_all_layers: torch.Tensor | None = None
+
+    def __getitem__(self, key: str) -> object:
+        value = getattr(self, key, None) if key in _OUTPUT_FIELDS else None
+        if value is None:
+            raise KeyError(f"{key!r} is not in this output; it has {list(self.keys())}")
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in _OUTPUT_FIELDS and getattr(self, str(key)) is not None
+
+    def keys(self) -> Iterator[str]:
+        """Names of the fields that hold a value (like a dict's keys)."""
+        return (name for name in _OUTPUT_FIELDS if getattr(self, name) is not None)
+
+
+_OUTPUT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(VGGTOutput))
 
 
 class VGGT(nn.Module):
@@ -49,14 +101,19 @@ class VGGT(nn.Module):
             (uninitialised memory, for loading a checkpoint right after), or ``"meta"``
             (no memory at all; load with ``load_state_dict(..., assign=True)`` and call
             ``aggregator.reset_buffers()``).
+        amp_dtype: ``None`` (float32 throughout) or the autocast dtype of the aggregator
+            (``torch.bfloat16`` for the official GPU numerics, or ``torch.float16``); the
+            camera head always runs in float32.
 
     Attributes:
         config: The resolved :class:`VGGTConfig`.
         feature_dim: Width of ``camera_features`` (2048 for ``full``).
-        amp_dtype: ``None`` for plain float32, or the autocast dtype of the aggregator.
+        amp_dtype: as the argument; may be reassigned between calls.
     """
 
-    def __init__(self, config: str | VGGTConfig = "full", init: InitMode = "auto") -> None:
+    def __init__(
+        self, config: str | VGGTConfig = "full", init: InitMode = "auto", amp_dtype: torch.dtype | None = None
+    ) -> None:
         super().__init__()
         self.config = get_config(config)
         if init == "auto":
@@ -74,7 +131,9 @@ class VGGT(nn.Module):
             elif init != "torch":
                 raise ModelError(f"unknown init mode {init!r}")
         self.feature_dim = self.config.feature_dim
-        self.amp_dtype: torch.dtype | None = None
+        if amp_dtype not in (None, torch.bfloat16, torch.float16):
+            raise ModelError(f"amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype!r}")
+        self.amp_dtype: torch.dtype | None = amp_dtype
         self.sdpa_backend = "auto"
 
     def _build(self) -> None:
@@ -82,14 +141,6 @@ class VGGT(nn.Module):
         self.camera_head = CameraHead(self.config)
 
     # ------------------------------------------------------------------ settings
-    def set_attention_impl(self, impl: str) -> None:
-        """Select ``"sdpa"`` (fused, default) or ``"manual"`` (explicit softmax) attention."""
-        if impl not in ATTENTION_IMPLS:
-            raise ModelError(f"unknown attention implementation {impl!r}; expected {ATTENTION_IMPLS}")
-        for module in self.modules():
-            if isinstance(module, Attention):
-                module.impl = impl
-
     def set_sdpa_backend(self, name: str) -> None:
         """Prefer a fused-attention kernel: a key of :data:`SDPA_BACKENDS` ("auto", "cudnn", ...).
 
@@ -99,24 +150,6 @@ class VGGT(nn.Module):
         if name not in SDPA_BACKENDS:
             raise ModelError(f"unknown SDPA backend {name!r}; expected one of {sorted(SDPA_BACKENDS)}")
         self.sdpa_backend = name
-
-    def set_amp(self, dtype: torch.dtype | None, compact_weights: bool = False) -> None:
-        """Run the aggregator under autocast with ``dtype`` (``None``: float32 throughout).
-
-        Args:
-            dtype: ``torch.bfloat16`` (official GPU numerics), ``torch.float16`` or ``None``.
-            compact_weights: Also store the aggregator's matrix weights (Linear, Conv) in
-                ``dtype``; autocast casts them to ``dtype`` anyway, so the outputs are
-                unchanged while weight memory and per-call casts are saved. Norms, biases,
-                LayerScales and tokens stay float32. The camera head always stays float32.
-        """
-        self.amp_dtype = dtype
-        if compact_weights:
-            if dtype is None:
-                raise ModelError("compact_weights needs an autocast dtype")
-            for module in self.aggregator.modules():
-                if isinstance(module, (nn.Linear, nn.Conv2d)):
-                    module.weight.data = module.weight.data.to(dtype)
 
     def compile_blocks(self, **kwargs: object) -> None:
         """``torch.compile`` every transformer block in place (fuses norms, RoPE, GELU, casts).
@@ -130,20 +163,13 @@ class VGGT(nn.Module):
         past it dynamo would silently run the remaining variants eagerly. ``kwargs`` go to
         :meth:`nn.Module.compile`.
         """
-        import torch._dynamo.config as dynamo_config
-
-        from vggt_uncertainty_ros.model.layers import Block
+        import torch._dynamo.config as dynamo_config  # lazy: dynamo only when compiling
 
         dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, COMPILE_GRAPH_LIMIT)
         kwargs.setdefault("dynamic", False)
         for module in self.modules():
             if isinstance(module, Block):
                 module.compile(**kwargs)
-
-    def uncompile_blocks(self) -> None:
-        """Undo :meth:`compile_blocks` (blocks run eagerly again; dynamo's caches are kept)."""
-        for module in self.modules():
-            module._compiled_call_impl = None
 
     # ------------------------------------------------------------------ forward
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
@@ -167,7 +193,7 @@ class VGGT(nn.Module):
         camera_token_layers: bool = False,
         iters: int | None = None,
         decode: bool = True,
-    ) -> dict[str, object]:
+    ) -> VGGTOutput:
         """Predict camera poses of one or more image sequences.
 
         Args:
@@ -179,25 +205,11 @@ class VGGT(nn.Module):
             keep_layers: Aggregator layer indices whose full tokens to return (tests).
             camera_token_layers: Also return the camera-token column of all layers (tests).
             iters: Camera-head refinement iterations (default 4).
-            decode: Decode extrinsics/intrinsics (needs ``vggt_uncertainty_ros.geometry``).
+            decode: Decode extrinsics/intrinsics from the last pose encoding.
 
         Returns:
-            A dict with
-
-            * ``pose_enc_list``: list of ``[B, S, 9]`` activated encodings, one per iteration;
-            * ``pose_enc``: ``[B, S, 9]`` the last one: ``[t (3), q_xyzw (4), fov_h, fov_w]``
-              of the camera-from-world extrinsics, translation in VGGT's normalised units,
-              fovs in rad;
-            * ``pose_enc_preact_list``: the raw encodings before the fov ReLU;
-            * ``camera_features``: ``[B, S, 2C]`` camera token of the last aggregator layer
-              (what the uncertainty head reads);
-            * ``camera_trunk_features``: ``[B, S, 2C]`` camera-head trunk output at the last
-              iteration;
-            * ``extrinsics``: ``[B, S, 3, 4]`` camera-from-world ``T_cam_world`` (OpenCV axes,
-              VGGT units); ``intrinsics``: ``[B, S, 3, 3]`` in pixels of the ``H x W`` input
-              (principal point at the image centre) -- when ``decode``;
-            * ``aggregated_layers`` (``{i: [B, S, P, 2C]}``), ``camera_tokens_all_layers``
-              (``[L, B, S, 2C]``) when requested; ``patch_start_idx``.
+            A :class:`VGGTOutput` (``extrinsics``/``intrinsics`` when ``decode``,
+            ``aggregated_layers``/``camera_tokens_all_layers`` when requested).
 
         Raises:
             ModelError: On bad shapes or a cache without frame ids.
@@ -224,22 +236,16 @@ class VGGT(nn.Module):
         camera_features = agg.camera_last
         with self._sdpa_preference(), torch.autocast(device_type=device.type, enabled=False):
             head = self.camera_head(camera_features.float(), iters=iters)
-        out: dict[str, object] = {
-            "pose_enc_list": head.pose_enc_list,
-            "pose_enc": head.pose_enc_list[-1],
-            "pose_enc_preact_list": head.preact_list,
-            "camera_features": camera_features,
-            "camera_trunk_features": head.trunk_features,
-            "patch_start_idx": agg.patch_start_idx,
-        }
-        if keep_layers:
-            out["aggregated_layers"] = agg.layers
-        if camera_token_layers:
-            out["camera_tokens_all_layers"] = agg.camera_tokens
+        out = VGGTOutput(
+            pose_enc=head.pose_enc_list[-1],
+            pose_enc_list=head.pose_enc_list,
+            pose_enc_preact_list=head.preact_list,
+            camera_features=camera_features,
+            camera_trunk_features=head.trunk_features,
+            patch_start_idx=agg.patch_start_idx,
+            aggregated_layers=agg.layers if keep_layers else None,
+            camera_tokens_all_layers=agg.camera_tokens if camera_token_layers else None,
+        )
         if decode:
-            from vggt_uncertainty_ros.geometry import pose_encoding_to_extri_intri
-
-            extrinsics, intrinsics = pose_encoding_to_extri_intri(out["pose_enc"], (h, w))
-            out["extrinsics"] = extrinsics
-            out["intrinsics"] = intrinsics
+            out.extrinsics, out.intrinsics = pose_encoding_to_extri_intri(out.pose_enc, (h, w))
         return out

@@ -25,7 +25,6 @@ REJECT_SIZE = "size_mismatch"
 REJECT_DECODE = "decode_error"
 #: image drop reasons (valid image not used, by policy)
 DROP_DUPLICATE = "duplicate_stamp"
-DROP_QUEUE = "queue_full"  # counted in windows: a pending window evicted by a newer one
 
 
 class InputCounters:

@@ -268,7 +268,6 @@ class VggtUncertaintyNode(Node):
                 "windows_submitted": w.submitted,
                 "windows_processed": w.processed,
                 "windows_dropped": w.dropped,
-                "windows_dropped/queue_full": w.dropped,
                 "windows_failed": w.failed,
                 "windows_stale": t.stale_windows,
                 "queue_depth": w.queue_depth,

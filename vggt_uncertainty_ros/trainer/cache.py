@@ -15,9 +15,9 @@ the cache keeps
 
 A file's name is a SHA-256 over everything that determines its content: the data (absolute
 path plus size and mtime of every file under it, the ground-truth file and image topic), the
-window sampling, the preprocessing mode, the backbone family and identity (a hash of its
-architecture and weights) and the backbone dtype. Files are written atomically (temporary
-file + rename) and hold no pickle.
+window sampling, the backbone family and preprocessing mode, the backbone identity (a hash
+of its architecture and weights) and the backbone dtype. Files are written atomically
+(temporary file + rename) and hold no pickle.
 """
 
 from __future__ import annotations
@@ -31,23 +31,26 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
+from tqdm import tqdm
 
 from vggt_uncertainty_ros.data import WindowBuilder, WindowConfig, open_sequence
 from vggt_uncertainty_ros.errors import DataError
-from vggt_uncertainty_ros.trainer.config import SequenceSpec, WindowSection
-
-if TYPE_CHECKING:
-    import torch
+from vggt_uncertainty_ros.geometry import window_relative
+from vggt_uncertainty_ros.trainer.config import SequenceSpec, WindowSamplingConfig
 
 _log = logging.getLogger(__name__)
 
 #: bump when the layout or the meaning of a cached array changes.
 CACHE_FORMAT_VERSION = 2
 FEATURE_KEYS = ("camera_features", "camera_trunk_features")
+#: windows per shard (the unit of distributed work and of the DINOv2 token-cache restart).
+SHARD_WINDOWS = 64
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ def fingerprint_path(path: str | Path) -> list[list[Any]]:
 
 def cache_key(
     spec: SequenceSpec,
-    window: WindowSection,
+    window: WindowSamplingConfig,
     preprocess_mode: str,
     backbone_identity: str,
     backbone_dtype: str,
@@ -142,7 +145,7 @@ def cache_key(
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
-def _window_config(window: WindowSection) -> Any:
+def _window_config(window: WindowSamplingConfig) -> Any:
     return WindowConfig(
         size=window.size,
         stride=window.stride,
@@ -151,7 +154,7 @@ def _window_config(window: WindowSection) -> Any:
     )
 
 
-def iter_windows(spec: SequenceSpec, window: WindowSection) -> Iterator[list[Any]]:
+def iter_windows(spec: SequenceSpec, window: WindowSamplingConfig) -> Iterator[list[Any]]:
     """Yield the frames (``data.Frame``) of each window of a sequence, in stream order.
 
     Windows come from the shared :class:`~vggt_uncertainty_ros.data.WindowBuilder` rule.
@@ -191,25 +194,23 @@ def _window_items(win: Any) -> list[Any]:
 
 
 def _relative_gt(frames: list[Any]) -> np.ndarray:
-    from vggt_uncertainty_ros.geometry import window_relative
-
     T_world_cam = np.stack([np.asarray(f.T_world_cam, dtype=np.float64) for f in frames])
     return np.asarray(window_relative(T_world_cam), dtype=np.float64)
 
 
-def run_backbone_window(backbone: Any, frames: list[Any]) -> Any:
-    """Run the frozen backbone on one window: ``backbone.predict`` of the frames' images, with the
-    frames' stream indices as ids (an earlier overlapping window's frames reuse per-frame work).
+def run_backbone_window(backbone: Any, frames: list[Any], frame_ids: list[Any] | None = None) -> Any:
+    """Run the frozen backbone on one window: ``backbone.predict`` of the frames' images.
+
+    With ``frame_ids``, frames an earlier overlapping window already saw (same id) reuse the
+    backbone's per-frame work (the DINOv2 / patch-encoder token cache).
 
     Returns:
         The :class:`~vggt_uncertainty_ros.model.backbone.WindowPrediction`.
     """
-    return backbone.predict([f.image for f in frames], frame_ids=[int(f.index) for f in frames])
+    return backbone.predict([f.image for f in frames], frame_ids=frame_ids)
 
 
 def _sync(device: Any) -> None:
-    import torch
-
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -223,8 +224,10 @@ class FeatureCache:
         identity: ``model.identity()``.
         device: torch device of ``model``.
         dtype: torch dtype of the backbone's compute.
-        preprocess_mode: ``crop`` or ``pad``.
+        preprocess_mode: ``<family>:<mode>`` (part of the cache key).
         window: window sampling section of the config.
+        shard_windows: windows per shard; the DINOv2 token cache restarts at every shard, so
+            single-process and sharded builds with the same value give identical arrays.
     """
 
     def __init__(
@@ -235,8 +238,12 @@ class FeatureCache:
         device: torch.device,
         dtype: torch.dtype,
         preprocess_mode: str,
-        window: WindowSection,
+        window: WindowSamplingConfig,
+        shard_windows: int = 0,
     ) -> None:
+        self.shard_windows = int(shard_windows) if shard_windows else SHARD_WINDOWS
+        if self.shard_windows < 1:
+            raise DataError(f"shard_windows must be >= 1, got {shard_windows}")
         self.cache_dir = Path(cache_dir)
         self.model = model
         self.identity = identity
@@ -247,6 +254,7 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
         self.backbone_window_times_s: list[float] = []
+        self._shards_encoded = 0  # tags frame ids: no per-frame work is reused across shards
 
     def _dtype_name(self) -> str:
         return str(self.dtype).removeprefix("torch.")
@@ -273,8 +281,37 @@ class FeatureCache:
         return cached
 
     def _build(self, spec: SequenceSpec, path: Path) -> CachedSequence:
-        from tqdm import tqdm
+        parts: list[EncodedWindows] = []
+        chunk: list[list[Any]] = []
+        for frames in tqdm(iter_windows(spec, self.window), desc=f"backbone {Path(spec.path).name}", unit="win",
+                           leave=False, disable=None):
+            chunk.append(frames)
+            if len(chunk) == self.shard_windows:
+                parts.append(self.encode(chunk))
+                chunk = []
+        if chunk:
+            parts.append(self.encode(chunk))
+        if not parts:
+            raise DataError(
+                f"{spec.path}: no window of {self.window.size} frames with ground truth "
+                f"(stride {self.window.stride}); is the sequence too short or missing ground truth?"
+            )
+        merged = EncodedWindows.concatenate(parts)
+        self.backbone_window_times_s.extend(merged.times_s)
+        self.write_sequence(path, spec, merged)
+        _log.info("cached %d windows of %s (%.3f s/window) -> %s", merged.n_windows, spec.path,
+                  merged.mean_time_s(), path)
+        return load_cached(path, name=spec.path)
 
+    def encode(self, windows: list[list[Any]]) -> EncodedWindows:
+        """Run the backbone over consecutive windows (one shard) with a fresh DINOv2 token cache.
+
+        The token cache starts empty at every shard, so a shard's arrays do not depend on
+        which process computed it or on the shards before it: that is what makes a sharded
+        (distributed) build bit-identical to a single-process one.
+        """
+        self._shards_encoded += 1
+        shard = self._shards_encoded
         feats: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_KEYS}
         T_pred: list[np.ndarray] = []
         valid: list[np.ndarray] = []
@@ -283,11 +320,10 @@ class FeatureCache:
         index: list[list[int]] = []
         times: list[float] = []
         image_hw = (0, 0)
-        for frames in tqdm(iter_windows(spec, self.window), desc=f"backbone {Path(spec.path).name}", unit="win",
-                           leave=False, disable=None):
+        for frames in windows:
             _sync(self.device)
             t0 = time.perf_counter()
-            pred = run_backbone_window(self.model, frames)
+            pred = run_backbone_window(self.model, frames, [(shard, int(f.index)) for f in frames])
             _sync(self.device)
             times.append(time.perf_counter() - t0)
             image_hw = tuple(int(v) for v in frames[0].image.shape[:2])
@@ -299,12 +335,6 @@ class FeatureCache:
             gt.append(_relative_gt(frames))
             stamps.append([int(f.stamp_ns) for f in frames])
             index.append([int(f.index) for f in frames])
-        if not T_pred:
-            raise DataError(
-                f"{spec.path}: no window of {self.window.size} frames with ground truth "
-                f"(stride {self.window.stride}); is the sequence too short or missing ground truth?"
-            )
-        self.backbone_window_times_s.extend(times)
         arrays = {
             "camera_features": np.ascontiguousarray(np.stack(feats["camera_features"]), dtype=np.float32),
             "T_0_i_pred": np.ascontiguousarray(np.stack(T_pred), dtype=np.float64),
@@ -317,28 +347,72 @@ class FeatureCache:
             arrays["camera_trunk_features"] = np.ascontiguousarray(
                 np.stack(feats["camera_trunk_features"]), dtype=np.float32
             )
-        # skip the first (warm-up) window in the mean when there are several
-        timed = times[1:] if len(times) > 1 else times
+        return EncodedWindows(arrays=arrays, image_hw=image_hw, times_s=times)
+
+    def write_sequence(self, path: Path, spec: SequenceSpec, enc: EncodedWindows) -> None:
+        """Write one sequence's cache file atomically (temporary file + rename)."""
         meta = {
             "format_version": str(CACHE_FORMAT_VERSION),
             "sequence": str(spec.path),
-            "image_hw": json.dumps(list(image_hw)),
+            "image_hw": json.dumps(list(enc.image_hw)),
             "backbone_identity": self.identity,
             "backbone_family": str(getattr(self.model, "name", "")),
-            "backbone_s_per_window": repr(float(np.mean(timed))),
+            "backbone_s_per_window": repr(enc.mean_time_s()),
         }
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        try:
-            save_file(arrays, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        _log.info("cached %d windows of %s (%.3f s/window) -> %s", len(T_pred), spec.path,
-                  float(np.mean(timed)), path)
-        return load_cached(path, name=spec.path)
+        _atomic_save(enc.arrays, path, meta)
+
+
+@dataclass
+class EncodedWindows:
+    """Backbone outputs of consecutive windows (one shard, or a whole sequence).
+
+    Attributes:
+        arrays: the cache arrays (see the module docstring), leading dimension ``W``.
+        image_hw: (H, W) of the backbone input, pixels.
+        times_s: wall time of each window's backbone forward, seconds.
+    """
+
+    arrays: dict[str, np.ndarray]
+    image_hw: tuple[int, int]
+    times_s: list[float]
+
+    @property
+    def n_windows(self) -> int:
+        """Number of windows ``W``."""
+        return int(self.arrays["T_0_i_pred"].shape[0])
+
+    def mean_time_s(self) -> float:
+        """Mean backbone seconds per window, the first (warm-up) window left out when there are several."""
+        timed = self.times_s[1:] if len(self.times_s) > 1 else self.times_s
+        return float(np.mean(timed)) if timed else float("nan")
+
+    @staticmethod
+    def concatenate(parts: list[EncodedWindows]) -> EncodedWindows:
+        """Stack shards in order along the window axis.
+
+        Raises:
+            DataError: ``parts`` is empty or the shards disagree on the image size.
+        """
+        if not parts:
+            raise DataError("no shard to concatenate")
+        sizes = {p.image_hw for p in parts}
+        if len(sizes) != 1:
+            raise DataError(f"shards disagree on the backbone image size: {sorted(sizes)}")
+        arrays = {k: np.ascontiguousarray(np.concatenate([p.arrays[k] for p in parts])) for k in parts[0].arrays}
+        return EncodedWindows(arrays=arrays, image_hw=parts[0].image_hw,
+                              times_s=[t for p in parts for t in p.times_s])
+
+
+def _atomic_save(arrays: dict[str, np.ndarray], path: Path, meta: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
+    os.close(fd)
+    try:
+        save_file(arrays, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def load_cached(path: str | Path, name: str | None = None) -> CachedSequence:
@@ -347,8 +421,6 @@ def load_cached(path: str | Path, name: str | None = None) -> CachedSequence:
     Raises:
         DataError: the file is unreadable, from another format version, or lacks arrays.
     """
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     try:
         with safe_open(str(path), framework="numpy") as fh:

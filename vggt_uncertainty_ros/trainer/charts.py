@@ -40,6 +40,7 @@ _STYLES: dict[str, dict[str, Any]] = {
 
 
 def _pyplot() -> Any:
+    # lazy: matplotlib (slow to import) only when charts are drawn, with the headless backend
     import matplotlib
 
     matplotlib.use("Agg", force=True)

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from vggt_uncertainty_ros.errors import ConfigError
+from vggt_uncertainty_ros.head.losses import LossConfig
 from vggt_uncertainty_ros.model.spec import BackboneSpec
 
 _log = logging.getLogger(__name__)
@@ -82,16 +83,20 @@ class DataConfig:
             (after a seeded shuffle) are held out instead.
         val_count: sequences moved from ``train`` to validation when ``val`` is empty.
         synthetic: synthetic sequences added to both lists.
+        manifest: a dataset manifest (YAML/JSON, see :mod:`vggt_uncertainty_ros.data.manifest`);
+            its ``train`` sequences join ``train`` and its ``val`` ones join ``val`` (its
+            ``test`` ones are left to the evaluator). Empty: none.
     """
 
     train: tuple[SequenceSpec, ...] = ()
     val: tuple[SequenceSpec, ...] = ()
     val_count: int = 1
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    manifest: str = ""
 
 
 @dataclass(frozen=True)
-class WindowSection:
+class WindowSamplingConfig:
     """Window sampling, mirrored onto :class:`vggt_uncertainty_ros.data.WindowConfig`.
 
     Attributes:
@@ -110,7 +115,7 @@ class WindowSection:
 
 
 @dataclass(frozen=True)
-class HeadSection:
+class HeadConfig:
     """The trainable uncertainty head.
 
     Attributes:
@@ -127,27 +132,6 @@ class HeadSection:
     input_feature: str = "camera_features"
     hidden: int = 1024
     scale_convention: str = "vggt"
-
-
-@dataclass(frozen=True)
-class LossSection:
-    """Optional terms of the pose-uncertainty NLL (all off by default).
-
-    Attributes:
-        prior_alpha: weight α of the prior ``α (log √λ - log √λ₀)²`` (0 disables;
-            the analysis suggests 1e-4 … 1e-3).
-        prior_sqrt_info0: √λ₀ of the prior (1/σ₀ in rad⁻¹ / m⁻¹).
-        motion_weighting: weight translation NLL by window motion
-            (mean ‖t_gt‖ / its batch mean, clamped to [0.1, 2]).
-        beta_nll: β of β-NLL (per-sample weight σ^(2β), detached; 0 disables).
-        min_motion_m: frames with ‖t_gt‖ above this enter the per-window scale fit, metres.
-    """
-
-    prior_alpha: float = 0.0
-    prior_sqrt_info0: float = 1.0
-    motion_weighting: bool = False
-    beta_nll: float = 0.0
-    min_motion_m: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -175,7 +159,7 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class TrainSection:
+class TrainLoopConfig:
     """Iterations, batching, validation, checkpoints and early stopping.
 
     Attributes:
@@ -231,12 +215,12 @@ class TrainConfig:
     """The whole trainer configuration (sections mirror ``config/train.yaml``)."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    window: WindowSection = field(default_factory=WindowSection)
+    window: WindowSamplingConfig = field(default_factory=WindowSamplingConfig)
     backbone: BackboneSpec = field(default_factory=BackboneSpec)
-    head: HeadSection = field(default_factory=HeadSection)
-    loss: LossSection = field(default_factory=LossSection)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainSection = field(default_factory=TrainSection)
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -298,10 +282,16 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 continue
         raise ConfigError(f"{key}: {value!r} matches none of {hint}")
     if origin is tuple:
-        (item_hint, _ellipsis) = typing.get_args(hint)
+        args = typing.get_args(hint)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
-        return tuple(_coerce(v, item_hint, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(args) == 2 and args[1] is Ellipsis:
+            item_hints = [args[0]] * len(value)
+        elif len(value) != len(args):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        else:
+            item_hints = list(args)
+        return tuple(_coerce(v, h, f"{key}[{i}]") for i, (v, h) in enumerate(zip(value, item_hints)))
     if dataclasses.is_dataclass(hint):
         if hint is SequenceSpec and isinstance(value, str):
             value = {"path": value}
@@ -356,11 +346,17 @@ def _validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"{key}: must be > 0, got {flat[key]!r}")
     if cfg.window.size < 2:
         raise ConfigError(f"window.size: a window needs at least 2 frames, got {cfg.window.size}")
-    for key in ("loss.prior_alpha", "loss.beta_nll", "optim.weight_decay", "optim.grad_clip"):
+    for key in ("loss.prior_alpha", "loss.beta_nll", "loss.min_motion_m", "optim.weight_decay", "optim.grad_clip"):
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]!r}")
-    if not cfg.data.train and cfg.data.synthetic.train == 0:
-        raise ConfigError("data: no training sequences (data.train is empty and data.synthetic.train is 0)")
+    for key in ("loss.motion_weight_bounds", "loss.log_var_bounds"):
+        lo, hi = flat[key]
+        if not lo < hi:
+            raise ConfigError(f"{key}: needs low < high, got {flat[key]!r}")
+    if not cfg.data.train and cfg.data.synthetic.train == 0 and not cfg.data.manifest:
+        raise ConfigError(
+            "data: no training sequences (data.train is empty, data.synthetic.train is 0 and no data.manifest)"
+        )
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from vggt_uncertainty_ros.data import synth
+from vggt_uncertainty_ros.data.manifest import ManifestEntry, load_manifest
 from vggt_uncertainty_ros.errors import DataError
+from vggt_uncertainty_ros.geometry import fit_scale, pose_residual
 from vggt_uncertainty_ros.trainer.cache import CachedSequence
 from vggt_uncertainty_ros.trainer.config import DataConfig, SequenceSpec, SyntheticConfig
 
@@ -63,17 +65,29 @@ def generate_synthetic(cfg: SyntheticConfig, cache_dir: str | Path) -> tuple[lis
     return specs[: cfg.train], specs[cfg.train :]
 
 
+def manifest_spec(entry: ManifestEntry) -> SequenceSpec:
+    """The trainer's :class:`SequenceSpec` of one dataset-manifest entry."""
+    return SequenceSpec(path=str(entry.path), gt_path=str(entry.gt_path) if entry.gt_path else None,
+                        image_topic=entry.image_topic)
+
+
 def split_sequences(cfg: DataConfig, cache_dir: str | Path, seed: int) -> tuple[list[SequenceSpec], list[SequenceSpec]]:
     """Resolve the training and validation sequences (split by sequence, never by window).
 
-    When ``cfg.val`` is empty, ``cfg.val_count`` of the listed training sequences, chosen by a
-    seeded shuffle, are held out (only if at least one training sequence remains).
+    Sequences listed in ``cfg.manifest`` join the lists by role. When no validation
+    sequence is listed (neither in ``cfg.val`` nor in the manifest), ``cfg.val_count`` of the
+    listed training sequences, chosen by a seeded shuffle, are held out (only if at least one
+    training sequence remains).
 
     Raises:
         DataError: a sequence appears in both lists, or no training sequence remains.
     """
     train = list(cfg.train)
     val = list(cfg.val)
+    if cfg.manifest:
+        manifest = load_manifest(cfg.manifest)
+        train += [manifest_spec(e) for e in manifest.by_role("train")]
+        val += [manifest_spec(e) for e in manifest.by_role("val")]
     if not val and cfg.val_count > 0 and len(train) > cfg.val_count:
         order = list(range(len(train)))
         random.Random(seed).shuffle(order)
@@ -133,8 +147,6 @@ def window_residuals(seq: CachedSequence, min_motion_m: float) -> dict[str, np.n
         ``residual [W,S,6]`` (rot rad, trans m), ``scale [W]``, ``n_valid [W]``,
         ``t_gt [W,S,3]`` (m), ``t_pred_scaled [W,S,3]`` (m).
     """
-    from vggt_uncertainty_ros.geometry import fit_scale, pose_residual
-
     T_pred = np.array(seq.T_0_i_pred, dtype=np.float64)
     T_gt = seq.T_0_i_gt
     fit = fit_scale(T_gt[..., :3, 3], T_pred[..., :3, 3], min_motion_m=min_motion_m)

@@ -116,7 +116,7 @@ class MetricLogger:
         self._fh = self.path.open("a", encoding="utf-8")
         self._tb = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # lazy: optional, slow to import
 
             purge = None if resume_step is None else resume_step + 1
             self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=purge)
@@ -169,7 +169,7 @@ class MetricLogger:
 
 def _start_wandb(run_dir: Path, mode: str, project: str, config: Mapping[str, Any]) -> Any:
     try:
-        import wandb
+        import wandb  # lazy: optional dependency
     except ImportError:
         _log.warning("output.wandb is true but wandb is not installed; logging locally only")
         return None

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -26,20 +27,30 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from vggt_uncertainty_ros.calibration import D2_ROT_MEAN, D2_TRANS_MEAN, calibration_metrics
 from vggt_uncertainty_ros.errors import CheckpointError, ConfigError
-from vggt_uncertainty_ros.model.backbone import build_backbone
-from vggt_uncertainty_ros.model.device import resolve_device, resolve_dtype
-from vggt_uncertainty_ros.trainer.cache import FeatureCache
+from vggt_uncertainty_ros.head import (
+    HeadMetadata,
+    UncertaintyHead,
+    check_head_backbone,
+    pose_uncertainty_loss,
+    read_head_metadata,
+    save_head,
+    scale_translation_log_var,
+)
+from vggt_uncertainty_ros.model.device import resolve_device
 from vggt_uncertainty_ros.trainer.config import TrainConfig, save_run_config
 from vggt_uncertainty_ros.trainer.data import WindowSet, build_window_set, split_sequences
 from vggt_uncertainty_ros.trainer.logs import MetricLogger
+from vggt_uncertainty_ros.trainer.shards import open_feature_cache
 from vggt_uncertainty_ros.trainer.state import LoopState, load_state, save_state
 
 _log = logging.getLogger(__name__)
@@ -109,13 +120,10 @@ class TrainResult:
     speed: SpeedReport | None
     n_train_windows: int = 0
     n_val_windows: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def calibration_score(metrics: dict[str, float]) -> float:
     """``|d²_rot − 3| + |d²_trans − 3|`` (lower is better; 0 is perfect mean calibration)."""
-    from vggt_uncertainty_ros.calibration import D2_ROT_MEAN, D2_TRANS_MEAN
-
     d2r, d2t = metrics.get(D2_ROT_MEAN, math.nan), metrics.get(D2_TRANS_MEAN, math.nan)
     score = abs(d2r - D2_TARGET) + abs(d2t - D2_TARGET)
     return score if math.isfinite(score) else math.inf
@@ -159,8 +167,6 @@ class HeadTrainer:
     """
 
     def __init__(self, cfg: TrainConfig, in_dim: int, device: torch.device) -> None:
-        from vggt_uncertainty_ros.head import LossConfig, UncertaintyHead
-
         self.cfg = cfg
         self.device = device
         torch.manual_seed(cfg.train.seed)
@@ -170,12 +176,7 @@ class HeadTrainer:
                                            weight_decay=cfg.optim.weight_decay)
         self.sampler = torch.Generator(device="cpu")
         self.sampler.manual_seed(cfg.train.seed)
-        self.loss_config = LossConfig(
-            prior_alpha=cfg.loss.prior_alpha,
-            prior_sqrt_info=cfg.loss.prior_sqrt_info0,
-            motion_weighting=cfg.loss.motion_weighting,
-            beta=cfg.loss.beta_nll,
-        )
+        self.loss_config = cfg.loss
 
     def set_lr(self, lr: float) -> None:
         """Set the learning rate of every parameter group."""
@@ -200,8 +201,6 @@ class HeadTrainer:
             ``(log_var_head [B,S,6], log_var_m [B,S,6])``: the head's log σ² (translation in
             VGGT units for convention ``vggt``) and the one in metres the NLL uses.
         """
-        from vggt_uncertainty_ros.head import scale_translation_log_var
-
         log_var = self.head(features)
         if self.cfg.head.scale_convention == "vggt":
             return log_var, scale_translation_log_var(log_var, torch.exp(log_scale)[:, None])
@@ -209,8 +208,6 @@ class HeadTrainer:
 
     def step(self, ws: WindowSet, idx: torch.Tensor) -> dict[str, Any]:
         """One AdamW step on windows ``idx`` of ``ws`` (tensors already on the device)."""
-        from vggt_uncertainty_ros.head import pose_uncertainty_loss
-
         self.head.train()
         log_var, log_var_m = self.predict(ws.features[idx], ws.log_scale[idx])
         out = pose_uncertainty_loss(ws.residual[idx], log_var_m, config=self.loss_config, t_gt=ws.t_gt[idx])
@@ -224,8 +221,6 @@ class HeadTrainer:
     @torch.no_grad()
     def evaluate(self, ws: WindowSet, idx: torch.Tensor | None = None) -> dict[str, float]:
         """Loss and calibration metrics of the head on windows ``idx`` (default: all)."""
-        from vggt_uncertainty_ros.head import pose_uncertainty_loss
-
         self.head.eval()
         sel = slice(None) if idx is None else idx
         log_var, log_var_m = self.predict(ws.features[sel], ws.log_scale[sel])
@@ -246,8 +241,6 @@ def window_metrics(
     ``log_var`` (the head's own output) drives the clamp diagnostics, ``log_var_m`` (metres)
     the calibration of the metric residuals.
     """
-    from vggt_uncertainty_ros.calibration import calibration_metrics
-
     r = ws.residual[sel][:, 1:].reshape(-1, 6).double().cpu().numpy()
     lv_m = log_var_m[:, 1:].reshape(-1, 6).double().cpu().numpy()
     lv_head = log_var[:, 1:].reshape(-1, 6).double().cpu().numpy()
@@ -308,13 +301,11 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
         ``(train, val or None, info)`` with ``info`` holding cache hits/misses, backbone
         identity and the backbone timing.
     """
-    dtype = resolve_dtype(cfg.backbone.dtype, device)
     train_specs, val_specs = split_sequences(cfg.data, cfg.output.cache_dir, cfg.train.seed)
     _log.info("sequences: %d train, %d validation", len(train_specs), len(val_specs))
-    model = build_backbone(cfg.backbone, device, dtype)
-    identity, family = model.identity(), model.name
-    preprocess = f"{family}:{cfg.backbone.resolved_preprocess_mode}"
-    cache = FeatureCache(cfg.output.cache_dir, model, identity, device, dtype, preprocess, cfg.window)
+    cache = open_feature_cache(cfg, device)
+    model, identity = cache.model, cache.identity
+    family = model.name
     train_cached = [cache.get(s) for s in train_specs]
     val_cached = [cache.get(s) for s in val_specs]
     image_hw = train_cached[0].image_hw
@@ -348,8 +339,6 @@ def _check_resumed_backbone(last: Path, family: str, feature_dim: int) -> None:
     Raises:
         CheckpointError: the run's head was trained on another backbone family or feature size.
     """
-    from vggt_uncertainty_ros.head import check_head_backbone, read_head_metadata
-
     if last.is_file():
         check_head_backbone(read_head_metadata(last), family, feature_dim, str(last))
 
@@ -425,8 +414,6 @@ def train(
 
     step_times: list[float] = []
     status = "completed"
-    from tqdm import tqdm
-
     try:
         with _SigintFlag() as sigint, tqdm(total=cfg.train.iterations, initial=loop.step, desc="train",
                                            unit="step", disable=None, leave=False) as bar:
@@ -496,8 +483,6 @@ def _log_train(cfg: TrainConfig, trainer: HeadTrainer, train_set: WindowSet, idx
 def _validate(cfg: TrainConfig, trainer: HeadTrainer, eval_set: WindowSet, loop: LoopState,
               logger: MetricLogger, run_dir: Path, info: dict[str, Any], wall_s: float) -> bool:
     """Validate, log, update ``best``, drop the LR / early-stop; returns True to stop."""
-    from vggt_uncertainty_ros.calibration import D2_ROT_MEAN, D2_TRANS_MEAN
-
     metrics = trainer.evaluate(eval_set)
     score = calibration_score(metrics)
     metrics["calibration/score"] = score
@@ -524,8 +509,6 @@ def _validate(cfg: TrainConfig, trainer: HeadTrainer, eval_set: WindowSet, loop:
 
 def _save_head(path: Path, trainer: HeadTrainer, cfg: TrainConfig, info: dict[str, Any],
                metrics: dict[str, float], step: int) -> None:
-    from vggt_uncertainty_ros.head import HeadMetadata, save_head
-
     clean = {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}
     clean["step"] = float(step)
     meta = HeadMetadata.for_head(
@@ -566,8 +549,6 @@ def _speed_report(cfg: TrainConfig, info: dict[str, Any], step_times: list[float
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    import json
-
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=float, allow_nan=True) + "\n", encoding="utf-8")
     tmp.replace(path)

@@ -26,8 +26,6 @@ class Block(nn.Module):
             1e-5 in the aggregator and camera head).
         qk_norm: Per-head LayerNorm of queries and keys.
         rope: Shared 2-D RoPE module or ``None``.
-        attn_class: Attention constructor (injected, as in DINOv2).
-        ffn_layer: Feed-forward constructor (injected).
     """
 
     def __init__(
@@ -42,17 +40,15 @@ class Block(nn.Module):
         norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
         qk_norm: bool = False,
         rope: RotaryPositionEmbedding2D | None = None,
-        attn_class: Callable[..., Attention] = Attention,
-        ffn_layer: Callable[..., nn.Module] = Mlp,
     ) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
-        self.attn = attn_class(
+        self.attn = Attention(
             dim, num_heads=num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias, qk_norm=qk_norm, rope=rope
         )
         self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.norm2 = norm_layer(dim)
-        self.mlp = ffn_layer(in_features=dim, hidden_features=int(dim * mlp_ratio), bias=ffn_bias)
+        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), bias=ffn_bias)
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
 
     def forward(
