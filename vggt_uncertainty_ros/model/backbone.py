@@ -184,7 +184,7 @@ class NetworkBackbone:
         name: family name.
         preprocess: ``list of HxWx3 uint8 -> ([S, 3, H, W] in [0, 1], ImageTransforms)``.
         device: torch device.
-        dtype: compute dtype (float32, or an autocast dtype applied with ``model.set_amp``).
+        dtype: compute dtype (float32, or an autocast dtype set as ``model.amp_dtype``).
         token_cache: optional ``model.TokenCache``; with ``frame_ids``, frames shared with the
             previous window skip the per-frame encoder and their preprocessing.
         feature: the model output used as :attr:`WindowPrediction.features`.
@@ -203,11 +203,11 @@ class NetworkBackbone:
         self.name = name
         self.device = torch.device(device)
         self.dtype = dtype
-        net: Any = model.to(self.device).eval()  # VGGT-style: set_amp, amp_dtype, feature_dim
+        net: Any = model.to(self.device).eval()  # VGGT-style: amp_dtype, feature_dim
         self.model = net
         amp = None if dtype == torch.float32 else dtype
-        if hasattr(net, "set_amp") and getattr(net, "amp_dtype", None) != amp:
-            net.set_amp(amp)
+        if hasattr(net, "amp_dtype") and net.amp_dtype != amp:  # VGGT, VGGTOmega; test doubles may lack it
+            net.amp_dtype = amp
         self.feature_dim = int(net.feature_dim)
         self.preprocess = preprocess
         self.token_cache = token_cache

@@ -3,8 +3,7 @@
 * :class:`KeyMaskedLinear`: the ``qkv`` projection whose bias is multiplied by a stored
   ``bias_mask`` buffer (1 for the query and value thirds, 0 for the key third), so keys get
   no bias, as in DINOv3.
-* :class:`OmegaAttention`: our :class:`~vggt_uncertainty_ros.model.layers.Attention` with that
-  projection.
+  Our :class:`~vggt_uncertainty_ros.model.layers.Attention` gets it as its ``qkv``.
 * :class:`AxialRope`: DINOv3's axial RoPE tables (``periods`` buffer, coordinates of patch
   centres normalised by the longer grid side into [-1, 1]); prefix tokens (class/storage or
   camera/register) are left unrotated by cos = 1, sin = 0 rows.
@@ -17,8 +16,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from vggt_uncertainty_ros.model.layers import Attention
 
 
 class KeyMaskedLinear(nn.Linear):
@@ -57,17 +54,6 @@ class HalfSwapRotation:
         xf = x.to(cos.dtype)
         swapped = torch.cat((xf[..., d // 2 :], xf[..., : d // 2]), dim=-1)
         return (xf * cos + swapped * sin).to(x.dtype)
-
-
-class OmegaAttention(Attention):
-    """Self-attention with a key-bias-masked ``qkv`` (official keys ``qkv.{weight,bias,bias_mask}``).
-
-    The RoPE applier, when given, is :class:`HalfSwapRotation` (tables from :class:`AxialRope`).
-    """
-
-    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, **kwargs) -> None:
-        super().__init__(dim, num_heads=num_heads, qkv_bias=qkv_bias, **kwargs)
-        self.qkv = KeyMaskedLinear(dim, 3 * dim, bias=qkv_bias)
 
 
 class AxialRope(nn.Module):

@@ -35,7 +35,7 @@ from vggt_uncertainty_ros.model.init import deterministic_init_
 from vggt_uncertainty_ros.model.layers import ATTENTION_IMPLS, SDPA_BACKENDS, Attention, Block
 from vggt_uncertainty_ros.model.layers.attention import flash4_attention
 from vggt_uncertainty_ros.model.omega.config import OmegaConfig, get_omega_config
-from vggt_uncertainty_ros.model.omega.layers import AxialRope, HalfSwapRotation, KeyMaskedLinear, OmegaAttention
+from vggt_uncertainty_ros.model.omega.layers import AxialRope, HalfSwapRotation, KeyMaskedLinear
 from vggt_uncertainty_ros.model.omega.pose import encoding_to_camera
 from vggt_uncertainty_ros.model.token_cache import TokenCache
 
@@ -52,16 +52,17 @@ _TINY_POSE_BIAS = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0)
 
 def _block(dim: int, heads: int, *, qk_norm: bool, rope: bool) -> Block:
     """Pre-norm block with LayerScale, eps-1e-5 norms and a key-bias-masked ``qkv``."""
-    return Block(
+    blk = Block(
         dim,
         heads,
         mlp_ratio=4.0,
         init_values=1e-5,
         norm_layer=lambda d: nn.LayerNorm(d, eps=_EPS),
         qk_norm=qk_norm,
-        rope=HalfSwapRotation() if rope else None,
-        attn_class=OmegaAttention,
+        rope=HalfSwapRotation() if rope else None,  # type: ignore[arg-type]  # duck-typed ``apply``
     )
+    blk.attn.qkv = KeyMaskedLinear(dim, 3 * dim, bias=True)  # keys get no bias (DINOv3)
+    return blk
 
 
 class _ConvPatches(nn.Module):
