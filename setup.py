@@ -36,6 +36,7 @@ setup(
         "safetensors>=0.4",
         "huggingface_hub>=0.20",
         "pillow>=10",
+        "opencv-python-headless>=4.8",  # the geometric backbone (CPU, no weights) and synthetic motion blur
         "pyyaml>=6",
         "tqdm>=4.60",
         "matplotlib>=3.7",

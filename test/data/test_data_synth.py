@@ -28,7 +28,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     b = synth.generate(tmp_path / "b", 5, 4, **kwargs).paths["tum"]
     c = synth.generate(tmp_path / "c", 6, 4, **kwargs).paths["tum"]
     da, db, dc = _digest(a), _digest(b), _digest(c)
-    assert len(da) == 4 + 4 + 3 and da == db
+    assert len(da) == 4 + 4 + 4 and da == db  # rgb, depth, rgb.txt depth.txt groundtruth.txt difficulty.csv
     assert da["groundtruth.txt"] != dc["groundtruth.txt"]
     assert da[next(k for k in da if k.startswith("rgb/"))] != dc[next(k for k in dc if k.startswith("rgb/"))]
 
@@ -105,3 +105,51 @@ def test_cli_synth_writes_readable_output(tmp_path: Path) -> None:
     assert all(f.T_world_cam is not None for f in frames)
     with pytest.raises(SystemExit):
         main(["synth", "--out", str(out), "--format", "tum,png"])
+    hard = tmp_path / "hard"
+    argv = ["synth", "--out", str(hard), "--frames", "2", "--format", "tum", "--difficulty", "0.5"]
+    assert main([*argv, "--width", "32", "--height", "24"]) == 0
+    assert (synth.read_difficulty(hard / "tum" / "difficulty.csv")["level"] == 0.5).all()
+
+
+def test_difficulty_file_written_read_back_and_deterministic(tmp_path: Path) -> None:
+    kwargs = {"formats": ("tum",), "width": 64, "height": 48, "fps": 5.0, "difficulty": 1.0}
+    a = synth.generate(tmp_path / "a", 3, 12, **kwargs)
+    b = synth.generate(tmp_path / "b", 3, 12, **kwargs)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    table = synth.read_difficulty(tmp_path / "a" / "difficulty.csv")
+    assert set(table) == set(synth.DIFFICULTY_COLUMNS)
+    assert (table["frame"] == np.arange(12)).all()
+    assert (table["stamp_ns"] == a.image_stamps_ns).all()
+    assert (table["level"] == 1.0).all()
+    assert (table["blur_px"] >= 0).all() and (table["noise_sigma"] > 0).all() and (table["gain"] > 0).all()
+    for varying in ("exposure_s", "noise_sigma", "gain", "light_scale"):  # changes within the sequence
+        assert np.ptp(table[varying]) > 0, varying
+    tum_copy = synth.read_difficulty(a.paths["tum"] / "difficulty.csv")
+    assert all((tum_copy[k] == table[k]).all() for k in table)
+    assert b.n_frames == 12
+
+
+def test_clean_sequence_has_level_zero_difficulty(tmp_path: Path) -> None:
+    synth.generate(tmp_path, 3, 4, formats=("tum",), width=40, height=30)
+    table = synth.read_difficulty(tmp_path / "difficulty.csv")
+    assert (table["level"] == 0).all() and (table["blur_px"] == 0).all() and (table["gain"] == 1).all()
+    assert (table["angular_speed_dps"] > 0).all()
+
+
+def test_difficulty_degrades_images_and_varies_across_levels() -> None:
+    easy = synth.plan_sequence(4, 20, 64, 48, 5.0, difficulty=0.0)
+    hard = synth.plan_sequence(4, 20, 64, 48, 5.0, difficulty=1.0)
+    assert len(hard.trajectory.burst_t0) >= len(easy.trajectory.burst_t0) == 0
+    assert len(easy.difficulty.lowtex_surfaces) == 0 and len(easy.difficulty.occluders) == 0
+    assert hard.difficulty.noise_sigma.max() > easy.difficulty.noise_sigma.max()
+    assert np.ptp(np.log(hard.difficulty.gain)) > np.ptp(np.log(easy.difficulty.gain))
+    clean = synth.plan_sequence(4, 20, 64, 48, 5.0)
+    img_clean, _, _ = synth.render_sequence_frames(clean)
+    img_hard, _, cols = synth.render_sequence_frames(hard)
+    assert any((a != b).any() for a, b in zip(img_clean, img_hard))
+    assert cols["noise_sigma"].shape == (20,)
+
+
+def test_difficulty_level_out_of_range_is_refused() -> None:
+    with pytest.raises(DataError, match="difficulty level"):
+        synth.plan_sequence(1, 4, 40, 30, difficulty=1.5)

@@ -105,8 +105,16 @@ def test_load_window_config(tmp_path: Path) -> None:
         "    keyframe_every: 3\n    keyframe_min_gap_s: 0.05\n    image_topic: /camera/rgb/image_color\n"
     )
     assert load_window_config(path) == WindowConfig(6, 2, 3, 0.05)
+    path.write_text("/**:\n  ros__parameters:\n    window_stride: 7\n")
+    assert load_window_config(path) == WindowConfig(stride=7)
+    # the node refuses non-overlapping windows; so does everything that windows like the node
     path.write_text("/**:\n  ros__parameters:\n    window_stride: 8\n")
-    assert load_window_config(path) == WindowConfig(stride=8)
+    with pytest.raises(ConfigError, match=r"window_stride \(8\) must be < window_size \(8\)"):
+        load_window_config(path)
+    for bad in ('"eight"', "8.5", "true"):
+        path.write_text(f"/**:\n  ros__parameters:\n    window_size: {bad}\n")
+        with pytest.raises(ConfigError, match="window size must be an integer"):
+            load_window_config(path)
     path.write_text("other_node:\n  ros__parameters: {}\n")
     with pytest.raises(ConfigError, match="no 'vggt_uncertainty_node: ros__parameters:' section"):
         load_window_config(path)

@@ -111,7 +111,9 @@ def test_recorded_node_output_matches_the_offline_model_run(tmp_path: Path, monk
                                    poses_topic=TOPIC, gt=gt, plots=False))
     offline = evaluate(EvalConfig(data=seq.paths["ros2"], out_dir=tmp_path / "off", params=params, gt=gt,
                                   plots=False))
-    assert recorded.report["warnings"] == {} and offline.report["warnings"] == {}
+    # a short recording: at most its ATE is flagged (too few poses), and the same in both
+    assert set(recorded.report["warnings"]) <= {"ate_few_poses"}
+    assert recorded.report["warnings"] == offline.report["warnings"]
     a, b = recorded.table, offline.table
     np.testing.assert_array_equal(a.stamp_ns, b.stamp_ns)
     np.testing.assert_array_equal(a.anchor_stamp_ns, b.anchor_stamp_ns)

@@ -165,6 +165,6 @@ def test_token_cache_reuses_shared_frames_without_changing_estimates(caplog: pyt
         a = plain.estimate(window, ids)
         b = cached.estimate(window, ids, frame_ids=ids)
         np.testing.assert_allclose(b.T_0_i, a.T_0_i, atol=1e-5)
-    assert (cached.backbone.token_cache.hits, cached.backbone.token_cache.misses) == (2, 6)
-    assert len(cached.backbone._preprocessed) == 4  # only the last window is kept
-    assert plain.backbone.token_cache is None
+    assert (cached.token_cache.hits, cached.token_cache.misses) == (2, 6)
+    assert cached.n_preprocessed_frames == 4  # only the last window is kept
+    assert plain.token_cache is None

@@ -10,7 +10,7 @@ from vggt_uncertainty_ros.data.windows import WindowConfig
 from vggt_uncertainty_ros.errors import ConfigError
 from vggt_uncertainty_ros.geometry import invert_transform, make_transform
 from vggt_uncertainty_ros.online.estimator import NonFiniteOutputError
-from vggt_uncertainty_ros.online.tracking import FrameStream, StreamEvent, TrajectoryTracker
+from vggt_uncertainty_ros.online.tracking import FrameStream, StreamEvent, TrajectoryTracker, check_stamp
 
 MS = 1_000_000
 
@@ -60,14 +60,52 @@ def test_stream_drops_duplicate_stamps():
     assert r.stamps_ns == (10, 20, 30)
 
 
-def test_stream_resets_when_stamps_go_backwards():
-    stream = FrameStream(WindowConfig(size=3, stride=1))
+def test_stream_resets_only_when_stamps_persistently_go_backwards():
+    stream = FrameStream(WindowConfig(size=3, stride=1), backwards_to_reset=3)
     for s in (100, 200):
         stream.push(_image(), s)
-    r = stream.push(_image(), 50)
-    assert r.event is StreamEvent.STAMP_BACKWARDS and r.stamps_ns is None
-    stream.push(_image(), 60)
-    assert stream.push(_image(), 70).stamps_ns == (50, 60, 70)
+    assert stream.push(_image(), 50).event is StreamEvent.OUT_OF_ORDER
+    assert stream.push(_image(), 60).event is StreamEvent.OUT_OF_ORDER
+    r = stream.push(_image(), 70)
+    assert r.event is StreamEvent.STAMP_BACKWARDS and r.event.resets and r.stamps_ns is None
+    stream.push(_image(), 80)
+    assert stream.push(_image(), 90).stamps_ns == (70, 80, 90)
+
+
+def test_a_single_late_frame_is_dropped_and_the_stream_goes_on():
+    stream = FrameStream(WindowConfig(size=3, stride=1))
+    events = [stream.push(_image(), s).event for s in (100, 200, 150, 300)]
+    assert events == [StreamEvent.ACCEPTED, StreamEvent.ACCEPTED, StreamEvent.OUT_OF_ORDER, StreamEvent.ACCEPTED]
+    assert stream.push(_image(), 400).stamps_ns == (200, 300, 400)
+    # late frames that do not form one restarted stream never add up to a reset
+    events = [stream.push(_image(), s).event for s in (350, 340, 330, 320)]
+    assert events == [StreamEvent.OUT_OF_ORDER] * 4
+
+
+def test_a_clock_going_back_resets_at_once():
+    stream = FrameStream(WindowConfig(size=3, stride=1), clock_jump_s=1.0)
+    assert stream.push(_image(), 100, now_ns=50 * 10**9).event is StreamEvent.ACCEPTED
+    assert stream.push(_image(), 200, now_ns=int(49.5 * 10**9)).event is StreamEvent.ACCEPTED  # jitter
+    r = stream.push(_image(), 10, now_ns=10**9)
+    assert r.event is StreamEvent.CLOCK_RESET and r.event.resets
+
+
+@pytest.mark.parametrize(
+    ("sec", "nanosec", "now_ns", "bad"),
+    [
+        (5, 0, None, False),
+        (5, 999_999_999, None, False),
+        (5, 1_000_000_000, None, True),
+        (5, -1, None, True),
+        (-1, 0, None, True),
+        (100, 0, 95 * 10**9, False),
+        (106, 0, 95 * 10**9, True),
+        (10**6, 0, 0, False),  # simulated time not received yet: no future check
+    ],
+)
+def test_check_stamp(sec, nanosec, now_ns, bad):
+    reason = check_stamp(sec, nanosec, now_ns, max_future_s=10.0)
+    assert (reason is not None) is bad
 
 
 def test_stream_restarts_window_on_size_change():
@@ -196,7 +234,7 @@ def test_memory_of_known_poses_is_bounded():
     T = np.stack([make_transform(np.eye(3), np.array([0.1 * i, 0, 0])) for i in range(4)])
     for start in range(0, 400, 2):
         tracker.process(list(range(start, start + 4)), T, np.zeros((4, 6)), 0)
-    assert len(tracker._known) <= 16
+    assert tracker.n_known == 16
 
 
 def test_non_finite_odometry_is_rejected_and_cannot_poison_the_scale():

@@ -202,14 +202,16 @@ def test_bad_inputs_are_counted_and_the_node_recovers(session, main_run):
     bad_encoding.encoding = "yuv422"
     short = _image_msg(frame, last + DT_NS, "rgb8")
     short.data = bytes(short.data)[:-10]
-    big = textured_frames(SIZE, 96, 128, seed=6)
+    big = textured_frames(SIZE + 2, 96, 128, seed=6)
     back = T0_NS - 50 * DT_NS
     sequence = [
         bad_encoding,
         short,
         _image_msg(frame, last, "rgb8"),  # duplicate of the last accepted stamp
-        _image_msg(frame, back, "rgb8"),  # stamps go backwards: reset
-        *[_image_msg(im, back + (k + 1) * DT_NS, "rgb8") for k, im in enumerate(big)],  # size change
+        _image_msg(frame, last - DT_NS // 2, "rgb8"),  # one late frame: dropped, no reset
+        *[_image_msg(im, last + (k + 1) * DT_NS, "rgb8") for k, im in enumerate(big[:SIZE])],  # size change
+        # a loop: stamps persistently go backwards; the third such frame resets the state
+        *[_image_msg(im, back + (k + 1) * DT_NS, "rgb8") for k, im in enumerate(big)],
     ]
     for msg in sequence:
         d.image_pub.publish(msg)
@@ -222,10 +224,12 @@ def test_bad_inputs_are_counted_and_the_node_recovers(session, main_run):
     assert int(v["images_rejected/unsupported_encoding"]) == 1
     assert int(v["images_rejected/size_mismatch"]) == 1
     assert int(v["images_dropped/duplicate_stamp"]) == 1
+    assert int(v["images_dropped/out_of_order"]) == 1 + 2  # the late frame, the loop's first two
     assert int(v["events/stamp_backwards"]) == 1 and int(v["resets"]) == 1
     assert int(v["events/size_changed"]) == 1
     assert session.proc.poll() is None, f"node died:\n{session.log()}"
-    # the window after the restart is anchored at the first 128x96 frame, on a fresh trajectory
+    # the window after the reset is anchored at the loop's third frame, on a fresh trajectory
+    back += 2 * DT_NS
     anchor_id = format_anchor_frame_id(CAMERA, back + DT_NS)
     d.wait_for(lambda: sum(m.header.frame_id == anchor_id for m in d.relative) == SIZE - 1, 30.0, "new window")
     with d.lock:

@@ -7,8 +7,9 @@ Each subcommand lives in ``vggt_uncertainty_ros/cli/<module>.py`` and exposes
 * ``run(args: argparse.Namespace) -> int`` -- the exit status.
 
 Modules are imported only when their subcommand runs, so ``vggt-uncertainty synth``
-does not pay for importing torch. Errors deriving from
-:class:`~vggt_uncertainty_ros.errors.VggtUncertaintyError` become one log line and exit 1.
+does not pay for importing torch. Expected errors (deriving from
+:class:`~vggt_uncertainty_ros.errors.VggtUncertaintyError`, and ``OSError`` for files that
+cannot be read or written) become one log line and exit 1; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
         "benchmarks and the end-to-end demo. The ROS 2 node is `vggt_uncertainty_node`.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (implies --verbose)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         if selected in (None, name):
@@ -69,14 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     selected = next((a for a in argv if a in SUBCOMMANDS), None)
     args = build_parser(selected).parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose or args.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
     try:
         return int(_load(args.command).run(args) or 0)
-    except VggtUncertaintyError as err:
-        _log.error("%s: %s", type(err).__name__, err)
+    except (VggtUncertaintyError, OSError) as err:
+        _log.error("%s: %s", type(err).__name__, err, exc_info=err if args.debug else None)
         return 1
     except KeyboardInterrupt:
         _log.error("interrupted")

@@ -40,6 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ros2-storage", choices=("sqlite3", "mcap"), default="sqlite3", help="storage of the ros2 bag"
     )
+    parser.add_argument(
+        "--difficulty",
+        type=float,
+        default=None,
+        metavar="LEVEL",
+        help="image degradations of level 0..1 (blur, noise, exposure/lighting changes, low texture, "
+        "fast rotations, occluders), per-frame parameters in OUT/difficulty.csv (default: clean renders)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             height=args.height,
             fps=args.fps,
             ros2_storage=args.ros2_storage,
+            difficulty=args.difficulty,
             progress=lambda n: bar.update(n - bar.n),
         )
     for fmt, path in result.paths.items():

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -33,7 +33,9 @@ from vggt_uncertainty_ros.data.writers import Ros1SequenceWriter, Ros2SequenceWr
 from vggt_uncertainty_ros.errors import DataError
 
 __all__ = [
+    "DIFFICULTY_COLUMNS",
     "FORMATS",
+    "DifficultyPlan",
     "Renderer",
     "Scene",
     "SequenceWriter",
@@ -44,7 +46,11 @@ __all__ = [
     "intrinsics_for",
     "make_scene",
     "make_trajectory",
+    "plan_difficulty",
     "plan_sequence",
+    "read_difficulty",
+    "render_sequence_frames",
+    "write_difficulty",
 ]
 
 _log = logging.getLogger(__name__)
@@ -113,7 +119,23 @@ def _stamp_shapes(rng: np.random.Generator, tex: np.ndarray, n: int, max_size: i
         tex[np.ix_(rows, cols)] = sub
 
 
-def _make_texture(rng: np.random.Generator, kind: str) -> np.ndarray:
+def _speckle(rng: np.random.Generator, tex: np.ndarray, n: int) -> None:
+    """Paint ``n`` small (2-9 texel) random-coloured rectangles and discs: unique corners for feature matchers."""
+    half = rng.integers(1, 5, (n, 2))
+    centre = rng.integers(5, _TEX - 5, (n, 2))
+    colour = rng.random((n, 3)).astype(np.float32)
+    disc = rng.random(n) < 0.4
+    for (hx, hy), (cx, cy), c, d in zip(half.tolist(), centre.tolist(), colour, disc.tolist()):
+        patch = tex[cy - hy : cy + hy + 1, cx - hx : cx + hx + 1]
+        if d:
+            yy, xx = np.ogrid[-hy : hy + 1, -hx : hx + 1]
+            patch[(xx * xx) * hy * hy + (yy * yy) * hx * hx <= hx * hx * hy * hy] = c
+        else:
+            patch[...] = c
+
+
+def _make_texture(rng: np.random.Generator, kind: str, detail: np.random.Generator | None = None) -> np.ndarray:
+    """Texture of a surface kind; ``detail`` (its own stream) adds small high-contrast marks."""
     base = rng.uniform(0.25, 0.85, 3)
     noise = _fbm(rng, 3)
     if kind == "floor":
@@ -137,6 +159,8 @@ def _make_texture(rng: np.random.Generator, kind: str) -> np.ndarray:
         tex = 0.15 + 0.85 * (tex - tex.min()) / max(np.ptp(tex), 1e-6)
         _stamp_shapes(rng, tex, n=int(rng.integers(12, 24)), max_size=60)
         tex *= 0.6 + 0.8 * _fbm(rng, 1, base_cells=32, octaves=4)
+    if detail is not None:
+        _speckle(detail, tex, n={"wall": 400, "floor": 300, "ceiling": 150}.get(kind, 250))
     return np.clip(tex, 0.0, 1.0).astype(np.float32)
 
 
@@ -173,8 +197,12 @@ class Scene:
     cam_hi: np.ndarray
 
 
-def make_scene(rng: np.random.Generator, n_boxes: int = 5) -> Scene:
-    """Random room, boxes outside the camera region, and textures."""
+def make_scene(rng: np.random.Generator, n_boxes: int = 5, detail: np.random.Generator | None = None) -> Scene:
+    """Random room, boxes outside the camera region, and textures.
+
+    ``detail``: a separate random stream for small high-contrast marks on every texture (so a
+    feature matcher finds unique corners at 320x240 too); None leaves them out.
+    """
     half = np.array([rng.uniform(2.6, 3.4), rng.uniform(2.1, 2.8)])
     height = rng.uniform(2.5, 3.0)
     room_lo = np.array([-half[0], -half[1], 0.0])
@@ -199,7 +227,7 @@ def make_scene(rng: np.random.Generator, n_boxes: int = 5) -> Scene:
         halves.append(h)
         yaws.append(rng.uniform(-np.pi, np.pi))
     kinds = ["wall", "wall", "wall", "wall", "floor", "ceiling"] + ["box"] * n_boxes
-    textures = np.stack([_make_texture(rng, k) for k in kinds])
+    textures = np.stack([_make_texture(rng, k, detail) for k in kinds])
     texel = np.array([0.01] * 4 + [0.008, 0.012] + [0.004] * n_boxes)
     light = np.array([rng.uniform(-1, 1), rng.uniform(-1, 1), height - 0.2])
     return Scene(
@@ -249,6 +277,11 @@ class Trajectory:
     tremor_amp: np.ndarray  # [6] (m, m, m, rad, rad, rad)
     tremor_freq: np.ndarray  # [6] Hz
     tremor_phase: np.ndarray  # [6]
+    #: fast-rotation bursts (whip pans): start (s), duration (s) and yaw change (rad) of each;
+    #: the yaw follows a raised-cosine step over the burst. Empty for plain sequences.
+    burst_t0: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    burst_dur: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    burst_yaw: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def pose_at(self, t_s: np.ndarray) -> np.ndarray:
         """``[N, 4, 4]`` ``T_world_cam`` at times ``t_s`` (seconds from the sequence start)."""
@@ -258,6 +291,9 @@ class Trajectory:
         pos = self.centre + (self.pos_amp * np.sin(self.pos_freq * s + self.pos_phase)).sum(1) + tremor[:, :3]
         ang = (self.ang_amp * np.sin(self.ang_freq * s + self.ang_phase)).sum(1) + tremor[:, 3:]
         yaw = self.yaw0 + self.yaw_rate * s[:, 0, 0] + ang[:, 0]
+        for t0, dur, amp in zip(self.burst_t0, self.burst_dur, self.burst_yaw):
+            u = np.clip((t - t0) / dur, 0.0, 1.0)
+            yaw = yaw + amp * (0.5 - 0.5 * np.cos(np.pi * u))
         pitch = -0.12 + ang[:, 1]
         roll = ang[:, 2]
         fwd = np.stack([np.cos(yaw) * np.cos(pitch), np.sin(yaw) * np.cos(pitch), np.sin(pitch)], axis=1)
@@ -381,6 +417,18 @@ class Renderer:
         Returns:
             ``(rgb [H, W, 3] uint8, depth [H, W] float32 z-depth in metres)``.
         """
+        rgb, depth, _ = self.render_surfaces(T_world_cam)
+        return rgb, depth
+
+    def render_surfaces(
+        self, T_world_cam: np.ndarray, light_scale: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`render` plus the surface id of each pixel, with the point light scaled by ``light_scale``.
+
+        Returns:
+            ``(rgb [H, W, 3] uint8, depth [H, W] float32 metres, surface [H, W] int32)``; surface
+            ids: room faces 0-5 (-x, +x, -y, +y, floor, ceiling), then ``6 + 6 * box + face``.
+        """
         sc = self.scene
         R = np.asarray(T_world_cam[:3, :3], dtype=np.float64)
         o = np.asarray(T_world_cam[:3, 3], dtype=np.float64)
@@ -414,13 +462,13 @@ class Renderer:
         )
         dist2 = lx * lx + ly * ly + lz * lz
         ndotl = self._normals[0][surf] * lx + self._normals[1][surf] * ly + self._normals[2][surf] * lz
-        shade = np.float32(0.35) + np.float32(0.85) * np.maximum(ndotl, 0) / (
+        shade = np.float32(0.35) + np.float32(0.85 * light_scale) * np.maximum(ndotl, 0) / (
             np.sqrt(dist2) * (np.float32(1.0) + np.float32(0.08) * dist2)
         )
         colour *= shade[..., None]
         colour += np.float32(0.5)
         np.clip(colour, 0, 255, out=colour)
-        return colour.astype(np.uint8), t
+        return colour.astype(np.uint8), t, surf
 
     def _dir_plane(self, row: np.ndarray) -> np.ndarray:
         """One world component of the (x_n, y_n, 1) camera rays, ``[H, W]`` float32, never 0."""
@@ -517,6 +565,214 @@ class Renderer:
         return top[..., :3]
 
 
+# --------------------------------------------------------------------------- difficulty
+
+#: Columns of ``difficulty.csv`` (one row per image, in image order).
+DIFFICULTY_COLUMNS: tuple[str, ...] = (
+    "frame",  # image index
+    "stamp_ns",  # image stamp
+    "level",  # the sequence's difficulty level (0 = clean render)
+    "exposure_s",  # shutter time, seconds (motion blur = image speed x exposure)
+    "blur_px",  # motion-blur streak length, pixels
+    "noise_sigma",  # sensor noise std, grey levels (of 255)
+    "gain",  # exposure / auto-gain multiplier of the image
+    "light_scale",  # point-light intensity multiplier (lighting change; ambient unchanged)
+    "lowtex_fraction",  # fraction of pixels on low-texture surfaces
+    "occluder_fraction",  # fraction of pixels covered by a near occluder
+    "angular_speed_dps",  # ground-truth camera angular speed, degrees per second
+    "in_burst",  # 1 during a fast-rotation burst (whip pan)
+)
+
+
+@dataclass(frozen=True)
+class DifficultyPlan:
+    """Per-frame image degradations of a sequence, from ``(seed, level)`` alone.
+
+    Every parameter varies within the sequence (smooth random processes plus events) and its
+    range grows with ``level`` in [0, 1], so it also varies across sequences of different
+    levels. Arrays are per image (``[N]``).
+
+    Attributes:
+        level: difficulty level in [0, 1].
+        exposure_s: shutter time, seconds.
+        noise_sigma: additive Gaussian noise std, grey levels.
+        gain: image brightness multiplier (exposure changes with auto-exposure lag).
+        light_scale: point-light multiplier (lighting changes).
+        occluders: ``(frame, cx, cy, radius, r, g, b)`` rows, pixels in fractions of the image
+            (centre and radius over the image height), colour in [0, 255]: a flat near blob.
+        lowtex_surfaces: surface ids (see :meth:`Renderer.render_surfaces`) made low-texture.
+    """
+
+    level: float
+    exposure_s: np.ndarray
+    noise_sigma: np.ndarray
+    gain: np.ndarray
+    light_scale: np.ndarray
+    occluders: np.ndarray
+    lowtex_surfaces: np.ndarray
+
+
+def _smooth_process(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
+    """A smooth random signal in [0, 1] (three sinusoids of 0.05-0.8 Hz)."""
+    freq = rng.uniform(0.05, 0.8, 3)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    amp = rng.dirichlet(np.ones(3))
+    return 0.5 + 0.5 * (amp[:, None] * np.sin(2 * np.pi * freq[:, None] * t[None] + phase[:, None])).sum(0)
+
+
+def _poisson_times(rng: np.random.Generator, rate_hz: float, duration_s: float) -> np.ndarray:
+    """Start times of a Poisson process of ``rate_hz`` on [0, duration_s)."""
+    n = int(rng.poisson(rate_hz * duration_s))
+    return np.sort(rng.uniform(0.0, duration_s, n))
+
+
+def plan_difficulty(seed: int, level: float, t_s: np.ndarray, n_surfaces: int) -> tuple[DifficultyPlan, np.ndarray]:
+    """Draw the degradations of a sequence; also returns ``[K, 3]`` bursts (t0 s, duration s, yaw rad).
+
+    Uses its own random stream (``SeedSequence([seed, 0xD1FF])``): scene, motion and stamps are
+    the same as the clean sequence of that seed, apart from the bursts added to the yaw.
+    """
+    if not 0.0 <= level <= 1.0:
+        raise DataError(f"difficulty level must be in [0, 1]; got {level}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xD1FF]))
+    dur = float(t_s[-1] - t_s[0]) + 1e-3 if len(t_s) else 1e-3
+    tt = t_s - (t_s[0] if len(t_s) else 0.0)
+    exposure = 0.001 * 40.0 ** (level * _smooth_process(rng, tt))  # 1 ms .. 40 ms
+    noise = 0.5 + level * 12.0 * _smooth_process(rng, tt) ** 2
+    log_gain = level * 0.6 * (2.0 * _smooth_process(rng, tt) - 1.0)
+    for t_jump in _poisson_times(rng, 0.4 * level, dur):  # exposure jumps, decaying over ~0.6 s
+        size = rng.choice([-1.0, 1.0]) * rng.uniform(0.3, 0.8)
+        after = tt >= t_jump
+        log_gain[after] += size * np.exp(-(tt[after] - t_jump) / 0.6)
+    gain = np.exp(log_gain)
+    light = 1.0 + level * 0.8 * (2.0 * _smooth_process(rng, tt) - 1.0)
+    occ_rows = []
+    for t_start in _poisson_times(rng, 0.3 * level, dur):  # a blob crossing the view (a hand, a person)
+        length = rng.uniform(0.5, 2.0)
+        radius = rng.uniform(0.15, 0.45)
+        y = rng.uniform(0.2, 0.8)
+        direction = rng.choice([-1.0, 1.0])
+        colour = rng.uniform(20, 200, 3)
+        inside = np.flatnonzero((tt >= t_start) & (tt < t_start + length))
+        for f in inside:
+            u = (tt[f] - t_start) / length
+            cx = 0.5 + direction * (1.0 + radius) * (2.0 * u - 1.0) * 0.75
+            occ_rows.append([f, cx, y, radius, *colour])
+    occluders = np.array(occ_rows, dtype=np.float64).reshape(-1, 7)
+    lowtex = np.flatnonzero(rng.random(n_surfaces) < 0.4 * level)
+    bursts = []
+    for t0 in _poisson_times(rng, 0.25 * level, dur):
+        bursts.append([t0, rng.uniform(0.3, 0.7), rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.2)])
+    plan = DifficultyPlan(float(level), exposure, noise, gain, light, occluders, lowtex)
+    return plan, np.array(bursts, dtype=np.float64).reshape(-1, 3)
+
+
+def _low_texture(textures: np.ndarray, surfaces: np.ndarray, rng_seed: int) -> np.ndarray:
+    """Copy of ``textures`` whose listed textures keep 8-30 % of their contrast (near-uniform paint)."""
+    out = textures.copy()
+    rng = np.random.default_rng(np.random.SeedSequence([rng_seed, 0x7E7]))
+    for k in surfaces:
+        mean = out[k].mean(axis=(0, 1), keepdims=True)
+        out[k] = mean + rng.uniform(0.08, 0.3) * (out[k] - mean)
+    return out
+
+
+def _blur_kernel(length_px: float, angle_rad: float) -> np.ndarray | None:
+    """Normalised linear motion-blur kernel (None below one pixel)."""
+    if not length_px >= 1.0:
+        return None
+    size = int(min(np.ceil(length_px), 61)) | 1
+    k = np.zeros((size, size), np.float32)
+    c = size // 2
+    n = max(2 * size, 8)
+    for a in np.linspace(-0.5, 0.5, n):
+        x = c + a * min(length_px, size - 1) * np.cos(angle_rad)
+        y = c + a * min(length_px, size - 1) * np.sin(angle_rad)
+        k[int(round(y)), int(round(x))] += 1.0
+    return k / k.sum()
+
+
+def degrade(
+    rgb: np.ndarray,
+    depth: np.ndarray,
+    frame: int,
+    plan: DifficultyPlan,
+    blur_px: float,
+    blur_angle: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Apply gain, occluder, motion blur and noise of ``frame``; returns ``(rgb, depth, occluded fraction)``.
+
+    The occluder is a near object (0.3 m): depth there is set to 0.3.
+    """
+    import cv2  # lazy: only difficulty renders need OpenCV's filters
+
+    h, w = rgb.shape[:2]
+    img = rgb.astype(np.float32) * np.float32(plan.gain[frame])
+    depth = depth.copy()
+    occ = plan.occluders[plan.occluders[:, 0] == frame] if len(plan.occluders) else plan.occluders
+    covered = np.zeros((h, w), bool)
+    if len(occ):
+        yy, xx = np.mgrid[0:h, 0:w]
+        for _, cx, cy, radius, r, g, b in occ:
+            mask = (xx - cx * w) ** 2 + ((yy - cy * h) * 1.3) ** 2 < (radius * h) ** 2
+            shade = 0.85 + 0.3 * (yy[mask] / h)  # a soft vertical gradient, no texture
+            img[mask] = np.array([r, g, b], np.float32)[None] * shade[:, None].astype(np.float32) * plan.gain[frame]
+            depth[mask] = 0.3
+            covered |= mask
+    kernel = _blur_kernel(blur_px, blur_angle)
+    if kernel is not None:
+        img = cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REFLECT)
+    img += rng.normal(0.0, plan.noise_sigma[frame], img.shape).astype(np.float32)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), depth, float(covered.mean())
+
+
+def image_motion(K: np.ndarray, T_a: np.ndarray, T_b: np.ndarray, depth_m: float) -> tuple[float, float]:
+    """Displacement (pixels) and direction (rad) of the image centre seen at ``depth_m`` between two poses."""
+    ray = np.linalg.inv(K) @ np.array([K[0, 2], K[1, 2], 1.0])
+    X = T_a[:3, :3] @ (ray * depth_m) + T_a[:3, 3]
+    Xb = T_b[:3, :3].T @ (X - T_b[:3, 3])
+    if Xb[2] <= 1e-3:
+        return 0.0, 0.0
+    uv = K @ (Xb / Xb[2])
+    d = uv[:2] - np.array([K[0, 2], K[1, 2]])
+    return float(np.hypot(*d)), float(np.arctan2(d[1], d[0]))
+
+
+def write_difficulty(path: str | Path, rows: Sequence[Sequence[float]]) -> None:
+    """Write ``difficulty.csv`` (header :data:`DIFFICULTY_COLUMNS`, one row per image)."""
+    lines = [",".join(DIFFICULTY_COLUMNS)]
+    for row in rows:
+        lines.append(",".join(str(int(v)) if k in (0, 1, 11) else f"{float(v):.6g}" for k, v in enumerate(row)))
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def read_difficulty(path: str | Path) -> dict[str, np.ndarray]:
+    """Read ``difficulty.csv`` into column arrays (``frame``/``stamp_ns``/``in_burst`` int64, others float64).
+
+    Raises:
+        DataError: missing file or columns.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"no difficulty file at {p}")
+    lines = p.read_text().strip().splitlines()
+    header = lines[0].split(",") if lines else []
+    missing = [c for c in DIFFICULTY_COLUMNS if c not in header]
+    if missing:
+        raise DataError(f"{p}: missing difficulty column(s) {', '.join(missing)}")
+    rows = [ln.split(",") for ln in lines[1:]]
+    if any(len(r) != len(header) for r in rows):
+        raise DataError(f"{p}: rows with a number of fields other than {len(header)}")
+    out: dict[str, np.ndarray] = {}
+    for k, name in enumerate(header):
+        if name in ("frame", "stamp_ns", "in_burst"):
+            out[name] = np.array([int(r[k]) for r in rows], dtype=np.int64)
+        else:
+            out[name] = np.array([float(r[k]) for r in rows], dtype=np.float64)
+    return out
+
+
 # --------------------------------------------------------------------------- sequences
 
 
@@ -534,6 +790,7 @@ class SynthPlan:
         t0_ns: Stamp at which the trajectory's clock is 0.
         scene: The scene.
         trajectory: The motion.
+        difficulty: image degradations (None: clean renders).
     """
 
     seed: int
@@ -545,6 +802,7 @@ class SynthPlan:
     t0_ns: int
     scene: Scene
     trajectory: Trajectory
+    difficulty: DifficultyPlan | None = None
 
     @property
     def K(self) -> np.ndarray:
@@ -557,14 +815,27 @@ class SynthPlan:
         return self.trajectory.pose_at(t)
 
 
-def plan_sequence(seed: int, n_frames: int, width: int = 640, height: int = 480, fps: float = 30.0) -> SynthPlan:
+def plan_sequence(
+    seed: int,
+    n_frames: int,
+    width: int = 640,
+    height: int = 480,
+    fps: float = 30.0,
+    difficulty: float | None = None,
+) -> SynthPlan:
     """Draw scene, trajectory and stamps for ``seed`` (deterministic).
 
+    With ``difficulty`` (a level in [0, 1]) also the degradations of :func:`plan_difficulty`:
+    low-texture surfaces and fast-rotation bursts change the scene and motion; blur, noise,
+    exposure, lighting and occluders are applied per image by :func:`generate`.
+
     Raises:
-        DataError: Non-positive frame count, size or rate.
+        DataError: Non-positive frame count, size or rate; a level outside [0, 1].
     """
     if n_frames < 1 or width < 8 or height < 8 or not fps > 0:
         raise DataError(f"invalid synthetic sequence: {n_frames} frames of {width}x{height} at {fps} Hz")
+    if difficulty is not None and not 0.0 <= difficulty <= 1.0:
+        raise DataError(f"difficulty level must be in [0, 1]; got {difficulty}")
     rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
     first_us = 1_305_031_100_000_000 + int(rng.integers(0, 10_000_000))
     period_us = 1e6 / fps
@@ -578,9 +849,17 @@ def plan_sequence(seed: int, n_frames: int, width: int = 640, height: int = 480,
     mocap_100us = start_100us + 100 * np.arange(n_mocap) + rng.integers(-2, 3, n_mocap)
     mocap_ns = mocap_100us.astype(np.int64) * 100_000
     t0_ns = int(mocap_ns[0])
-    scene = make_scene(rng)
+    scene = make_scene(rng, detail=np.random.default_rng(np.random.SeedSequence([int(seed), 0xDE7A])))
     trajectory = make_trajectory(rng, scene, (int(mocap_ns[-1]) - t0_ns) / _NS)
-    return SynthPlan(int(seed), int(width), int(height), float(fps), image_ns, mocap_ns, t0_ns, scene, trajectory)
+    diff = None
+    if difficulty is not None:
+        t_img = (image_ns - t0_ns) / _NS
+        diff, bursts = plan_difficulty(int(seed), float(difficulty), t_img, len(scene.textures))
+        scene = replace(scene, textures=_low_texture(scene.textures, diff.lowtex_surfaces, int(seed)))
+        trajectory = replace(
+            trajectory, burst_t0=t_img[0] + bursts[:, 0], burst_dur=bursts[:, 1], burst_yaw=bursts[:, 2]
+        )
+    return SynthPlan(int(seed), int(width), int(height), float(fps), image_ns, mocap_ns, t0_ns, scene, trajectory, diff)
 
 
 @dataclass
@@ -653,6 +932,82 @@ def _open_writers(
     return writers, paths
 
 
+def _noise_rng(plan: SynthPlan) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([plan.seed, 0x5EED]))
+
+
+def _lowtex_mask(plan: SynthPlan) -> np.ndarray:
+    """``[n_surfaces]`` bool: surfaces drawn with a low-texture texture."""
+    lowtex = [] if plan.difficulty is None else sorted(int(k) for k in plan.difficulty.lowtex_surfaces)
+    n_box = len(plan.scene.box_centres)
+    surf_tex = np.concatenate([np.arange(6), 6 + np.repeat(np.arange(n_box), 6)])
+    return np.isin(surf_tex, lowtex)
+
+
+def render_sequence_frames(plan: SynthPlan) -> tuple[list[np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+    """Render every image of ``plan`` in memory (as :func:`generate` writes them, same bytes).
+
+    Returns:
+        ``(rgb images, T_world_cam [N, 4, 4] at the image stamps, difficulty columns)``.
+    """
+    renderer = Renderer(plan.scene, plan.width, plan.height)
+    T = plan.poses_at(plan.image_stamps_ns)
+    rng, mask = _noise_rng(plan), _lowtex_mask(plan)
+    images, rows = [], []
+    for i in range(len(T)):
+        rgb, _, row = _render_frame(plan, renderer, i, T[i], mask, rng)
+        images.append(rgb)
+        rows.append(row)
+    table = np.array(rows, dtype=np.float64).reshape(-1, len(DIFFICULTY_COLUMNS))
+    cols = {name: table[:, k] for k, name in enumerate(DIFFICULTY_COLUMNS)}
+    cols["stamp_ns"] = plan.image_stamps_ns.copy()
+    return images, T, cols
+
+
+def _render_frame(
+    plan: SynthPlan,
+    renderer: Renderer,
+    i: int,
+    T_world_cam: np.ndarray,
+    surf_lowtex: np.ndarray,
+    noise_rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Render image ``i`` with its degradations; returns ``(rgb, depth, difficulty.csv row)``."""
+    stamp = int(plan.image_stamps_ns[i])
+    near = plan.poses_at(np.array([stamp - 5_000_000, stamp + 5_000_000]))
+    dR = near[0, :3, :3].T @ near[1, :3, :3]
+    ang_speed = np.degrees(np.arccos(np.clip((np.trace(dR) - 1.0) / 2.0, -1.0, 1.0))) / 0.01
+    d = plan.difficulty
+    if d is None:
+        rgb, depth = renderer.render(T_world_cam)
+        return rgb, depth, [i, stamp, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, ang_speed, 0]
+    rgb, depth, surf = renderer.render_surfaces(T_world_cam, float(d.light_scale[i]))
+    t_s = (stamp - plan.t0_ns) / _NS
+    traj = plan.trajectory
+    in_burst = int(np.any((t_s >= traj.burst_t0) & (t_s <= traj.burst_t0 + traj.burst_dur)))
+    exposure_ns = int(round(float(d.exposure_s[i]) * _NS))
+    T_open = plan.poses_at(np.array([stamp - exposure_ns]))[0]
+    finite = depth[np.isfinite(depth) & (depth > 0)]
+    blur_px, blur_angle = image_motion(plan.K, T_open, T_world_cam, float(np.median(finite)) if finite.size else 2.0)
+    lowtex_fraction = float(surf_lowtex[surf].mean()) if surf_lowtex.any() else 0.0
+    rgb, depth, occluded = degrade(rgb, depth, i, d, blur_px, blur_angle, noise_rng)
+    row = [
+        i,
+        stamp,
+        d.level,
+        float(d.exposure_s[i]),
+        blur_px,
+        float(d.noise_sigma[i]),
+        float(d.gain[i]),
+        float(d.light_scale[i]),
+        lowtex_fraction,
+        occluded,
+        ang_speed,
+        in_burst,
+    ]
+    return rgb, depth, row
+
+
 def generate(
     out_dir: str | Path,
     seed: int,
@@ -664,6 +1019,7 @@ def generate(
     *,
     ros2_storage: str = "sqlite3",
     progress: Callable[[int], None] | None = None,
+    difficulty: float | None = None,
 ) -> SynthResult:
     """Render a synthetic sequence and write it in the requested formats, streaming.
 
@@ -682,6 +1038,13 @@ def generate(
         fps: Nominal image rate, Hz.
         ros2_storage: ``sqlite3`` or ``mcap`` for the ``ros2`` format.
         progress: Called with the number of images finished after each image.
+        difficulty: None for clean renders, or a level in [0, 1]: motion blur (exposure x image
+            motion), sensor noise, exposure and lighting changes, low-texture surfaces,
+            fast-rotation bursts and occluders, varying within the sequence (see
+            :func:`plan_difficulty`). The per-image parameters go to ``difficulty.csv`` in
+            ``out_dir`` (and beside ``groundtruth.txt`` in ``tum/``), columns
+            :data:`DIFFICULTY_COLUMNS`; read it with :func:`read_difficulty`. Clean sequences
+            get the file too (level 0, no degradation).
 
     Returns:
         A :class:`SynthResult` with the written paths.
@@ -696,7 +1059,7 @@ def generate(
     if ros2_storage not in ("sqlite3", "mcap"):
         raise DataError(f"unknown ROS 2 storage {ros2_storage!r}; choose sqlite3 or mcap")
     t_start = time.perf_counter()
-    plan = plan_sequence(seed, n_frames, width, height, fps)
+    plan = plan_sequence(seed, n_frames, width, height, fps, difficulty)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     renderer = Renderer(plan.scene, plan.width, plan.height)
@@ -704,6 +1067,9 @@ def generate(
     image_T = plan.poses_at(plan.image_stamps_ns)
     render_s = 0.0
     done = 0
+    diff_rows: list[list[float]] = []
+    noise_rng = _noise_rng(plan)
+    surf_lowtex = _lowtex_mask(plan)
     # PNG/zlib and file writes release the GIL: one writer thread (which also owns the writers:
     # sqlite objects are thread-bound) overlaps them with rendering and keeps the write order;
     # at most _MAX_QUEUED writes wait in memory.
@@ -730,7 +1096,8 @@ def generate(
                     queued.append(pool.submit(write_pose, stamp, mocap_T[i]))
                     continue
                 t_r = time.perf_counter()
-                rgb, depth = renderer.render(image_T[i])
+                rgb, depth, row = _render_frame(plan, renderer, i, image_T[i], surf_lowtex, noise_rng)
+                diff_rows.append(row)
                 render_s += time.perf_counter() - t_r
                 queued.append(pool.submit(write_frame, stamp, rgb, depth))
                 while len(queued) > _MAX_QUEUED or (queued and queued[0].done()):
@@ -744,6 +1111,9 @@ def generate(
             for fut in queued:
                 fut.cancel()
             pool.submit(close_all).result()
+    write_difficulty(out / "difficulty.csv", diff_rows)
+    if "tum" in paths:
+        write_difficulty(paths["tum"] / "difficulty.csv", diff_rows)
     elapsed = time.perf_counter() - t_start
     _log.info(
         "synth seed %d: %d frames %dx%d in %.1f s (render %.1f s) -> %s",

@@ -67,14 +67,34 @@ class WindowConfig:
     min_keyframe_gap_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if int(self.size) != self.size or self.size < 2:
+        if not _is_int(self.size) or self.size < 2:
             raise ConfigError(f"window size must be an integer >= 2, got {self.size!r}")
-        if int(self.stride) != self.stride or not 1 <= self.stride <= self.size:
+        if not _is_int(self.stride) or not 1 <= self.stride <= self.size:
             raise ConfigError(f"window stride must be an integer in [1, size={self.size}], got {self.stride!r}")
-        if int(self.keyframe_every) != self.keyframe_every or self.keyframe_every < 1:
+        if not _is_int(self.keyframe_every) or self.keyframe_every < 1:
             raise ConfigError(f"keyframe_every must be an integer >= 1, got {self.keyframe_every!r}")
-        if not np.isfinite(self.min_keyframe_gap_s) or self.min_keyframe_gap_s < 0:
-            raise ConfigError(f"min_keyframe_gap_s must be finite and >= 0, got {self.min_keyframe_gap_s!r}")
+        gap = self.min_keyframe_gap_s
+        if isinstance(gap, bool) or not isinstance(gap, (int, float)) or not np.isfinite(gap) or gap < 0:
+            raise ConfigError(f"min_keyframe_gap_s must be a finite number >= 0, got {gap!r}")
+
+    def require_chainable(self) -> WindowConfig:
+        """The node's extra rule: consecutive windows must overlap (``stride < size``).
+
+        The node chains windows through shared frames, so it refuses ``stride == size``; the
+        evaluator windows exactly as the node does and applies the same rule.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ConfigError: if ``stride >= size``.
+        """
+        if self.stride >= self.size:
+            raise ConfigError(
+                f"window_stride ({self.stride}) must be < window_size ({self.size}): "
+                "consecutive windows must overlap so ~/pose can chain them"
+            )
+        return self
 
     @property
     def overlap(self) -> int:
@@ -82,12 +102,19 @@ class WindowConfig:
         return self.size - self.stride
 
 
+def _is_int(value: Any) -> bool:
+    """An integer (numpy integers included), not a bool, not a float or a string."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def load_window_config(params_yaml: str | Path, node_name: str = NODE_NAME) -> WindowConfig:
     """Read the window parameters from the node's ROS 2 parameter file.
 
     Expects ``<node_name>: ros__parameters: {window_size, window_stride, keyframe_every,
     keyframe_min_gap_s, ...}`` (``/**`` is accepted as the node name); missing keys keep the
-    :class:`WindowConfig` defaults, other parameters are ignored.
+    :class:`WindowConfig` defaults, other parameters are ignored. The node's rules apply:
+    the values' types and ranges, and ``window_stride < window_size``
+    (:meth:`WindowConfig.require_chainable`), so a file the node refuses is refused here too.
 
     Raises:
         ConfigError: The file is missing, not YAML, lacks the node section, or a value is invalid.
@@ -110,7 +137,7 @@ def load_window_config(params_yaml: str | Path, node_name: str = NODE_NAME) -> W
         raise ConfigError(f"{path}: no '{node_name}: ros__parameters:' section (found keys {sorted(doc)})")
     kwargs = {field_: section[key] for key, field_ in PARAM_KEYS.items() if key in section}
     try:
-        return WindowConfig(**kwargs)
+        return WindowConfig(**kwargs).require_chainable()
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
 

@@ -5,7 +5,9 @@ scale mode → calibration per block → dead-reckoned trajectory (evo ATE/RPE) 
 three weightings (GTSAM) → ``report.json``, ``frames.csv``, ``traj_est.tum``, ``traj_gt.tum``,
 PNG plots and ``report.md`` in ``cfg.out_dir``. Data problems are counted in
 ``report["warnings"]``; a run without any evaluable window still writes its report
-(``n_windows`` = 0) so the warnings explain why.
+(``n_windows`` = 0) so the warnings explain why. ``report["coverage"]`` says how much of the
+recording the numbers rest on, with warnings below the thresholds of
+:mod:`~vggt_uncertainty_ros.evaluate.coverage`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from vggt_uncertainty_ros.data.groundtruth import GroundTruth
 from vggt_uncertainty_ros.data.tum import read_tum_trajectory, write_tum_trajectory
 from vggt_uncertainty_ros.data.types import WarningCounter
 from vggt_uncertainty_ros.evaluate.config import EvalConfig, ScaleMode, SourceKind
+from vggt_uncertainty_ros.evaluate.coverage import MIN_ATE_POSES, StampSpan, coverage_section
 from vggt_uncertainty_ros.evaluate.graph import (
     build_constraints,
     pgo_results,
@@ -125,6 +128,7 @@ def _windows(
         if cfg.gt is not None:
             stamps, T = read_tum_trajectory(cfg.gt)
             cache.gt = GroundTruth(stamps, T, warnings, max_dt_s=cfg.max_dt_s, source=str(cfg.gt))
+            decode.ground_truth = StampSpan.of(stamps)
         else:
             stamps, T, decode = load_ground_truth_frames(cfg, warnings)
             # the reader already counted this sequence's stamp problems: do not count them twice
@@ -216,16 +220,20 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
         "config": cfg.to_dict(),
     }
     files: dict[str, Path] = {}
+    n_ate_poses: int | None = None
     if n_windows:
         for block in ("rot", "trans"):
             report["calibration"][block] = calibration_block(table, block, n_windows, parameterization)
         graph = build_constraints(evals, warnings)
         T_gt_nodes = cache.lookup(graph.stamps_ns)
         traj = trajectory_metrics(graph.stamps_ns, graph.T_chain, T_gt_nodes)
+        ok = np.all(np.isfinite(graph.T_chain), axis=(1, 2)) & np.all(np.isfinite(T_gt_nodes), axis=(1, 2))
+        n_ate_poses = int(ok.sum())
         if traj is not None:
             traj["chain_breaks"] = graph.chain_breaks
+            traj["n_poses"] = n_ate_poses
+            traj["ate_reliable"] = n_ate_poses >= MIN_ATE_POSES
         report["trajectory"] = traj
-        ok = np.all(np.isfinite(graph.T_chain), axis=(1, 2)) & np.all(np.isfinite(T_gt_nodes), axis=(1, 2))
         files["traj_est"] = out / "traj_est.tum"
         files["traj_gt"] = out / "traj_gt.tum"
         write_tum_trajectory(files["traj_est"], graph.stamps_ns[ok], graph.T_chain[ok], title="estimated trajectory")
@@ -242,6 +250,14 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
     else:
         _log.error("no window could be evaluated; see the warnings in %s", out / "report.json")
         graph = None
+    report["coverage"] = coverage_section(
+        table.stamp_ns,
+        decode.images if decode.frames else None,
+        decode.ground_truth if decode.ground_truth.n else None,
+        n_ate_poses,
+        warnings,
+        ground_truth_is_trajectory=cfg.source is not SourceKind.RUN_MODEL and cfg.gt is not None,
+    )
     report["warnings"] = warnings.as_dict()
     report["elapsed_s"] = time.perf_counter() - t_start
 

@@ -227,11 +227,34 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines.append(
         f"ATE (Sim(3)-aligned) {_fmt(traj.get('ate_rmse_m'))} m, RPE {_fmt(traj.get('rpe_trans_rmse_m'))} m / "
         f"{_fmt(traj.get('rpe_rot_rmse_deg'))} deg (consecutive frames)."
+        + (
+            f" **Not reliable: {traj.get('n_poses')} poses.**"
+            if traj and traj.get("ate_reliable") is False
+            else ""
+        )
     )
     lines += ["", "## Pose graph (ATE RMSE, m)", "", "| weights | least squares | Huber |", "|---|---|---|"]
     for scheme, entry in (report.get("pgo") or {}).items():
         if isinstance(entry, dict) and "ate_rmse_m" in entry:
             lines.append(f"| {scheme} | {_fmt(entry['ate_rmse_m'])} | {_fmt(entry['ate_rmse_m_huber'])} |")
+    cov = report.get("coverage")
+    if cov:
+        th = cov["thresholds"]
+        lines += [
+            "",
+            "## Coverage",
+            "",
+            "| evaluated frames | of ground-truth frames | of image frames | span (s) | of recording span "
+            "| ATE poses |",
+            "|---|---|---|---|---|---|",
+            f"| {cov['n_evaluated_frames']} | {_fmt(cov['fraction_of_ground_truth_frames'])} "
+            f"| {_fmt(cov['fraction_of_image_frames'])} | {_fmt(cov['span_s'])} | {_fmt(cov['fraction_of_span'])} "
+            f"| {cov['n_ate_poses']} |",
+            "",
+            f"Warned below {th['min_frame_fraction']:.0%} of the frames, {th['min_span_fraction']:.0%} of the span, "
+            f"{th['min_ate_poses']} ATE poses."
+            + ("" if cov.get("ok") else " **Below these thresholds: the numbers above rest on little data.**"),
+        ]
     lines += ["", "## Warnings", ""]
     warnings = report.get("warnings") or {}
     lines += [f"* {k}: {v}" for k, v in warnings.items()] or ["none"]

@@ -5,8 +5,11 @@ holding only poses and covariances (never images), so a sequence is evaluated wi
 window-sized buffers:
 
 * :class:`ModelSource` (``--run-model``) streams frames with ``data.open_sequence``, cuts them
-  into windows with the node's rule (``data.WindowBuilder`` configured from the node's
-  ``params.yaml``) and runs :class:`~vggt_uncertainty_ros.online.estimator.WindowEstimator`.
+  into windows exactly as the node admits them (the node's
+  :class:`~vggt_uncertainty_ros.online.tracking.FrameStream` configured from the node's
+  ``params.yaml``, with the node's parameter rules: duplicates and late frames dropped, an
+  image-size change restarts the window) and runs
+  :class:`~vggt_uncertainty_ros.online.estimator.WindowEstimator`.
 * :func:`read_pose_messages` (``--poses-topic``) reads recorded
   ``geometry_msgs/PoseWithCovarianceStamped`` relative-pose messages of the node from a ROS 1 /
   ROS 2 bag through ``data.BagFile`` (the data layer's one bag reader), groups them into
@@ -20,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +32,6 @@ import numpy as np
 from vggt_uncertainty_ros.data import (
     BagFile,
     WarningCounter,
-    WindowBuilder,
     WindowConfig,
     load_window_config,
     open_sequence,
@@ -46,12 +48,14 @@ from vggt_uncertainty_ros.evaluate.config import (
     EvalConfig,
     ScaleMode,
 )
+from vggt_uncertainty_ros.evaluate.coverage import StampSpan
 from vggt_uncertainty_ros.geometry import (
     diag_to_cov,
     pose_from_message_fields,
     ros_cov_to_residual_cov,
 )
 from vggt_uncertainty_ros.online.measurements import parse_anchor_frame_id
+from vggt_uncertainty_ros.online.tracking import FrameStream, StreamEvent
 
 if TYPE_CHECKING:
     from vggt_uncertainty_ros.online.estimator import WindowEstimator
@@ -108,10 +112,26 @@ class WindowMeasurement:
 
 @dataclass
 class DecodeStats:
-    """Frame decoding throughput of a streamed sequence (excludes model time)."""
+    """Frame decoding throughput of a streamed sequence (excludes model time), and what it held.
+
+    Attributes:
+        frames: frames decoded.
+        seconds: reader time, s.
+        images: stamps of the image frames read (coverage).
+        ground_truth: stamps of the frames that had ground truth (coverage).
+    """
 
     frames: int = 0
     seconds: float = 0.0
+    images: StampSpan = field(default_factory=StampSpan)
+    ground_truth: StampSpan = field(default_factory=StampSpan)
+
+    def observe(self, stamp_ns: int, has_ground_truth: bool) -> None:
+        """Count one decoded frame."""
+        self.frames += 1
+        self.images.add(stamp_ns)
+        if has_ground_truth:
+            self.ground_truth.add(stamp_ns)
 
     @property
     def frames_per_s(self) -> float:
@@ -189,7 +209,9 @@ class ModelSource:
         kwargs: dict[str, object] = {"max_dt_s": self.cfg.max_dt_s}
         if self.cfg.image_topic:
             kwargs["image_topic"] = self.cfg.image_topic
-        builder = WindowBuilder(self.window_config)
+        # the node's frame admission: duplicates and late frames dropped, a bag loop resets,
+        # an image-size change restarts the window (it does not abort the sequence)
+        stream = FrameStream(self.window_config)
         n_out = 0
         with open_sequence(self.cfg.data, self.cfg.gt, **kwargs) as reader:
             frames = reader.frames()
@@ -200,26 +222,30 @@ class ModelSource:
                     self.decode.seconds += time.perf_counter() - t0
                     if frame is None:
                         break
-                    self.decode.frames += 1
-                    window = builder.push(frame, frame.stamp_ns)
-                    if window is None:
+                    self.decode.observe(frame.stamp_ns, frame.T_world_cam is not None)
+                    pushed = stream.push(frame, frame.stamp_ns, shape=np.shape(frame.image))
+                    if pushed.event is not StreamEvent.ACCEPTED:
+                        self.warnings.add(pushed.event.value, f"frame at {frame.stamp_ns} ns: {pushed.event.value}")
+                    if pushed.stamps_ns is None or pushed.images is None:
                         continue
-                    images = [f.image for f in window.items]
+                    window_frames = pushed.images
+                    window_stamps = list(pushed.stamps_ns)
+                    images = [f.image for f in window_frames]
                     try:
-                        est = estimator.estimate(images, window.stamps_ns, frame_ids=list(window.stamps_ns))
+                        est = estimator.estimate(images, window_stamps, frame_ids=window_stamps)
                     except NonFiniteOutputError as err:
-                        self.warnings.add("nonfinite_model_output", f"window at {window.stamps_ns[0]} ns: {err}")
+                        self.warnings.add("nonfinite_model_output", f"window at {window_stamps[0]} ns: {err}")
                         continue
-                    gt = np.full((len(window), 4, 4), np.nan)
-                    for k, f in enumerate(window.items):
+                    gt = np.full((len(window_frames), 4, 4), np.nan)
+                    for k, f in enumerate(window_frames):
                         if f.T_world_cam is not None:
                             gt[k] = f.T_world_cam
                     yield WindowMeasurement(
                         index=n_out,
-                        stamps_ns=np.asarray(window.stamps_ns, dtype=np.int64),
+                        stamps_ns=np.asarray(window_stamps, dtype=np.int64),
                         T_0_i=est.T_0_i,
                         cov=np.asarray(diag_to_cov(np.exp(est.log_var))),
-                        valid=np.ones(len(window), dtype=bool),
+                        valid=np.ones(len(window_frames), dtype=bool),
                         T_world_cam_gt=gt,
                         log_var_raw=est.log_var,
                         sigma_trans_scales=scales,
@@ -229,7 +255,6 @@ class ModelSource:
             finally:
                 frames.close()
                 self.warnings.update(reader.warnings)
-                self.warnings.update(builder.warnings)
         _log.info(
             "decoded %d frames in %.2f s of reader time: %.0f frames/s",
             self.decode.frames,
@@ -386,7 +411,7 @@ def load_ground_truth_frames(
                     decode.seconds += time.perf_counter() - t0
                     if frame is None:
                         break
-                    decode.frames += 1
+                    decode.observe(frame.stamp_ns, frame.T_world_cam is not None)
                     if frame.T_world_cam is not None:
                         stamps.append(frame.stamp_ns)
                         poses.append(frame.T_world_cam)

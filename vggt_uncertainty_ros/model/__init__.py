@@ -22,6 +22,7 @@ from vggt_uncertainty_ros.model.preprocess import (
     intrinsics_to_original,
     preprocess_images,
     preprocess_images_with_transforms,
+    shrink_for_model,
 )
 from vggt_uncertainty_ros.model.token_cache import TokenCache
 from vggt_uncertainty_ros.model.vggt import VGGT, VGGTOutput
@@ -41,4 +42,5 @@ __all__ = [
     "load_vggt_state_dict",
     "preprocess_images",
     "preprocess_images_with_transforms",
+    "shrink_for_model",
 ]

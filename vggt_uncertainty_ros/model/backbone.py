@@ -216,6 +216,11 @@ class NetworkBackbone:
         # with the token cache: (frame id, shape) -> (preprocessed image, transform) of the last window
         self._preprocessed: OrderedDict[tuple, tuple[torch.Tensor, Any]] = OrderedDict()
 
+    @property
+    def n_preprocessed_frames(self) -> int:
+        """Preprocessed frames kept for the next window (the last window's, with the token cache)."""
+        return len(self._preprocessed)
+
     def identity(self) -> str:
         """``model.backbone_identity`` of the network (computed once)."""
         if self._identity is None:

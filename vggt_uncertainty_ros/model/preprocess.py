@@ -123,6 +123,36 @@ def _to_tensor(img: Image.Image, original_hw: tuple[int, int], mode: str) -> tup
     return t, [sx, sy, ox, oy, height, width]
 
 
+def shrink_for_model(image: np.ndarray, mode: Literal["crop", "pad"] = "crop") -> np.ndarray:
+    """The image at the size preprocessing resizes it to, when that is smaller (else the image itself).
+
+    Preprocessing this result gives exactly the same tensor as preprocessing ``image``: the
+    resize is the same Pillow bicubic resize, and the second resize is to the same size (a
+    copy). The node calls it when a frame arrives, so windows waiting for the model hold
+    518-pixel-wide frames instead of full-resolution ones.
+
+    Args:
+        image: ``HxWx3`` uint8 RGB.
+        mode: ``"crop"`` or ``"pad"``, as given to :func:`preprocess_images`.
+
+    Returns:
+        ``hxwx3`` uint8 RGB with ``h <= H`` and ``w <= W``; intrinsics estimated on it map to
+        the original pixels by ``fx * W / w``, ``fy * H / h`` (and the same for cx, cy).
+
+    Raises:
+        ModelError: unknown mode.
+        DataError: not an ``HxWx3`` uint8 array.
+    """
+    if mode not in ("crop", "pad"):
+        raise ModelError(f"mode must be 'crop' or 'pad', got {mode!r}")
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise DataError(f"expected an HxWx3 uint8 RGB array, got {getattr(image, 'shape', None)}")
+    resized, (height, width) = _resize(image, mode)
+    if resized.size[0] >= width or resized.size[1] >= height:  # not a reduction: keep the original
+        return image
+    return np.asarray(resized)
+
+
 #: Threads resizing the images of one call (Pillow releases the GIL while resampling; the
 #: bicubic resize is ~90 % of the preprocessing time). Only the resize runs there: the
 #: float tensors are made on the caller's thread, so the workers' malloc arenas stay small.

@@ -12,7 +12,7 @@ from typing import Any
 from vggt_uncertainty_ros.errors import ConfigError
 
 #: Backbone families (``BackboneSpec.name``).
-BACKBONES: tuple[str, ...] = ("vggt", "vggt-omega")
+BACKBONES: tuple[str, ...] = ("vggt", "vggt-omega", "geometric")
 #: Autocast dtype names; ``auto`` is bfloat16 on CUDA and float32 on the CPU.
 DTYPES: tuple[str, ...] = ("auto", "float32", "float16", "bfloat16")
 #: Attention kernels: PyTorch's fused SDPA, or FlashAttention-4 (``flash-attn-4``, CUDA SM90+, half
@@ -21,7 +21,8 @@ ATTENTION_BACKENDS: tuple[str, ...] = ("sdpa", "flash4")
 #: Image preprocessing modes: ``auto`` (the backbone's default), VGGT's official ``crop``/``pad``,
 #: VGGT-Ω's official ``balanced``/``max_size``.
 PREPROCESS_MODES: tuple[str, ...] = ("auto", "crop", "pad", "balanced", "max_size")
-#: Modes each backbone family accepts (``auto`` first, then its default); families not listed take ``auto`` only.
+#: Modes each backbone family accepts (``auto`` first, then its default); families not listed (``geometric``:
+#: no image preprocessing) take ``auto`` only.
 BACKBONE_PREPROCESS_MODES: dict[str, tuple[str, ...]] = {
     "vggt": ("auto", "crop", "pad"),
     "vggt-omega": ("auto", "balanced", "max_size"),

@@ -170,6 +170,16 @@ class WindowEstimator:
                 check_head_backbone(head_metadata, backbone.name, int(backbone.feature_dim), "the loaded head")
 
     @property
+    def token_cache(self) -> Any | None:
+        """The backbone's per-frame token cache, if it has one."""
+        return getattr(self.backbone, "token_cache", None)
+
+    @property
+    def n_preprocessed_frames(self) -> int:
+        """Preprocessed frames the backbone keeps for the next window (the last window's, with the token cache)."""
+        return int(getattr(self.backbone, "n_preprocessed_frames", 0))
+
+    @property
     def scale_convention(self) -> str:
         """``vggt`` or ``metric`` (a constant σ is in backbone units)."""
         return self.head_metadata.scale_convention if self.head_metadata else "vggt"

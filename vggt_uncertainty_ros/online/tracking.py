@@ -3,9 +3,11 @@
 Two small classes, both free of rclpy so they are tested without ROS:
 
 * :class:`FrameStream` admits images in arrival order and cuts them into windows with the
-  shared :class:`~vggt_uncertainty_ros.data.WindowBuilder`. It drops duplicated stamps,
-  resets on stamps going backwards (a bag loop) and restarts the window when the image size
-  changes. Each outcome is reported as a :class:`StreamEvent` so the node can count it.
+  shared :class:`~vggt_uncertainty_ros.data.WindowBuilder`. It drops duplicated stamps and
+  single out-of-order frames, resets only when stamps persistently go backwards (a bag loop)
+  or the clock is reset, and restarts the window when the image size changes. Each outcome is
+  reported as a :class:`StreamEvent` so the node can count it. :func:`check_stamp` rejects
+  stamps that cannot be right (``nanosec >= 1e9``, negative, far in the future).
 * :class:`TrajectoryTracker` turns one window's estimate (``T_0_i`` in VGGT units and the
   head's log-variances, order ``[rot, trans]``) into
 
@@ -16,6 +18,14 @@ Two small classes, both free of rclpy so they are tested without ROS:
     through their overlapping frames with first-order covariance propagation
     (:func:`~vggt_uncertainty_ros.geometry.compose_with_covariance`); covariances in ROS
     order in the ``odom`` frame.
+
+* :class:`WindowChainer` keeps windows chained when the model runs slower than windows
+  arrive: the worker's latest-wins queue drops windows, so the next processed window may share
+  no frame with the last processed one. The chainer then re-anchors it on frames the last
+  processed window used (see :meth:`WindowChainer.rebase`), so ``~/pose`` is chained through a
+  measured relative pose, not glued on. Only where that is impossible (the image size changed,
+  the last window failed) is a gap bridged, with the covariance inflated by the motion model
+  :class:`GapMotionModel`.
 
 Conventions (docs/ARCHITECTURE.md): ``T_a_b`` maps points of frame ``b`` into frame ``a``;
 cameras use OpenCV optical axes; stamps are integer nanoseconds.
@@ -67,8 +77,43 @@ class StreamEvent(str, Enum):
 
     ACCEPTED = "accepted"  #: added to the current window
     DUPLICATE_STAMP = "duplicate_stamp"  #: dropped: same stamp as the previous frame
+    OUT_OF_ORDER = "out_of_order"  #: dropped: older than the last accepted frame (not yet a loop)
     STAMP_BACKWARDS = "stamp_backwards"  #: state reset (bag loop), frame starts a new stream
+    CLOCK_RESET = "clock_reset"  #: state reset (the node's clock went back), frame starts a new stream
     SIZE_CHANGED = "size_changed"  #: window restarted, frame starts a new window
+
+    @property
+    def resets(self) -> bool:
+        """Whether the event starts a new trajectory."""
+        return self in (StreamEvent.STAMP_BACKWARDS, StreamEvent.CLOCK_RESET)
+
+
+#: Reason a stamp is rejected by :func:`check_stamp` (``images_rejected/invalid_stamp``).
+INVALID_STAMP = "invalid_stamp"
+_NS_PER_S = 1_000_000_000
+
+
+def check_stamp(sec: int, nanosec: int, now_ns: int | None = None, max_future_s: float = 10.0) -> str | None:
+    """Why an image stamp cannot be used, or ``None`` if it can.
+
+    Args:
+        sec, nanosec: the ``builtin_interfaces/Time`` fields.
+        now_ns: the node clock, ns; ``None`` or 0 (simulated time not received yet) skips the
+            future check.
+        max_future_s: largest accepted lead of the stamp over ``now_ns``, seconds.
+
+    Returns:
+        A message for the log, or ``None``. Rejected: ``nanosec`` outside ``[0, 1e9)``, a
+        negative ``sec``, a stamp more than ``max_future_s`` ahead of the clock.
+    """
+    if not 0 <= nanosec < _NS_PER_S:
+        return f"nanosec {nanosec} outside [0, 1e9)"
+    if sec < 0:
+        return f"negative sec {sec}"
+    stamp_ns = sec * _NS_PER_S + nanosec
+    if now_ns and stamp_ns - now_ns > max_future_s * _NS_PER_S:
+        return f"stamp {stamp_ns * 1e-9:.3f} s is {(stamp_ns - now_ns) * 1e-9:.1f} s ahead of the node clock"
+    return None
 
 
 @dataclass(frozen=True)
@@ -80,11 +125,14 @@ class WindowJob:
         images: HxWx3 uint8 RGB images, one per stamp.
         epoch: :attr:`TrajectoryTracker.epoch` when the window was cut; results of an older
             epoch are stale (a reset happened in between).
+        source_hw: ``(height, width)`` of the images as received, when ``images`` were
+            shrunk to the model's input size on arrival (None: as received).
     """
 
     stamps_ns: tuple[int, ...]
     images: tuple[np.ndarray, ...]
     epoch: int
+    source_hw: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,51 +153,87 @@ class PushResult:
 class FrameStream:
     """Admits frames in arrival order and cuts them into windows.
 
+    A frame older than the last accepted one is dropped (``OUT_OF_ORDER``): one late frame
+    must not reset the trajectory. Only when ``backwards_to_reset`` consecutive frames are all
+    older than the last accepted one (and increase among themselves: a stream that restarted,
+    as in a bag loop) does the stream reset (``STAMP_BACKWARDS``, the last of them starts the
+    new stream). A node clock that goes back by more than ``clock_jump_s`` (simulated time
+    restarted) resets at once (``CLOCK_RESET``).
+
     Not thread-safe: call from one thread (the executor's callback thread).
 
     Args:
         config: the shared windowing rule (size, stride, keyframe rule).
+        backwards_to_reset: consecutive backwards frames that mean a loop, >= 1.
+        clock_jump_s: how far the node clock may go back before it counts as a reset, s.
     """
 
-    def __init__(self, config: WindowConfig) -> None:
+    def __init__(self, config: WindowConfig, *, backwards_to_reset: int = 3, clock_jump_s: float = 1.0) -> None:
+        if backwards_to_reset < 1:
+            raise ConfigError(f"backwards_to_reset must be >= 1, got {backwards_to_reset}")
         self._config = config
         self._builder = WindowBuilder(config)
+        self._backwards_to_reset = backwards_to_reset
+        self._clock_jump_ns = int(clock_jump_s * _NS_PER_S)
         self._last_stamp_ns: int | None = None
         self._shape: tuple[int, ...] | None = None
+        self._backwards: list[int] = []
+        self._last_now_ns: int | None = None
 
     def reset(self) -> None:
         """Forget everything: the next frame starts a new stream."""
         self._builder.reset()
         self._last_stamp_ns = None
         self._shape = None
+        self._backwards = []
 
-    def push(self, image: np.ndarray, stamp_ns: int) -> PushResult:
+    def push(
+        self, image: Any, stamp_ns: int, now_ns: int | None = None, *, shape: tuple[int, ...] | None = None
+    ) -> PushResult:
         """Admit one frame.
 
         Args:
-            image: HxWx3 uint8 RGB image.
-            stamp_ns: its stamp, integer ns.
+            image: HxWx3 uint8 RGB image (or any item, e.g. the evaluator's ``Frame``, with
+                ``shape`` given).
+            stamp_ns: its stamp, integer ns (checked by :func:`check_stamp` before).
+            now_ns: the node clock when the frame arrived, ns (``None``/0: not known).
+            shape: the image's shape when ``image`` is not the array itself.
 
         Returns:
             The event (see :class:`StreamEvent`) and the completed window, if any.
         """
         event = StreamEvent.ACCEPTED
+        if now_ns:
+            if self._last_now_ns is not None and now_ns < self._last_now_ns - self._clock_jump_ns:
+                _log.warning("node clock went back (%d ns -> %d ns): resetting state", self._last_now_ns, now_ns)
+                self.reset()
+                event = StreamEvent.CLOCK_RESET
+            self._last_now_ns = now_ns
         if self._last_stamp_ns is not None:
             if stamp_ns == self._last_stamp_ns:
                 return PushResult(StreamEvent.DUPLICATE_STAMP)
             if stamp_ns < self._last_stamp_ns:
+                if self._backwards and stamp_ns <= self._backwards[-1]:
+                    self._backwards = []  # not one restarted stream: start counting again
+                self._backwards.append(stamp_ns)
+                if len(self._backwards) < self._backwards_to_reset:
+                    return PushResult(StreamEvent.OUT_OF_ORDER)
                 _log.warning(
-                    "image stamp went backwards (%d ns -> %d ns): resetting state (bag loop?)",
+                    "image stamps went backwards %d times in a row (%d ns -> %d ns): resetting state (bag loop?)",
+                    len(self._backwards),
                     self._last_stamp_ns,
                     stamp_ns,
                 )
                 self.reset()
                 event = StreamEvent.STAMP_BACKWARDS
-        if self._shape is not None and image.shape != self._shape:
-            _log.warning("image size changed %s -> %s: restarting the window", self._shape, image.shape)
+            else:
+                self._backwards = []
+        shape = tuple(image.shape) if shape is None else tuple(shape)
+        if self._shape is not None and shape != self._shape:
+            _log.warning("image size changed %s -> %s: restarting the window", self._shape, shape)
             self._builder.reset()
             event = StreamEvent.SIZE_CHANGED
-        self._shape = image.shape
+        self._shape = shape
         self._last_stamp_ns = stamp_ns
         window = self._builder.push(image, stamp_ns)
         if window is None:
@@ -163,6 +247,118 @@ def _window_contents(window: Any) -> tuple[tuple[int, ...], tuple[np.ndarray, ..
     stamps = tuple(int(s) for s in window.stamps_ns)
     items = tuple(window.items)
     return stamps, items
+
+
+class WindowChainer:
+    """Re-anchors each window on frames the last processed window used.
+
+    The worker calls :meth:`rebase` just before inference and :meth:`done` after a window's
+    poses were chained. A window whose anchor (frame 0) belongs to the last processed window
+    is returned unchanged. Otherwise (windows in between were dropped) the window becomes
+    ``n_old`` frames of the last processed window followed by the ``size - n_old`` newest
+    frames of the job, with ``n_old = max(overlap, size - n_new)`` (``n_new`` frames of the
+    job are newer than the last processed frame; ``overlap = size - stride``). Its anchor is
+    then a frame whose pose is known, and the frames between get no pose (the job's frames
+    left out are counted in :attr:`frames_skipped`; frames of windows the queue dropped are
+    counted there as dropped windows). The window keeps its size (one model input shape).
+
+    A window cannot be re-anchored when no window was processed yet in this epoch, when the
+    last one belongs to an older epoch (a reset), or when the image size changed; it is then
+    returned unchanged and the tracker bridges the gap (:class:`GapMotionModel`).
+
+    Thread-safe (the worker thread calls it; :meth:`reset` may come from another thread).
+
+    Args:
+        overlap: frames kept from the last processed window, ``>= 1`` (``size - stride``).
+    """
+
+    def __init__(self, overlap: int) -> None:
+        if overlap < 1:
+            raise ConfigError(f"windows must overlap to be chained, got an overlap of {overlap}")
+        self._overlap = overlap
+        self._lock = threading.Lock()
+        self._last: WindowJob | None = None
+        self.windows_rebased = 0
+        self.frames_skipped = 0
+
+    def reset(self) -> None:
+        """Forget the last processed window."""
+        with self._lock:
+            self._last = None
+
+    def rebase(self, job: WindowJob) -> WindowJob | None:
+        """The window to run instead of ``job`` (``job`` itself when it is already chained).
+
+        Returns:
+            The (possibly re-anchored) window, or ``None`` when ``job`` has no frame newer
+            than the last processed window (nothing to add; counted nowhere, it is redundant).
+        """
+        with self._lock:
+            last = self._last
+            if last is None or last.epoch != job.epoch or not job.stamps_ns:
+                return job
+            if job.stamps_ns[0] in last.stamps_ns:
+                return job
+            if job.images[0].shape != last.images[0].shape:
+                return job
+            newest = last.stamps_ns[-1]
+            new_idx = [i for i, s in enumerate(job.stamps_ns) if s > newest]
+            size = len(job.stamps_ns)
+            n_old = min(len(last.stamps_ns), max(self._overlap, size - len(new_idx)))
+            n_new = size - n_old
+            if n_new <= 0:
+                return None
+            skipped = len(new_idx) - n_new
+            old_stamps, old_images = last.stamps_ns[-n_old:], last.images[-n_old:]
+            take = new_idx[-n_new:]
+            self.windows_rebased += 1
+            self.frames_skipped += skipped
+            return WindowJob(
+                old_stamps + tuple(job.stamps_ns[i] for i in take),
+                old_images + tuple(job.images[i] for i in take),
+                job.epoch,
+                job.source_hw,
+            )
+
+    def done(self, job: WindowJob) -> None:
+        """Record ``job`` (as returned by :meth:`rebase`) as the last processed window."""
+        with self._lock:
+            self._last = job
+
+
+@dataclass(frozen=True)
+class GapMotionModel:
+    """Motion model that bridges an unavoidable gap in the trajectory.
+
+    Across a gap of ``dt`` seconds nothing is measured. The pose is held at the last known
+    one (best guess: no motion) and its covariance grows as for a body whose speed is bounded
+    by ``sigma_trans_per_s`` and angular rate by ``sigma_rot_rad_per_s`` (one sigma): the
+    unknown displacement is ``N(0, (v dt)^2 I3)`` in translation and ``N(0, (w dt)^2 I3)`` in
+    rotation, added to the last pose's covariance in ROS order ``[x, y, z, rotX, rotY, rotZ]``
+    in the odometry frame. Both blocks are isotropic, so the frame they are expressed in does
+    not matter. Growth is linear in ``dt`` (a constant unknown velocity), which is larger than
+    a random walk's ``sqrt(dt)`` for gaps over a second: conservative.
+
+    Attributes:
+        sigma_trans_per_s: translation one-sigma per second of gap, in the node's translation
+            units (VGGT units for scale ``none``, metres for ``odometry``), > 0.
+        sigma_rot_rad_per_s: rotation one-sigma per second of gap, rad/s, > 0.
+    """
+
+    sigma_trans_per_s: float = 1.0
+    sigma_rot_rad_per_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("sigma_trans_per_s", "sigma_rot_rad_per_s"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise ConfigError(f"gap motion model: {name} must be finite and > 0, got {value!r}")
+
+    def covariance(self, dt_s: float) -> np.ndarray:
+        """6x6 covariance (ROS order) added across a gap of ``dt_s`` seconds (``|dt_s|`` is used)."""
+        dt = abs(float(dt_s))
+        var_t, var_r = (self.sigma_trans_per_s * dt) ** 2, (self.sigma_rot_rad_per_s * dt) ** 2
+        return np.diag([var_t] * 3 + [var_r] * 3)
 
 
 @dataclass(frozen=True)
@@ -216,6 +412,8 @@ class TrackerCounters:
 
     windows: int = 0
     stale_windows: int = 0
+    #: windows that shared no known frame: bridged with :class:`GapMotionModel` (unbridgeable
+    #: by re-anchoring). Also reported as ``trajectory_gaps``.
     trajectory_breaks: int = 0
     scale_fallbacks: int = 0
     windows_without_scale: int = 0
@@ -243,6 +441,7 @@ class TrajectoryTracker:
         odometry_buffer: how many odometry messages to keep for the scale fit.
         odometry_max_gap_s: largest distance of a frame stamp outside the odometry buffer's
             stamps, or between the two odometry messages it is interpolated from.
+        gap_model: how the covariance grows across a gap that could not be avoided.
 
     Raises:
         ConfigError: for a ``metric`` head with scale source ``none``, or a bad extrinsic.
@@ -257,6 +456,7 @@ class TrajectoryTracker:
         max_known: int = 64,
         odometry_buffer: int = 2000,
         odometry_max_gap_s: float = 0.25,
+        gap_model: GapMotionModel | None = None,
     ) -> None:
         self.scale_source = ScaleSource(scale_source)
         self.scale_convention = ScaleConvention(scale_convention)
@@ -271,6 +471,7 @@ class TrajectoryTracker:
         self._T_base_cam = T_base_cam
         self._T_cam_base = invert_transform(T_base_cam)
         self._max_known = max_known
+        self.gap_model = gap_model or GapMotionModel()
         self._odom_max_gap_ns = int(odometry_max_gap_s * 1e9)
         self._lock = threading.Lock()
         self._known: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -279,6 +480,12 @@ class TrajectoryTracker:
         self._last_scale = 1.0
         self.epoch = 0
         self.counters = TrackerCounters()
+
+    @property
+    def n_known(self) -> int:
+        """How many frame poses are kept for chaining (at most ``max_known``)."""
+        with self._lock:
+            return len(self._known)
 
     def reset(self) -> None:
         """Start a new trajectory (new odometry origin); pending windows become stale."""
@@ -368,13 +575,21 @@ class TrajectoryTracker:
             self._remember(anchor, T_odom_cam0, cov0)
             poses.append(self._base_pose(anchor, T_odom_cam0, cov0))
         else:
-            # No overlap with what is known (a dropped window or a restarted one): continue
-            # from the latest pose, assuming no motion across the gap.
-            T_odom_cam0, cov0 = self._known[next(reversed(self._known))]
+            # No overlap with what is known (the image size changed, or the windows between
+            # failed): continue from the latest pose, its covariance grown by the gap model.
+            last_stamp = next(reversed(self._known))
+            T_odom_cam0, cov_last = self._known[last_stamp]
+            dt_s = (anchor - last_stamp) * 1e-9
+            cov0 = cov_last + self.gap_model.covariance(dt_s)
             self._remember(anchor, T_odom_cam0, cov0)
             self.counters.trajectory_breaks += 1
             bridged = True
-            _log.warning("window anchored at %d ns does not overlap the trajectory: bridged", anchor)
+            _log.warning(
+                "window anchored at %d ns does not overlap the trajectory: bridged across %.3f s "
+                "with inflated covariance",
+                anchor,
+                dt_s,
+            )
         for m in relative:
             if self._last_stamp_ns is not None and m.stamp_ns <= self._last_stamp_ns:
                 continue

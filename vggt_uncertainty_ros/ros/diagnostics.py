@@ -23,8 +23,14 @@ STATUS_NAME = "vggt_uncertainty_node: inference"
 REJECT_ENCODING = "unsupported_encoding"
 REJECT_SIZE = "size_mismatch"
 REJECT_DECODE = "decode_error"
+REJECT_TOO_LARGE = "too_large"  # width x height above max_image_pixels, refused before decoding
+REJECT_ASPECT = "extreme_aspect_ratio"  # one side more than MAX_ASPECT_RATIO times the other
+#: largest accepted ratio of an image's sides (a 1x2000 image would be resized to 518x1036000)
+MAX_ASPECT_RATIO = 10
+REJECT_STAMP = "invalid_stamp"  # nanosec >= 1e9, negative sec, or far ahead of the node clock
 #: image drop reasons (valid image not used, by policy)
 DROP_DUPLICATE = "duplicate_stamp"
+DROP_OUT_OF_ORDER = "out_of_order"  # older than the last accepted image, not (yet) a loop
 
 
 class InputCounters:

@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -38,12 +39,22 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from vggt_uncertainty_ros.data.image_codec import SUPPORTED_ENCODINGS
 from vggt_uncertainty_ros.errors import ConfigError, ImageEncodingError, VggtUncertaintyError
+from vggt_uncertainty_ros.model.preprocess import shrink_for_model
 from vggt_uncertainty_ros.online import estimator as online_estimator
 from vggt_uncertainty_ros.online.allocator import pin_mmap_threshold
 from vggt_uncertainty_ros.online.estimator import WindowEstimator
 from vggt_uncertainty_ros.online.intrinsics_check import CameraInfoError, FocalLengthMonitor
 from vggt_uncertainty_ros.online.measurements import format_anchor_frame_id
-from vggt_uncertainty_ros.online.tracking import FrameStream, StreamEvent, TrajectoryTracker, WindowJob, WindowOutput
+from vggt_uncertainty_ros.online.tracking import (
+    FrameStream,
+    GapMotionModel,
+    StreamEvent,
+    TrajectoryTracker,
+    WindowChainer,
+    WindowJob,
+    WindowOutput,
+    check_stamp,
+)
 from vggt_uncertainty_ros.online.worker import InferenceWorker, classify_error
 from vggt_uncertainty_ros.ros import diagnostics as diag
 from vggt_uncertainty_ros.ros.conversions import (
@@ -122,8 +133,11 @@ class VggtUncertaintyNode(Node):
             p.scale_source,
             self._estimator.scale_convention,
             max_known=max(64, 4 * p.window_size),  # the next window's anchor must still be known
+            gap_model=GapMotionModel(p.gap_sigma_trans_per_s, p.gap_sigma_rot_rad_per_s),
         )
-        self._stream = FrameStream(p.window_config)
+        self._stream = FrameStream(p.window_config, backwards_to_reset=p.stamp_backwards_to_reset)
+        self._chainer = WindowChainer(p.window_config.overlap)
+        self._last_breaks = 0
         self._counters = diag.InputCounters()
         self._last_problems = 0
         self._focal = FocalLengthMonitor(p.camera_info_focal_tolerance) if p.use_camera_info else None
@@ -164,7 +178,17 @@ class VggtUncertaintyNode(Node):
 
     def _on_image(self, msg: Image) -> None:
         self._counters.receive()
-        reason = self._check_image(msg)
+        now_ns = self.get_clock().now().nanoseconds
+        stamp_problem = check_stamp(
+            msg.header.stamp.sec, msg.header.stamp.nanosec, now_ns, self.params.max_future_stamp_s
+        )
+        if stamp_problem is not None:
+            self._counters.reject(diag.REJECT_STAMP)
+            self.get_logger().warning(
+                f"image rejected ({diag.REJECT_STAMP}): {stamp_problem}", throttle_duration_sec=5.0
+            )
+            return
+        reason = self._check_image(msg, self.params.max_image_pixels)
         if reason is None:
             try:
                 image = image_msg_to_rgb(msg)
@@ -178,22 +202,34 @@ class VggtUncertaintyNode(Node):
             return
         if self._focal is not None:
             self._focal.observe_image_size(msg.width, msg.height)
-        result = self._stream.push(image, stamp_to_ns(msg.header.stamp))
+        # keep only what preprocessing will use: windows waiting for the model then hold
+        # 518-pixel-wide frames, never full-resolution ones (same model input, exactly)
+        image = shrink_for_model(image, self.params.backbone.preprocess_mode)
+        result = self._stream.push(image, stamp_to_ns(msg.header.stamp), now_ns)
         if result.event is StreamEvent.DUPLICATE_STAMP:
             self._counters.drop(diag.DROP_DUPLICATE)
             return
-        if result.event is StreamEvent.STAMP_BACKWARDS:
+        if result.event is StreamEvent.OUT_OF_ORDER:
+            self._counters.drop(diag.DROP_OUT_OF_ORDER)
+            return
+        if result.event.resets:
             self._tracker.reset()
-            self.get_logger().warning("image stamps went backwards (bag loop?): state reset, new trajectory")
+            self._chainer.reset()
+            self.get_logger().warning(f"{result.event.value}: state reset, new trajectory")
         if result.event is not StreamEvent.ACCEPTED:
             self._counters.event(result.event.value)
         if result.stamps_ns is not None and result.images is not None:
-            self._worker.submit(WindowJob(result.stamps_ns, result.images, self._tracker.epoch))
+            source_hw = (int(msg.height), int(msg.width))
+            self._worker.submit(WindowJob(result.stamps_ns, result.images, self._tracker.epoch, source_hw))
 
     @staticmethod
-    def _check_image(msg: Image) -> str | None:
+    def _check_image(msg: Image, max_pixels: int) -> str | None:
         if msg.encoding not in SUPPORTED_ENCODINGS or msg.encoding == "32FC1":
             return diag.REJECT_ENCODING
+        if msg.height * msg.width > max_pixels:
+            return diag.REJECT_TOO_LARGE
+        if msg.height and msg.width and max(msg.height, msg.width) > diag.MAX_ASPECT_RATIO * min(msg.height, msg.width):
+            return diag.REJECT_ASPECT  # resizing it to 518 px wide would allocate without bound
         if len(msg.data) != msg.height * msg.step or msg.height == 0 or msg.width == 0:
             return diag.REJECT_SIZE
         return None
@@ -217,13 +253,27 @@ class VggtUncertaintyNode(Node):
     # -- worker thread ----------------------------------------------------------------------
 
     def _infer(self, job: WindowJob) -> WindowOutput | None:
+        # windows between this one and the last processed one may have been dropped: re-anchor
+        # it on frames the last one used so ~/pose stays chained (WindowChainer)
+        rebased = self._chainer.rebase(job)
+        if rebased is None:
+            return None
+        job = rebased
         # stamps identify frames: windows that share a frame share its DINOv2 tokens
         estimate = self._estimator.estimate(list(job.images), job.stamps_ns, frame_ids=list(job.stamps_ns))
         output = self._tracker.process(job.stamps_ns, estimate.T_0_i, estimate.log_var, job.epoch)
+        if output is not None:
+            self._chainer.done(job)
         if self._focal is not None:  # a diagnostic only: it must never cost the window its poses
             height, width = job.images[0].shape[:2]
+            intrinsics = estimate.intrinsics
+            if job.source_hw is not None and job.source_hw != (height, width):  # shrunk on arrival
+                intrinsics = np.array(intrinsics, dtype=np.float64)
+                intrinsics[..., 0, :] *= job.source_hw[1] / width
+                intrinsics[..., 1, :] *= job.source_hw[0] / height
+                height, width = job.source_hw
             try:
-                self._focal.compare(estimate.intrinsics, width, height)
+                self._focal.compare(intrinsics, width, height)
             except Exception as err:  # noqa: BLE001 - reported, not fatal
                 self.get_logger().warning(f"focal-length check failed: {err}", throttle_duration_sec=10.0)
         return output
@@ -273,6 +323,9 @@ class VggtUncertaintyNode(Node):
                 "queue_depth": w.queue_depth,
                 "queue_capacity": self.params.queue_depth,
                 "trajectory_breaks": t.trajectory_breaks,
+                "trajectory_gaps": t.trajectory_breaks,
+                "windows_rebased": self._chainer.windows_rebased,
+                "frames_skipped": self._chainer.frames_skipped,
                 "scale_fallbacks": t.scale_fallbacks,
                 "windows_without_scale": t.windows_without_scale,
                 "odometry_rejected": t.odometry_rejected,
@@ -291,6 +344,13 @@ class VggtUncertaintyNode(Node):
         warnings = []
         if problems > self._last_problems:
             warnings.append("inputs rejected, windows dropped or failed since last report")
+        breaks = int(values["trajectory_gaps"])
+        if breaks > self._last_breaks:
+            warnings.append(
+                f"{breaks - self._last_breaks} trajectory gap(s) bridged by the motion model since last report "
+                "(covariance inflated)"
+            )
+        self._last_breaks = breaks
         if self._focal is not None and self._focal.deviates():
             warnings.append(
                 f"VGGT focal length deviates from camera_info by more than {self._focal.tolerance:.0%} "

@@ -57,17 +57,18 @@ class NodeParams:
     publish_odometry: bool = False
     publish_tf: bool = False
     diagnostics_period_s: float = 1.0
+    max_image_pixels: int = 3840 * 2160
+    max_future_stamp_s: float = 10.0
+    stamp_backwards_to_reset: int = 3
+    gap_sigma_trans_per_s: float = 1.0
+    gap_sigma_rot_rad_per_s: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "camera_to_base", tuple(float(v) for v in self.camera_to_base))
         for name, value in ((f.name, getattr(self, f.name)) for f in fields(self)):
             if name != "backbone":
                 check_value(name, value)
-        if self.window_stride >= self.window_size:
-            raise ConfigError(
-                f"window_stride ({self.window_stride}) must be < window_size ({self.window_size}): "
-                "consecutive windows must overlap so ~/pose can chain them"
-            )
+        self.window_config.require_chainable()  # the rule the evaluator shares
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> NodeParams:
@@ -130,14 +131,29 @@ DESCRIPTIONS: dict[str, str] = {
     "publish_odometry": "also publish nav_msgs/Odometry on ~/odometry",
     "publish_tf": "also broadcast odom_frame -> base_frame on /tf (needs tf2_msgs)",
     "diagnostics_period_s": "period of /diagnostics in seconds, > 0",
+    "max_image_pixels": "largest accepted width x height; larger images are rejected (too_large) before decoding, >= 1",
+    "max_future_stamp_s": "images stamped more than this many seconds ahead of the node clock are rejected, > 0",
+    "stamp_backwards_to_reset": "consecutive images older than the last one that mean a loop and reset the state, >= 1",
+    "gap_sigma_trans_per_s": "translation sigma growth per second across an unbridgeable gap (node units/s), > 0",
+    "gap_sigma_rot_rad_per_s": "rotation sigma growth per second across an unbridgeable gap (rad/s), > 0",
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "scale_source": SCALE_SOURCES,
     "image_qos": IMAGE_QOS,
 }
-_MIN_INT = {"window_size": 2, "window_stride": 1, "keyframe_every": 1, "queue_depth": 1}
+_MIN_INT = {
+    "window_size": 2,
+    "window_stride": 1,
+    "keyframe_every": 1,
+    "queue_depth": 1,
+    "max_image_pixels": 1,
+    "stamp_backwards_to_reset": 1,
+}
 _POSITIVE = (
+    "max_future_stamp_s",
+    "gap_sigma_trans_per_s",
+    "gap_sigma_rot_rad_per_s",
     "constant_sigma_rot_rad",
     "constant_sigma_trans",
     "diagnostics_period_s",

@@ -15,6 +15,11 @@
    early stop, and save the resumable state ``state/latest.safetensors``;
 4. SIGINT (Ctrl-C) finishes the current step, saves the state and returns; ``--resume``
    continues to the same final weights and metrics as an uninterrupted run.
+
+A run that fails before its first checkpoint (unreadable data, a truncated bag, no windows)
+leaves ``failed.json`` (status and error) in its folder, so the folder is not mistaken for a
+run; ``--resume`` on it, or on a folder whose run was killed before that point, says why it
+cannot continue; a fresh start in the same folder replaces it.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ BEST_FILE = Path("checkpoints") / "best.safetensors"
 LAST_FILE = Path("checkpoints") / "last.safetensors"
 SPEED_FILE = "speed.json"
 FINAL_FILE = "final_metrics.json"
+#: written when a run fails before its first checkpoint: the folder is not a resumable run
+FAILED_FILE = "failed.json"
 
 
 @dataclass
@@ -366,9 +373,58 @@ def train(
     run_dir = Path(cfg.output.run_dir)
     state_path = run_dir / STATE_FILE
     if resume and not state_path.is_file():
-        raise ConfigError(f"--resume: no training state {state_path}")
+        raise ConfigError(_why_no_resume(run_dir, state_path))
     if not resume and state_path.exists():
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another output dir")
+    (run_dir / FAILED_FILE).unlink(missing_ok=True)  # a fresh start replaces a failed one
+    try:
+        return _train(cfg, run_dir, state_path, resume, on_step)
+    except BaseException as err:
+        if not state_path.exists():  # nothing to resume: say so in the folder
+            _mark_failed(run_dir, err)
+        raise
+
+
+def _why_no_resume(run_dir: Path, state_path: Path) -> str:
+    """The reason ``--resume`` cannot continue the run in ``run_dir``."""
+    failed = run_dir / FAILED_FILE
+    if failed.is_file():
+        try:
+            error = json.loads(failed.read_text()).get("error", "unknown error")
+        except (OSError, ValueError):
+            error = "unknown error"
+        return (
+            f"--resume: the run in {run_dir} failed before its first checkpoint ({error}); there is nothing to "
+            "resume: fix the cause and start it afresh (same --out, without --resume)"
+        )
+    if (run_dir / "config.yaml").is_file():
+        return (
+            f"--resume: the run in {run_dir} has no training state ({state_path} is missing): it stopped before "
+            "its first checkpoint (killed?); start it afresh (same --out, without --resume)"
+        )
+    return f"--resume: {run_dir} holds no run (no {state_path})"
+
+
+def _mark_failed(run_dir: Path, err: BaseException) -> None:
+    """Write ``failed.json`` so a run that died before its first checkpoint does not look like a run."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(
+            run_dir / FAILED_FILE,
+            {"status": "failed", "stage": "before the first checkpoint", "error": f"{type(err).__name__}: {err}"},
+        )
+    except OSError as io_err:  # the original error matters more
+        _log.warning("could not mark %s as failed: %s", run_dir, io_err)
+
+
+def _train(
+    cfg: TrainConfig,
+    run_dir: Path,
+    state_path: Path,
+    resume: bool,
+    on_step: Callable[[int], None] | None,
+) -> TrainResult:
+    """The body of :func:`train` once the run directory's state was checked."""
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     random.seed(cfg.train.seed)
