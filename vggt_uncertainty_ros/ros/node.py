@@ -203,8 +203,11 @@ class VggtUncertaintyNode(Node):
         if self._focal is not None:
             self._focal.observe_image_size(msg.width, msg.height)
         # keep only what preprocessing will use: windows waiting for the model then hold
-        # 518-pixel-wide frames, never full-resolution ones (same model input, exactly)
-        image = shrink_for_model(image, self.params.backbone.preprocess_mode)
+        # 518-pixel-wide frames, never full-resolution ones (same model input, exactly);
+        # VGGT's crop/pad only (other backbones get the frame as it came)
+        mode = self.params.backbone.resolved_preprocess_mode
+        if mode in ("crop", "pad"):
+            image = shrink_for_model(image, mode)
         result = self._stream.push(image, stamp_to_ns(msg.header.stamp), now_ns)
         if result.event is StreamEvent.DUPLICATE_STAMP:
             self._counters.drop(diag.DROP_DUPLICATE)
