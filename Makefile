@@ -17,12 +17,17 @@ $(VENV)/.installed: setup.py constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[ros,dev]"
 	touch $@
 
+# `ros2 launch` (launch, launch_ros, ros2cli built from ../shared sources; no pip wheels) for
+# the launch tests (test/ros/test_ros_launch_run.py). Tests only: the product does not need it.
+$(VENV)/bin/ros2: $(VENV)/.installed
+	bash ../shared/ros2_launch/install.sh $(VENV)
+
 venv: $(VENV)/.installed
 
 demo: venv
 	$(VENV)/bin/vggt-uncertainty demo --out demo_out
 
-test: venv
+test: venv $(VENV)/bin/ros2
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q test
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from launch.actions import DeclareLaunchArgument, ExecuteProcess
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
 from launch import LaunchDescription
@@ -26,15 +26,24 @@ NODE_NAME = "vggt_uncertainty_node"
 
 
 def package_share() -> Path | None:
-    """The package's ament share directory, or None when it is not in the ament index."""
+    """The package's ament share directory, or None when it is not in the ament index.
+
+    None as well without ``AMENT_PREFIX_PATH`` (a pip install outside any ROS environment,
+    where ament_index_python raises ``OSError``).
+    """
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
     except ImportError:
         return None
     try:
         return Path(get_package_share_directory(PACKAGE))
-    except PackageNotFoundError:
+    except (PackageNotFoundError, OSError, ValueError):
         return None
+
+
+def node_namespace(value: str) -> str:
+    """``namespace:=`` as an absolute ROS namespace: ``robot1``, ``/robot1`` and ``/robot1/`` -> ``/robot1``."""
+    return "/" + "/".join(part for part in value.strip().split("/") if part)
 
 
 def default_params_file() -> str:
@@ -88,29 +97,39 @@ def node_action(use_ament: bool):
             output="screen",
             emulate_tty=True,
         )
-    executable = shutil.which(EXECUTABLE) or EXECUTABLE
-    return ExecuteProcess(
-        cmd=[
-            executable,
-            "--ros-args",
-            "-r",
-            ["__node:=", NODE_NAME],
-            "-r",
-            ["__ns:=/", namespace],
-            "-r",
-            ["image:=", image],
-            "-r",
-            ["camera_info:=", camera_info],
-            "--params-file",
-            params_file,
-            "-p",
-            ["use_sim_time:=", use_sim_time],
-        ],
-        name=NODE_NAME,
-        output="screen",
-        emulate_tty=True,
-        sigterm_timeout="5",
-    )
+    return OpaqueFunction(function=_pip_process, args=[shutil.which(EXECUTABLE) or EXECUTABLE])
+
+
+def _pip_process(context, executable: str) -> list:
+    """The pip layout's ``ExecuteProcess``, built once the launch arguments have values."""
+
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    return [
+        ExecuteProcess(
+            cmd=[
+                executable,
+                "--ros-args",
+                "-r",
+                f"__node:={NODE_NAME}",
+                "-r",
+                f"__ns:={node_namespace(arg('namespace'))}",
+                "-r",
+                f"image:={arg('image')}",
+                "-r",
+                f"camera_info:={arg('camera_info')}",
+                "--params-file",
+                arg("params_file"),
+                "-p",
+                f"use_sim_time:={arg('use_sim_time')}",
+            ],
+            name=NODE_NAME,
+            output="screen",
+            emulate_tty=True,
+            sigterm_timeout="5",
+        )
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:

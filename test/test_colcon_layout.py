@@ -134,7 +134,7 @@ def test_installed_executable_runs_the_installed_copy_and_exits_zero_on_sigint(i
             proc.wait()
     log = log_path.read_text(errors="replace")
     assert code == 0 and waited < 5.0, f"exit {code} after {waited:.1f} s\n{log}"
-    assert "device cpu" in log and "backbone vggt 'tiny'" in log, log
+    assert "device cpu" in log and "backbone vggt 'tiny'" in log and "unknown parameter" not in log, log
 
 
 @pytest.fixture
@@ -147,11 +147,13 @@ def stub_launch(monkeypatch):
 
         return type(name, (), {"__init__": init})
 
-    classes = {n: recorder(n) for n in ("LaunchDescription", "DeclareLaunchArgument", "ExecuteProcess")}
+    classes = {
+        n: recorder(n) for n in ("LaunchDescription", "DeclareLaunchArgument", "ExecuteProcess", "OpaqueFunction")
+    }
     classes.update({n: recorder(n) for n in ("LaunchConfiguration", "Node")})
     modules = {
         "launch": ["LaunchDescription"],
-        "launch.actions": ["DeclareLaunchArgument", "ExecuteProcess"],
+        "launch.actions": ["DeclareLaunchArgument", "ExecuteProcess", "OpaqueFunction"],
         "launch.substitutions": ["LaunchConfiguration"],
         "launch_ros": [],
         "launch_ros.actions": ["Node"],

@@ -28,8 +28,15 @@ def test_demo_runs_the_whole_loop(tmp_path):
         height=120,
         iterations=20,
         domain_id=1 + (os.getpid() * 3 + 57) % 100,
+        unseen={"n_train": 2, "n_val": 1, "n_test": 1, "n_frames": 60, "steps": 40, "n_boot": 50},
     )
     result = run_demo(cfg)
+
+    # step 0: the unseen-sequence calibration of the geometric backbone, printed as a table
+    assert result.unseen["backbone"] == "geometric" and len(result.unseen["sequences"]) == 1
+    assert "Calibration on unseen test sequences" in result.unseen_table and "POOLED" in result.unseen_table
+    assert set(result.unseen["recalibration"]["factors"]) == {"rot", "trans"}
+    assert (cfg.out_dir / "unseen" / "unseen.json").is_file()
 
     # step 2: a head checkpoint and the training charts
     assert result.head is not None and result.head.is_file()

@@ -224,3 +224,20 @@ def test_input_validation():
         mahalanobis_d2(np.zeros(3), np.array([1.0, 0.0, 1.0]))
     with pytest.raises(CalibrationError, match="unknown metric"):
         metric_name("rot", "d3_mean")
+
+
+def test_trans_valid_excludes_rows_from_the_translation_block_only() -> None:
+    rng = np.random.default_rng(9)
+    r = rng.normal(size=(200, 6))
+    lv = np.zeros((200, 6))
+    valid = np.arange(200) < 150
+    r[150:, 3:] = 50.0  # unscaled windows: translation residuals meaningless
+    m = calibration_metrics(r, lv, trans_valid=valid)
+    full = calibration_metrics(r[:150], lv[:150])
+    assert m[D2_TRANS_MEAN] == pytest.approx(full[D2_TRANS_MEAN])
+    assert m[D2_ROT_MEAN] == pytest.approx(calibration_metrics(r, lv)[D2_ROT_MEAN])
+    assert m["scale/trans_excluded_frames"] == 50.0
+    none = calibration_metrics(r, lv, trans_valid=np.zeros(200, bool))
+    assert math.isnan(none[D2_TRANS_MEAN]) and set(none) == set(m)
+    with pytest.raises(CalibrationError):
+        calibration_metrics(r, lv, trans_valid=np.ones(3, bool))

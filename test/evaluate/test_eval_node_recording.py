@@ -35,7 +35,7 @@ N_FRAMES = 12  # two windows of 8 with stride 4
 def _params(path: Path) -> Path:
     doc = yaml.safe_load(DEFAULT_PARAMS_YAML.read_text())
     section = doc["/**"]["ros__parameters"]
-    section.update(image_qos="reliable", queue_depth=8)
+    section.update(image_qos="reliable", queue_depth=8, publish_relative_pose=True)  # opt-in output
     section["backbone"]["device"] = "cpu"
     path.write_text(yaml.safe_dump(doc))
     return path

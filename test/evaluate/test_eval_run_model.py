@@ -91,10 +91,18 @@ def test_run_model_on_each_data_form(form: str, synth_seq, head_ckpt: Path, tmp_
         rot, trans = (0.05, 0.1) if form == "tum" else (0.03, 0.07)  # node defaults / options
         np.testing.assert_allclose(sig[:, :3], rot, rtol=1e-12)
         np.testing.assert_allclose(sig[:, 3:], trans * scale.repeat(3, axis=1), rtol=1e-12)
+    scored = report["scale"]["n_trans_scored"]
+    excluded = report["scale"]["n_trans_excluded"]
+    assert scored + sum(excluded.values()) == report["scale"]["n_windows"] == report["n_windows"]
     for block in ("rot", "trans"):
         r = np.stack([f[f"r_{block}_{a}"] for a in "xyz"], axis=1)
         s = np.stack([f[f"sigma_{block}_{a}"] for a in "xyz"], axis=1)
-        assert report["calibration"][block]["d2_mean"] == pytest.approx(np.mean(np.sum((r / s) ** 2, 1)), rel=1e-12)
+        rows = np.all(np.isfinite(r), 1)  # scale protocol: unscaled windows' translation is NaN
+        if block == "trans" and not scored:
+            assert report["calibration"]["trans"] is None and not rows.any()
+            continue
+        d2 = np.mean(np.sum((r[rows] / s[rows]) ** 2, 1))
+        assert report["calibration"][block]["d2_mean"] == pytest.approx(d2, rel=1e-12)
     assert np.isfinite(report["trajectory"]["ate_rmse_m"])
     assert set(report["pgo"]) >= {"uniform", "constant_tuned", "predicted"}
     assert (out / "traj_est.tum").is_file() and (out / "traj_gt.tum").is_file()

@@ -7,6 +7,8 @@ import pytest
 
 from vggt_uncertainty_ros.errors import GeometryError
 from vggt_uncertainty_ros.geometry import (
+    MIN_RELATIVE_MOTION,
+    SCALE_REASONS,
     fit_scale,
     invert_transform,
     make_transform,
@@ -14,6 +16,7 @@ from vggt_uncertainty_ros.geometry import (
     relative_from_extrinsics,
     se3_exp,
     so3_exp,
+    window_motion,
     window_relative,
 )
 
@@ -65,25 +68,41 @@ def test_fit_scale_least_squares_formula():
     t_gt = rng.normal(size=(8, 3))
     t_pred = rng.normal(size=(8, 3))
     expected = np.sum(t_gt * t_pred) / np.sum(t_pred * t_pred)
-    assert fit_scale(t_gt, t_pred, clamp=(1e-9, 1e9)).scale == pytest.approx(np.clip(expected, 1e-9, 1e9))
+    fit = fit_scale(t_gt, t_pred, clamp=(1e-9, 1e9))
+    assert float(fit.raw) == pytest.approx(expected)
+    assert bool(fit.ok) == (expected > 0)
 
 
-def test_fit_scale_fallbacks_and_clamp():
+def test_fit_scale_protocol_flags_instead_of_falling_back_or_clamping():
     t_gt = _translations()
-    # only one moving frame -> 1.0
+    ok = fit_scale(t_gt, t_gt / 3.0)
+    assert bool(ok.ok) and int(ok.reason) == 0 and SCALE_REASONS[0] == "ok"
+    # only one moving frame -> not enough motion: flagged, the scale is a placeholder
     one = t_gt.copy()
     one[2:4] = [0.015, 0.0, 0.0]
     fit = fit_scale(one, one * 7)
-    assert fit.scale == 1.0 and int(fit.n_valid) == 1
+    assert not bool(fit.ok) and SCALE_REASONS[int(fit.reason)] == "low_motion" and int(fit.n_valid) == 1
+    assert np.isnan(fit.raw)
     # motion exactly at the threshold is not "above" it
     at = np.array([[0.0, 0, 0], [0.02, 0, 0], [0, 0.02, 0]])
     assert int(fit_scale(at, at).n_valid) == 0
-    # all predicted translations zero -> 1.0
-    assert fit_scale(t_gt, np.zeros_like(t_gt)).scale == 1.0
-    # clamp
-    assert fit_scale(t_gt, t_gt * 1000).scale == pytest.approx(0.01)
-    assert fit_scale(t_gt, t_gt / 1000).scale == pytest.approx(100.0)
-    assert fit_scale(t_gt, -t_gt).scale == pytest.approx(0.01)
+    # all predicted translations zero
+    zero = fit_scale(t_gt, np.zeros_like(t_gt))
+    assert not bool(zero.ok) and SCALE_REASONS[int(zero.reason)] == "zero_prediction"
+    # out of range: flagged, never clamped into the range
+    for t_pred, raw in ((t_gt * 1000, 1e-3), (t_gt / 1000, 1000.0), (-t_gt, -1.0)):
+        fit = fit_scale(t_gt, t_pred)
+        assert not bool(fit.ok) and SCALE_REASONS[int(fit.reason)] == "out_of_range"
+        assert float(fit.raw) == pytest.approx(raw)
+
+
+def test_window_motion_is_the_mean_norm_of_frames_after_the_reference():
+    t = np.array([[[5.0, 0, 0], [0.3, 0.4, 0], [0, 0, 1.0]]])
+    np.testing.assert_allclose(window_motion(t), [0.75])
+    assert float(window_motion(np.zeros((3, 3)))) == MIN_RELATIVE_MOTION
+    t_nan = t.copy()
+    t_nan[0, 2] = np.nan  # a frame without a pose does not count
+    np.testing.assert_allclose(window_motion(t_nan), [0.5])
 
 
 def test_fit_scale_batched():
@@ -92,6 +111,8 @@ def test_fit_scale_batched():
     fit = fit_scale(t_gt, t_pred)
     np.testing.assert_allclose(fit.scale, [2.0, 1.0])
     np.testing.assert_array_equal(fit.n_valid, [3, 0])
+    np.testing.assert_array_equal(fit.ok, [True, False])
+    np.testing.assert_array_equal(fit.reason, [0, 1])
 
 
 def test_fit_scale_rejects_shape_mismatch():

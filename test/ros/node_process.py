@@ -21,6 +21,7 @@ import rclpy
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
+from nav_msgs.msg import Odometry
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -51,6 +52,30 @@ def ros_env(log_dir: Path, domain: int) -> dict[str, str]:
     return env
 
 
+def covariance_problem(values, what: str) -> str | None:
+    """Why a 36-value ROS covariance is not symmetric positive definite, or None when it is."""
+    cov = np.asarray(values, dtype=np.float64).reshape(6, 6)
+    if not np.isfinite(cov).all():
+        return f"{what}: non-finite covariance"
+    if not np.allclose(cov, cov.T, rtol=0, atol=1e-12 * max(np.abs(cov).max(), 1e-300)):
+        return f"{what}: asymmetric covariance"
+    if np.linalg.eigvalsh(cov).min() <= 0:
+        return f"{what}: covariance not positive definite (min eigenvalue {np.linalg.eigvalsh(cov).min():.3g})"
+    return None
+
+
+def message_covariance_problems(msg: Any, topic: str) -> list[str]:
+    """Covariance problems of a PoseWithCovarianceStamped or an Odometry (pose and twist)."""
+    if isinstance(msg, Odometry):
+        found = [
+            covariance_problem(msg.pose.covariance, f"{topic} pose"),
+            covariance_problem(msg.twist.covariance, f"{topic} twist"),
+        ]
+    else:
+        found = [covariance_problem(msg.pose.covariance, topic)]
+    return [f for f in found if f]
+
+
 def write_params(path: Path, **overrides: Any) -> Path:
     """The shipped ``config/params.yaml`` with ``overrides`` applied, written to ``path``."""
     doc = yaml.safe_load(SHIPPED_PARAMS.read_text())
@@ -64,11 +89,14 @@ def write_params(path: Path, **overrides: Any) -> Path:
     return path
 
 
-def start_node(params_file: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """``python -m vggt_uncertainty_ros.ros.node --ros-args --params-file <params_file>``."""
+def start_node(
+    params_file: Path, env: dict[str, str], log_path: Path, extra_args: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """``python -m vggt_uncertainty_ros.ros.node --ros-args --params-file <params_file> <extra_args>``."""
     log = log_path.open("wb")
+    cmd = [sys.executable, "-m", "vggt_uncertainty_ros.ros.node", "--ros-args", "--params-file", str(params_file)]
     return subprocess.Popen(
-        [sys.executable, "-m", "vggt_uncertainty_ros.ros.node", "--ros-args", "--params-file", str(params_file)],
+        [*cmd, *extra_args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -108,19 +136,25 @@ def textured_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.n
 class Driver:
     """Test-side ROS node: publishes images, records the node's outputs (own context, background spin)."""
 
-    def __init__(self, domain: int) -> None:
+    def __init__(self, domain: int, prefix: str = f"/{NODE}", image_topic: str = "/image") -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node("vggt_test_driver", context=self.context)
         self.lock = threading.Lock()
         self.relative: list[PoseWithCovarianceStamped] = []
         self.poses: list[PoseWithCovarianceStamped] = []
+        self.odometry: list[Odometry] = []
         self.diagnostics: list[dict[str, str]] = []
-        self.image_pub = self.node.create_publisher(Image, "/image", RELIABLE)
+        #: every covariance problem of every pose/odometry message received (checked on arrival)
+        self.covariance_problems: list[str] = []
+        self.image_pub = self.node.create_publisher(Image, image_topic, RELIABLE)
         self.node.create_subscription(
-            PoseWithCovarianceStamped, f"/{NODE}/relative_pose", self._keep(self.relative), RELIABLE
+            PoseWithCovarianceStamped, f"{prefix}/relative_pose", self._keep(self.relative, "relative_pose"), RELIABLE
         )
-        self.node.create_subscription(PoseWithCovarianceStamped, f"/{NODE}/pose", self._keep(self.poses), RELIABLE)
+        self.node.create_subscription(
+            PoseWithCovarianceStamped, f"{prefix}/pose", self._keep(self.poses, "pose"), RELIABLE
+        )
+        self.node.create_subscription(Odometry, f"{prefix}/odometry", self._keep(self.odometry, "odometry"), RELIABLE)
         self.node.create_subscription(
             DiagnosticArray, "/diagnostics", lambda m: self._keep(self.diagnostics)(status_values(m)), RELIABLE
         )
@@ -136,12 +170,24 @@ class Driver:
             except Exception:  # noqa: BLE001 - shutdown race
                 return
 
-    def _keep(self, store: list) -> Callable[[Any], None]:
+    def _keep(self, store: list, topic: str | None = None) -> Callable[[Any], None]:
         def keep(msg: Any) -> None:
+            problems = message_covariance_problems(msg, topic) if topic else []
             with self.lock:
                 store.append(msg)
+                self.covariance_problems.extend(problems)
 
         return keep
+
+    def message_count(self) -> int:
+        """Pose, relative-pose and odometry messages received so far."""
+        with self.lock:
+            return len(self.poses) + len(self.relative) + len(self.odometry)
+
+    def assert_covariances_spd(self) -> None:
+        """Every pose/odometry message so far had symmetric positive-definite covariances."""
+        with self.lock:
+            assert not self.covariance_problems, self.covariance_problems[:10]
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
         """Wait until ``predicate()`` holds; AssertionError naming ``what`` on timeout."""

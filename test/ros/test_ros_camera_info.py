@@ -75,3 +75,4 @@ def test_camera_info_focal_ratio_and_size_mismatch_reach_diagnostics(tmp_path):
     assert float(v["focal_ratio_tolerance"]) == 0.2
     assert "camera_info is for 640x480 images" in log
     assert code == 0 and waited < 5.0, f"exit {code} after {waited:.1f} s\n{log}"
+    driver.assert_covariances_spd()

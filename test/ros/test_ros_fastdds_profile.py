@@ -20,25 +20,28 @@ from sensor_msgs.msg import Image
 rclpy.init()
 node = rclpy.create_node("profile_" + sys.argv[1])
 if sys.argv[1] == "pub":
+    # publish until the subscriber has had a complete image and left (or 30 s have passed)
     pub = node.create_publisher(Image, "vga", qos_profile_sensor_data)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)
     msg = Image(height=480, width=640, encoding="rgb8", step=640 * 3)
     msg.data = np.random.default_rng(0).integers(0, 255, 480 * 640 * 3, dtype=np.uint8).tobytes()
-    for i in range(40):
-        msg.header.stamp.nanosec = i
+    sent = 0
+    while pub.get_subscription_count() > 0 and time.monotonic() < deadline:
+        msg.header.stamp.nanosec = sent
         pub.publish(msg)
+        sent += 1
         time.sleep(0.04)
-    time.sleep(0.5)
+    print("SENT", sent)
 else:
     got = []
     node.create_subscription(Image, "vga", lambda m: got.append(len(m.data)), qos_profile_sensor_data)
-    deadline = time.monotonic() + 25
-    while time.monotonic() < deadline and len(got) < 40:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not got:
         rclpy.spin_once(node, timeout_sec=0.1)
     print("RECEIVED", len(got), sum(n == 640 * 480 * 3 for n in got))
+node.destroy_node()
 rclpy.shutdown()
 """
 
@@ -70,6 +73,6 @@ def test_best_effort_vga_images_cross_processes_with_the_profile(tmp_path):
     for stream in (pub.stderr, err):
         assert "XMLPARSER" not in stream and "Error" not in stream, stream
     received, full = (int(x) for x in out.split("RECEIVED")[1].split())
-    assert received == full, "every received image is complete"
-    # without the profile, none of these 900 KiB best-effort samples arrive (512 KiB segment)
-    assert received >= 10, f"only {received}/40 VGA images arrived with the profile"
+    # with the profile a complete 900 KiB best-effort sample arrives (the publisher repeats
+    # until the subscriber has one and leaves): no count that depends on luck
+    assert received >= 1 and received == full, f"received {received}, complete {full}; {pub.stdout}"

@@ -29,15 +29,23 @@ def _class(name: str) -> type:
     return type(name, (_Recorder,), {})
 
 
+class _LaunchConfiguration(_Recorder):
+    """Stands in for LaunchConfiguration: ``perform(context)`` reads the value from a dict."""
+
+    def perform(self, context: dict) -> str:
+        return context[self.args[0]]
+
+
 @pytest.fixture
 def stub_launch(monkeypatch):
     classes = {
         name: _class(name)
-        for name in ("LaunchDescription", "DeclareLaunchArgument", "ExecuteProcess", "LaunchConfiguration", "Node")
+        for name in ("LaunchDescription", "DeclareLaunchArgument", "ExecuteProcess", "OpaqueFunction", "Node")
     }
+    classes["LaunchConfiguration"] = _LaunchConfiguration
     modules = {
         "launch": {"LaunchDescription": classes["LaunchDescription"]},
-        "launch.actions": {k: classes[k] for k in ("DeclareLaunchArgument", "ExecuteProcess")},
+        "launch.actions": {k: classes[k] for k in ("DeclareLaunchArgument", "ExecuteProcess", "OpaqueFunction")},
         "launch.substitutions": {"LaunchConfiguration": classes["LaunchConfiguration"]},
         "launch_ros": {},
         "launch_ros.actions": {"Node": classes["Node"]},
@@ -89,12 +97,39 @@ def test_colcon_layout_uses_launch_ros_node(monkeypatch, stub_launch, tmp_path):
     assert args["params_file"]["default_value"] == str(tmp_path / "config" / "params.yaml")
 
 
-def test_pip_layout_runs_the_console_script(monkeypatch, stub_launch):
-    module = _load(monkeypatch, None)
+def _pip_command(module, stub_launch, namespace: str) -> list[str]:
     (entities,) = module.generate_launch_description().args
-    (proc,) = [e for e in entities if isinstance(e, stub_launch["ExecuteProcess"])]
-    cmd = proc.kwargs["cmd"]
-    assert Path(cmd[0]).name == "vggt_uncertainty_node" and cmd[1] == "--ros-args"
-    i = cmd.index("--params-file")
-    assert cmd[i + 1].args == ("params_file",)
     assert not [e for e in entities if isinstance(e, stub_launch["Node"])]
+    (opaque,) = [e for e in entities if isinstance(e, stub_launch["OpaqueFunction"])]
+    context = {
+        "params_file": "/p.yaml",
+        "use_sim_time": "false",
+        "namespace": namespace,
+        "image": "/cam/image_raw",
+        "camera_info": "camera_info",
+    }
+    (proc,) = opaque.kwargs["function"](context, *opaque.kwargs["args"])
+    assert isinstance(proc, stub_launch["ExecuteProcess"])
+    return proc.kwargs["cmd"]
+
+
+@pytest.mark.parametrize(
+    ("namespace", "expected"),
+    [("", "/"), ("robot1", "/robot1"), ("/robot1", "/robot1"), ("//robot1/", "/robot1"), ("/a/b", "/a/b")],
+)
+def test_pip_layout_runs_the_console_script_with_a_clean_namespace(monkeypatch, stub_launch, namespace, expected):
+    module = _load(monkeypatch, None)
+    cmd = _pip_command(module, stub_launch, namespace)
+    assert Path(cmd[0]).name == "vggt_uncertainty_node" and cmd[1] == "--ros-args"
+    assert cmd[cmd.index("--params-file") + 1] == "/p.yaml"
+    assert f"__ns:={expected}" in cmd and "image:=/cam/image_raw" in cmd and "use_sim_time:=false" in cmd
+
+
+def test_package_share_is_none_without_ament_prefix_path(monkeypatch, stub_launch):
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    spec = importlib.util.spec_from_file_location("node_launch_no_ament", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.package_share() is None  # ament_index_python raises OSError here
+    (entities,) = module.generate_launch_description().args
+    assert [e for e in entities if isinstance(e, stub_launch["OpaqueFunction"])]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 import torch
@@ -66,3 +67,39 @@ def test_sigterm_exits_zero_and_cuda_falls_back_to_cpu(tmp_path):
         assert device.startswith("cuda")
     else:
         assert device == "cpu" and "falling back to cpu" in log
+
+
+def _wait_for_line(log_path, text: str, proc, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in log_path.read_text(errors="replace"):
+        assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text(errors="replace")
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_signals_during_start_up_exit_zero_and_a_misspelt_parameter_is_named(tmp_path):
+    """SIGINT during the imports; SIGTERM then SIGINT while the model loads (after the parameters)."""
+    env = ros_env(tmp_path / "ros_log", domain_id(offset=59))
+    params = write_params(tmp_path / "params.yaml", **{"backbone.device": "cpu"}, window_sise=3)
+    logs = {name: tmp_path / f"{name}.log" for name in ("imports", "loading")}
+    procs = {name: start_node(params, env, log) for name, log in logs.items()}
+    try:
+        _wait_for_line(logs["imports"], "starting (signal handlers installed)", procs["imports"])
+        t0 = time.monotonic()
+        procs["imports"].send_signal(signal.SIGINT)
+        codes = {"imports": (procs["imports"].wait(10), time.monotonic() - t0)}
+        _wait_for_line(logs["loading"], "unknown parameter 'window_sise' ignored", procs["loading"])
+        t0 = time.monotonic()
+        procs["loading"].send_signal(signal.SIGTERM)
+        procs["loading"].send_signal(signal.SIGINT)
+        codes["loading"] = (procs["loading"].wait(10), time.monotonic() - t0)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for name, (code, waited) in codes.items():
+        log = logs[name].read_text(errors="replace")
+        assert code == 0 and waited < 5.0, f"{name}: exit {code} after {waited:.1f} s\n{log}"
+        assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
+    assert "(did you mean 'window_size'?)" in logs["loading"].read_text()

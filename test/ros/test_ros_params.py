@@ -11,7 +11,13 @@ from rclpy.parameter import Parameter
 
 from vggt_uncertainty_ros.data.windows import load_window_config
 from vggt_uncertainty_ros.errors import ConfigError
-from vggt_uncertainty_ros.ros.params import DESCRIPTIONS, NodeParams, make_on_set_callback, parameter_defaults
+from vggt_uncertainty_ros.ros.params import (
+    DESCRIPTIONS,
+    NodeParams,
+    make_on_set_callback,
+    parameter_defaults,
+    unknown_parameter_warnings,
+)
 
 PARAMS_YAML = Path(__file__).resolve().parents[2] / "config" / "params.yaml"
 
@@ -57,6 +63,8 @@ def test_default_extrinsic_is_an_optical_frame_looking_forward():
         ({"keyframe_min_gap_s": -1.0}, "keyframe_min_gap_s"),
         ({"camera_frame": " "}, "camera_frame"),
         ({"publish_tf": "yes"}, "publish_tf"),
+        ({"image_transport": "theora"}, "image_transport"),
+        ({"origin_sigma_rot_rad": 0.0}, "origin_sigma_rot_rad"),
         ({"backbone.dtype": "int8"}, "dtype"),
         ({"backbone.preprocess_mode": "stretch"}, "preprocess_mode"),
         ({"backbone.weights": ""}, "weights"),
@@ -85,3 +93,23 @@ def test_on_set_callback_validates_and_freezes_after_start_up():
     frozen = callback([Parameter("window_size", value=6)])
     assert not frozen.successful and "restart" in frozen.reason
     assert callback([Parameter("use_sim_time", value=True)]).successful
+
+
+def test_unknown_parameters_are_reported_with_the_closest_valid_name():
+    messages = unknown_parameter_warnings(
+        {"window_sise", "backbone.dtyp", "zzz", "window_size", "use_sim_time", "qos_overrides./image.reliability"}
+    )
+    assert messages == [
+        "unknown parameter 'backbone.dtyp' ignored (did you mean 'backbone.dtype'?)",
+        "unknown parameter 'window_sise' ignored (did you mean 'window_size'?)",
+        "unknown parameter 'zzz' ignored",
+    ]
+
+
+def test_default_outputs_name_only_real_frames_and_leave_tf_alone():
+    p = NodeParams()
+    assert p.publish_odometry and not p.publish_relative_pose and not p.publish_tf  # REP 105: no second parent
+    assert p.tf_child == "base_link" and NodeParams(tf_child_frame="vggt_base_link").tf_child == "vggt_base_link"
+    assert p.image_transport == "raw"
+    np.testing.assert_allclose(np.diag(p.origin_cov), [1e-6] * 6)
+    assert np.linalg.eigvalsh(p.origin_cov).min() > 0

@@ -45,6 +45,7 @@ from vggt_uncertainty_ros.errors import CalibrationError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "TRANS_EXCLUDED_FRAMES",
     "ANEES_95_HI",
     "ANEES_95_LO",
     "BLOCKS",
@@ -197,6 +198,8 @@ PRED_TRANS_NORM_SCALED_MEAN = "pred_trans_norm_scaled_mean"
 GT_TRANS_NORM_MEAN = "gt_trans_norm_mean"
 SCALE_FIT_N_VALID_MEAN = "scale_fit/n_valid_mean"
 SCALE_FIT_SCALE_MEAN = "scale_fit/scale_mean"
+#: Frames whose translation was not scored (scale protocol), in :func:`calibration_metrics`.
+TRANS_EXCLUDED_FRAMES = "scale/trans_excluded_frames"
 
 # Per-block names as importable constants (their strings come from BLOCK_STATS).
 D2_ROT_MEAN = metric_name("rot", "d2_mean")
@@ -238,6 +241,7 @@ SQRT_INFO_TRANS_CLAMP_HIT = metric_name("trans", "sqrt_info_clamp_hit")
 
 METRIC_NAMES: tuple[str, ...] = (
     N_SAMPLES,
+    TRANS_EXCLUDED_FRAMES,
     ANEES_95_LO,
     ANEES_95_HI,
     *_NAMES.values(),
@@ -535,6 +539,7 @@ def calibration_metrics(
     log_var_head: np.ndarray | None = None,
     log_var_bounds: tuple[float, float] = LOG_VAR_BOUNDS,
     sqrt_info_bounds: tuple[float, float] = SQRT_INFO_MAX,
+    trans_valid: np.ndarray | None = None,
 ) -> dict[str, float]:
     """All calibration metrics of a set of 6-DOF residuals, keyed by the analysis' names.
 
@@ -555,6 +560,9 @@ def calibration_metrics(
             (defaults to ``log_var``).
         log_var_bounds: clamp of a ``log_var`` head.
         sqrt_info_bounds: upper clamps of √λ (rotation, translation) for a ``sqrt_info`` head.
+        trans_valid: ``[N]`` bool, rows whose translation is scored (scale protocol: windows
+            without a trustworthy scale are excluded); the translation metrics are NaN when
+            no row is, and ``scale/trans_excluded_frames`` counts the excluded rows.
 
     Returns:
         Flat ``{name: float}`` with the names of this module's constants.
@@ -575,15 +583,24 @@ def calibration_metrics(
         raise CalibrationError(f"log_var_head must be [N, 6] like r, got {list(raw.shape)}")
 
     out: dict[str, float] = {N_SAMPLES: float(r.shape[0])}
+    rows_trans = np.ones(r.shape[0], bool) if trans_valid is None else np.asarray(trans_valid, bool).reshape(-1)
+    if rows_trans.shape != (r.shape[0],):
+        raise CalibrationError(f"trans_valid must have {r.shape[0]} entries, got {rows_trans.shape}")
+    out[TRANS_EXCLUDED_FRAMES] = float(np.count_nonzero(~rows_trans))
     for i, block in enumerate(BLOCKS):
         sl = slice(3 * i, 3 * i + 3)
+        rows = rows_trans if block == "trans" else np.ones(r.shape[0], bool)
+        if not rows.any():
+            out.update({stat.template.format(b=block): math.nan for stat in BLOCK_STATS
+                        if stat.only_for in (None, parameterization)})
+            continue
         sqrt_bound = sqrt_info_bounds[i] if parameterization == "sqrt_info" else None
         m = block_metrics(
-            r[:, sl],
-            np.exp(log_var[:, sl]),
+            r[rows, sl],
+            np.exp(log_var[rows, sl]),
             log_var_bounds=log_var_bounds,
             sqrt_info_bound=sqrt_bound,
-            log_var_head=raw[:, sl],
+            log_var_head=raw[rows, sl],
         )
         for stat in BLOCK_STATS:
             if stat.only_for in (None, parameterization):

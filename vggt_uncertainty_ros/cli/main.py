@@ -26,10 +26,12 @@ from vggt_uncertainty_ros.errors import VggtUncertaintyError
 SUBCOMMANDS: dict[str, str] = {
     "synth": "synth",
     "train": "train",
+    "calibrate": "calibrate",
     "cache": "cache",
     "charts": "charts",
     "bench": "bench",
     "bench-calibration": "bench_calibration",
+    "bench-unseen": "bench_unseen",
     "eval": "eval",
     "eval-many": "eval_many",
     "fetch-tum": "fetch_tum",

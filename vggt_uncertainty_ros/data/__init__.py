@@ -22,7 +22,8 @@ Public API (see docs/ARCHITECTURE.md, "data"):
 * :mod:`~vggt_uncertainty_ros.data.synth`: ``synth.generate(out_dir, seed, n_frames, formats)``.
 """
 
-from vggt_uncertainty_ros.data import synth
+from typing import Any
+
 from vggt_uncertainty_ros.data.groundtruth import GroundTruth, GtMode
 from vggt_uncertainty_ros.data.image_codec import (
     SUPPORTED_ENCODINGS,
@@ -32,17 +33,6 @@ from vggt_uncertainty_ros.data.image_codec import (
     to_rgb8,
 )
 from vggt_uncertainty_ros.data.layout import DEFAULT_DEPTH_TOPIC, DEFAULT_IMAGE_TOPIC
-from vggt_uncertainty_ros.data.readers import (
-    BagFile,
-    BagMessage,
-    BagReader,
-    ImageFolderReader,
-    SequenceReader,
-    TumFolderReader,
-    bag_topics,
-    open_sequence,
-    read_bag_trajectory,
-)
 from vggt_uncertainty_ros.data.tum import (
     associate,
     read_tum_list,
@@ -59,7 +49,36 @@ from vggt_uncertainty_ros.data.windows import (
     load_window_config,
     window_indices,
 )
-from vggt_uncertainty_ros.data.writers import RawRos2BagWriter, Ros1SequenceWriter, Ros2SequenceWriter, TumFolderWriter
+
+#: Served lazily (PEP 562): readers, writers and synth import ``rosbags``, an offline-tool
+#: dependency; the node imports this package for the codec and windowing and must start on a
+#: robot without it (test/ros/test_ros_packaging.py).
+_LAZY = {
+    "readers": (
+        "BagFile",
+        "BagMessage",
+        "BagReader",
+        "ImageFolderReader",
+        "SequenceReader",
+        "TumFolderReader",
+        "bag_topics",
+        "open_sequence",
+        "read_bag_trajectory",
+    ),
+    "writers": ("RawRos2BagWriter", "Ros1SequenceWriter", "Ros2SequenceWriter", "TumFolderWriter"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "synth":
+        return importlib.import_module("vggt_uncertainty_ros.data.synth")
+    for module, names in _LAZY.items():
+        if name in names:
+            return getattr(importlib.import_module(f"vggt_uncertainty_ros.data.{module}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_DEPTH_TOPIC",

@@ -49,6 +49,7 @@ from vggt_uncertainty_ros.evaluate.sources import (
     load_ground_truth_frames,
     read_pose_messages,
 )
+from vggt_uncertainty_ros.head import read_head_metadata
 
 __all__ = ["EvalResult", "evaluate"]
 
@@ -143,23 +144,40 @@ def _evaluate_windows(
         if m.T_world_cam_gt is not None:
             cache.record(m.stamps_ns, m.T_world_cam_gt)
         gt = cache.lookup(m.stamps_ns)
-        yield m, evaluate_window(m, gt, cfg.scale_mode, warnings)
+        yield m, evaluate_window(m, gt, cfg.scale_mode, warnings, cfg.min_motion_m)
 
 
 def _scale_summary(evals: list[WindowEval], mode: ScaleMode) -> dict[str, Any]:
-    """Statistics of the per-window s* (fitted in both modes; applied to the prediction in one)."""
+    """Statistics of the per-window s* (fitted in both modes; applied to the prediction in one).
+
+    Scale protocol: windows without a trustworthy fit are counted by reason and their
+    translation is not scored; fit statistics are over the trustworthy windows.
+    """
     if not evals:
         return {}
-    s = np.array([e.scale_fit for e in evals])
-    n_valid = np.array([e.n_scale_valid for e in evals])
+    ok = np.array([e.scale_ok for e in evals])
+    s = np.array([e.scale_fit for e in evals])[ok]
+    reasons = [e.scale_reason for e in evals if not e.scale_ok]
+    stats = {"fit_mean": float(s.mean()), "fit_median": float(np.median(s)), "fit_min": float(s.min()),
+             "fit_max": float(s.max())} if s.size else {}
     return {
-        "fit_mean": float(s.mean()),
-        "fit_median": float(np.median(s)),
-        "fit_min": float(s.min()),
-        "fit_max": float(s.max()),
-        "n_fallback": int(np.sum(n_valid < 2)),
+        **stats,
+        "n_windows": len(evals),
+        "n_trans_scored": int(ok.sum()),
+        "n_trans_excluded": {r: reasons.count(r) for r in sorted(set(reasons))},
         "applied_to": "prediction" if mode is ScaleMode.PER_WINDOW_GT else "ground truth (divided)",
     }
+
+
+def _head_recalibration(cfg: EvalConfig) -> dict[str, Any] | None:
+    """The evaluated head's stored recalibration (applied by the estimator), or None."""
+    if cfg.head is None or cfg.source is not SourceKind.RUN_MODEL:
+        return None
+    meta = read_head_metadata(cfg.head)
+    if not meta.recalibration:
+        return None
+    _log.info("head %s carries recalibration factors %s (applied)", cfg.head, meta.recalibration.get("factors"))
+    return {"applied": True, **meta.recalibration}
 
 
 def evaluate(cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
@@ -219,6 +237,7 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
         "decode": {"frames": decode.frames, "seconds": decode.seconds, "frames_per_s": decode.frames_per_s},
         "config": cfg.to_dict(),
     }
+    report["recalibration"] = _head_recalibration(cfg)
     files: dict[str, Path] = {}
     n_ate_poses: int | None = None
     if n_windows:
@@ -238,7 +257,11 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
         files["traj_gt"] = out / "traj_gt.tum"
         write_tum_trajectory(files["traj_est"], graph.stamps_ns[ok], graph.T_chain[ok], title="estimated trajectory")
         write_tum_trajectory(files["traj_gt"], graph.stamps_ns[ok], T_gt_nodes[ok], title="ground truth trajectory")
-        tuned_var = np.maximum(np.mean(table.residual**2, axis=0), 1e-12)
+        scored = np.isfinite(table.residual)
+        sq = np.where(scored, table.residual, 0.0) ** 2
+        # a block without any scored frame (no window with a trustworthy scale) keeps variance 1
+        tuned_var = np.where(scored.any(0), sq.sum(0) / np.maximum(scored.sum(0), 1), 1.0)
+        tuned_var = np.maximum(tuned_var, 1e-12)
         pgo, _ = pgo_results(graph, T_gt_nodes, tuned_var, cfg.huber_k)
         report["pgo"] = {
             **pgo,

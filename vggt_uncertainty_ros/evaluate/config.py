@@ -63,6 +63,8 @@ class EvalConfig:
         gt_gap_s: a ground-truth interval longer than this (s) counts as a gap; None = 5× the
             median interval.
         huber_k: Huber threshold (whitened units) of the robust pose-graph runs.
+        min_motion_m: ground-truth translation (m) a frame needs to enter the scale fit; a
+            window with fewer than two such frames has no translation to score (scale protocol).
         max_frames: stop after this many frames (None = all).
         plots: write the PNG plots and report.md.
     """
@@ -82,6 +84,7 @@ class EvalConfig:
     max_dt_s: float = 0.02
     gt_gap_s: float | None = None
     huber_k: float = 1.345
+    min_motion_m: float = 0.02
     max_frames: int | None = None
     plots: bool = True
 
@@ -101,7 +104,7 @@ class EvalConfig:
             raise ConfigError("source 'poses-topic' needs poses_topic (the recorded relative-pose topic)")
         if self.source is SourceKind.RUN_MODEL and self.poses_topic:
             raise ConfigError("poses_topic is only used with source 'poses-topic'")
-        for name in ("sigma_rot_rad", "sigma_trans", "max_dt_s", "huber_k"):
+        for name in ("sigma_rot_rad", "sigma_trans", "max_dt_s", "huber_k", "min_motion_m"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.gt_gap_s is not None and not self.gt_gap_s > 0:

@@ -55,6 +55,7 @@ def _reliability(table: FrameTable, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
     for name, d2 in (("rot", table.d2_rot), ("trans", table.d2_trans)):
+        d2 = d2[np.isfinite(d2)]  # unscaled windows' translation is not scored
         cover = [np.mean(d2 <= stats.chi2.ppf(p, 3)) for p in levels]
         ax.plot(levels, cover, color=_COLORS[name], label=name)
     ax.set(xlabel="nominal level", ylabel="empirical coverage", xlim=(0, 1), ylim=(0, 1),
@@ -66,6 +67,7 @@ def _reliability(table: FrameTable, path: Path) -> None:
 def _d2_hist(table: FrameTable, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, (name, d2) in zip(axes, (("rot", table.d2_rot), ("trans", table.d2_trans))):
+        d2 = d2[np.isfinite(d2)]
         hi = max(float(np.percentile(d2, 99)), CHI2_3["99"]) if d2.size else CHI2_3["99"]
         ax.hist(np.clip(d2, 0, hi), bins=40, range=(0, hi), density=True, color=_COLORS[name], alpha=0.6, label="d²")
         x = np.linspace(1e-3, hi, 300)
@@ -79,8 +81,12 @@ def _d2_hist(table: FrameTable, path: Path) -> None:
 def _sigma_vs_residual(table: FrameTable, trans_unit: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     for ax, (name, sl, unit) in zip(axes, _BLOCKS):
-        s = table.sigma[:, sl].ravel()
-        r = np.abs(table.residual[:, sl].ravel())
+        finite = np.isfinite(table.residual[:, sl].ravel())
+        s = table.sigma[:, sl].ravel()[finite]
+        r = np.abs(table.residual[:, sl].ravel())[finite]
+        if not s.size:
+            ax.set_title(f"{name}: no scored frame")
+            continue
         ax.scatter(s, np.maximum(r, 1e-12), s=6, alpha=0.4, color=_COLORS[name])
         lo = max(min(float(s.min()), float(r[r > 0].min()) if np.any(r > 0) else 1e-6), 1e-9)
         hi = max(float(s.max()), float(r.max()))

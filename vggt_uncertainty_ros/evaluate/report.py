@@ -35,6 +35,7 @@ from vggt_uncertainty_ros.calibration import (
     block_metrics,
     mahalanobis_d2,
 )
+from vggt_uncertainty_ros.calibration.bootstrap import block_bootstrap_ci, default_block_length
 from vggt_uncertainty_ros.evaluate.residuals import WindowEval
 
 __all__ = [
@@ -75,6 +76,7 @@ class FrameTable:
     log_var_raw: np.ndarray
     d2_rot: np.ndarray
     d2_trans: np.ndarray
+    trans_scored: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.stamp_ns.size)
@@ -101,27 +103,47 @@ def frame_table(evals: Sequence[WindowEval]) -> FrameTable:
         log_var_raw=cat(lambda e: e.log_var_raw, np.float64, (6,)),
         d2_rot=mahalanobis_d2(residual[:, :3], var[:, :3]) if len(residual) else np.zeros(0),
         d2_trans=mahalanobis_d2(residual[:, 3:], var[:, 3:]) if len(residual) else np.zeros(0),
+        trans_scored=cat(lambda e: np.full(e.stamps_ns.size, e.scale_ok), bool),
     )
 
 
 def calibration_block(
     table: FrameTable, block: str, n_windows: int, parameterization: str = "log_var"
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Calibration statistics of one block (``rot`` or ``trans``) as a JSON-ready dict.
 
     ``calibration.block_metrics`` over the table's rows, with ``anees_bounds_95`` for
     N = ``n_windows`` (frames of a window share one backbone pass, so the window is the
-    independent unit) and ``clamp_hit`` = low + high clamp fractions of the raw log σ².
+    independent unit), ``clamp_hit`` = low + high clamp fractions of the raw log σ², and
+    ``d2_ci95``: the 95 % interval of the d² mean from a moving-block bootstrap over windows
+    (``calibration.bootstrap``; the block spans the windows that share a frame).
+    The translation block scores only frames of windows with a trustworthy scale
+    (``trans_scored``); None when no frame is scored.
     """
     sl = _BLOCK[block]
-    kwargs: dict[str, Any] = {"log_var_head": table.log_var_raw[:, sl]}
+    rows = np.ones(len(table), bool)
+    if block == "trans" and table.trans_scored is not None:  # scale protocol: unscaled windows excluded
+        rows = table.trans_scored
+    if not rows.any():
+        return None
+    kwargs: dict[str, Any] = {"log_var_head": table.log_var_raw[rows, sl]}
     if parameterization == "sqrt_info":
         kwargs["sqrt_info_bound"] = SQRT_INFO_MAX[BLOCKS.index(block)]
-    metrics = block_metrics(table.residual[:, sl], table.sigma[:, sl] ** 2, **kwargs)
+    metrics = block_metrics(table.residual[rows, sl], table.sigma[rows, sl] ** 2, **kwargs)
     out = asdict(metrics)
     out["anees_bounds_95"] = list(anees_bounds(n_windows, 3, 0.95))
     out["anees_bounds_95_per_frame"] = list(metrics.anees_bounds_95)
     out["clamp_hit"] = metrics.clamp_hit_low + metrics.clamp_hit_high
+    # block bootstrap over windows (frames of a window share frame 0, windows overlap); the
+    # block covers the windows sharing a frame (the most windows any frame appears in)
+    d2 = np.sum(table.residual[rows, sl] ** 2 / table.sigma[rows, sl] ** 2, axis=1)
+    _, win = np.unique(table.window[rows], return_inverse=True)
+    overlap = int(np.unique(table.stamp_ns, return_counts=True)[1].max()) + 1 if len(table) else 1
+    block_len = max(overlap, default_block_length(int(win.max()) + 1 if win.size else 1))
+    ci = block_bootstrap_ci(np.bincount(win, weights=d2), np.bincount(win).astype(float),
+                            block_length=block_len, n_boot=1000, seed=0)
+    out["d2_ci95"] = [x if np.isfinite(x) else None for x in ci]  # None: fewer than 2 scored windows
+    out["bootstrap_block_windows"] = block_len
     return out
 
 

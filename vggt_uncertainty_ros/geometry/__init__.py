@@ -25,7 +25,9 @@ from vggt_uncertainty_ros.geometry.pose_encoding import (
 )
 from vggt_uncertainty_ros.geometry.residuals import (
     MIN_MOTION_M,
+    MIN_RELATIVE_MOTION,
     SCALE_CLAMP,
+    SCALE_REASONS,
     ScaleConvention,
     ScaleFit,
     fit_scale,
@@ -33,6 +35,7 @@ from vggt_uncertainty_ros.geometry.residuals import (
     relative_from_extrinsics,
     scale_covariance,
     scale_translation,
+    window_motion,
     window_relative,
 )
 from vggt_uncertainty_ros.geometry.se3 import (
@@ -56,7 +59,9 @@ from vggt_uncertainty_ros.geometry.so3 import (
 
 __all__ = [
     "MIN_MOTION_M",
+    "MIN_RELATIVE_MOTION",
     "SCALE_CLAMP",
+    "SCALE_REASONS",
     "ScaleConvention",
     "ScaleFit",
     "compose_with_covariance",
@@ -87,5 +92,6 @@ __all__ = [
     "so3_exp",
     "so3_log",
     "standardize_quat",
+    "window_motion",
     "window_relative",
 ]

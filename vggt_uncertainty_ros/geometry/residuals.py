@@ -6,8 +6,11 @@ Frames and conventions (docs/ARCHITECTURE.md):
   camera i in camera 0 (OpenCV axes); ``T_0_0 = I``. From VGGT extrinsics
   (``E_i = T_cami_world``): ``T_0_i = E_0 @ inv(E_i)``.
 * Scale fit (``per-window-gt``): ``s* = Σ(t_gt·t_pred)/Σ‖t_pred‖²`` over frames with
-  ``‖t_gt‖ > 2 cm``; 1.0 when fewer than 2 such frames (or when the selected predicted
-  translations are all zero); clamped to ``[0.01, 100]``.
+  ``‖t_gt‖ > 2 cm``. The scale protocol (issue 12): a window whose fit is not trustworthy —
+  fewer than 2 such frames (not enough motion), the selected predicted translations all zero,
+  or ``s*`` outside ``[0.01, 100]`` — is flagged ``ok = False`` with its reason; its
+  translation is excluded from training and evaluation (masked and counted), never given
+  ``s = 1`` or a clamped scale as if it were a measurement.
 * Residual: ``r = Log(inv(T_gt) @ T_pred)``, i.e. ``T_pred = T_gt @ Exp(r)`` (right
   perturbation). Order ``[φx, φy, φz, ρx, ρy, ρz]`` — rotation first. **Both blocks are
   expressed in the ground-truth camera frame i** (the frame of ``T_gt``'s child); the
@@ -31,6 +34,9 @@ __all__ = [
     "scale_covariance",
     "scale_translation",
     "MIN_MOTION_M",
+    "MIN_RELATIVE_MOTION",
+    "SCALE_REASONS",
+    "window_motion",
     "SCALE_CLAMP",
     "ScaleFit",
     "fit_scale",
@@ -46,17 +52,50 @@ class ScaleConvention(str, Enum):
     * ``VGGT``: VGGT's normalised units; whoever scales the translation by ``s`` (ground-truth
       fit, odometry fit, or ``s = 1``) multiplies σ_trans by ``s`` too.
     * ``METRIC``: metres of the scaled prediction; valid only where a metric scale is applied.
+
+    * ``RELATIVE``: σ_trans relative to the window's own predicted motion ``m`` (the mean
+      ``‖t_pred‖`` over frames 1…S-1, in the backbone's units): σ_trans = σ_head · m in the
+      backbone's units, so it survives an arbitrary per-window scale of the backbone and
+      needs no ground truth at run time. The estimator converts it to backbone units
+      (``log_var + 2 log m``), after which it is handled like ``VGGT``.
     """
 
     VGGT = "vggt"
     METRIC = "metric"
+    RELATIVE = "relative"
 
 
 MIN_MOTION_M = 0.02
 """Ground-truth translation (metres) a frame needs to take part in the scale fit."""
 
 SCALE_CLAMP = (0.01, 100.0)
-"""Bounds of the fitted scale."""
+"""Range of a trustworthy fitted scale; a fit outside it flags the window (no clamping)."""
+
+MIN_RELATIVE_MOTION = 1e-6
+"""Floor of the window motion ``m`` of the ``relative`` convention (backbone units); a window
+whose predicted translations are all (numerically) zero would otherwise get σ_trans = 0."""
+
+SCALE_REASONS = ("ok", "low_motion", "zero_prediction", "out_of_range")
+"""Codes of :attr:`ScaleFit.reason` (index into this tuple)."""
+
+
+def window_motion(t_pred: np.ndarray) -> np.ndarray:
+    """Mean ``‖t_i‖`` over frames 1…S-1 of ``t_pred[..., S, 3]`` (frame 0 is the reference).
+
+    Frames with a non-finite translation (not estimated) are left out of the mean.
+
+    The motion scale of the ``relative`` convention, floored at :data:`MIN_RELATIVE_MOTION`.
+    """
+    t = np.asarray(t_pred, dtype=np.float64)
+    if t.ndim < 2 or t.shape[-1] != 3:
+        raise GeometryError(f"t_pred must have shape [..., S, 3], got {list(t.shape)}")
+    if t.shape[-2] < 2:
+        raise GeometryError("window_motion needs at least 2 frames")
+    norms = np.linalg.norm(t[..., 1:, :], axis=-1)
+    finite = np.isfinite(norms)  # frames whose pose was not estimated (NaN) do not count
+    n = finite.sum(-1)
+    m = np.where(finite, norms, 0.0).sum(-1) / np.maximum(n, 1)
+    return np.maximum(m, MIN_RELATIVE_MOTION)
 
 
 def window_relative(T_world_cam: np.ndarray) -> np.ndarray:
@@ -100,14 +139,21 @@ class ScaleFit:
 
     Attributes:
         scale: ``[...]`` fitted scale ``s`` per window (multiply the predicted translation,
-            and σ_trans, by it); 1.0 where the fit fell back.
+            and σ_trans, by it) where ``ok``; a placeholder 1.0 elsewhere, which must not be
+            used as a measurement (mask the window's translation).
         n_valid: ``[...]`` number of frames with ground-truth motion above the threshold.
         valid: ``[..., S]`` which frames took part in the fit.
+        ok: ``[...]`` bool, the window has a trustworthy scale.
+        raw: ``[...]`` the unclamped least-squares scale (NaN where there is no fit).
+        reason: ``[...]`` int index into :data:`SCALE_REASONS` (0 = ok).
     """
 
     scale: np.ndarray
     n_valid: np.ndarray
     valid: np.ndarray
+    ok: np.ndarray | None = None
+    raw: np.ndarray | None = None
+    reason: np.ndarray | None = None
 
 
 def fit_scale(
@@ -123,12 +169,13 @@ def fit_scale(
         t_gt: ``[..., S, 3]`` ground-truth translations of ``T_0_i`` (metres).
         t_pred: ``[..., S, 3]`` predicted translations of ``T_0_i`` (VGGT units).
         min_motion_m: frames with ``‖t_gt‖ > min_motion_m`` are used.
-        min_valid: fewer valid frames than this gives ``s = 1.0``.
-        clamp: ``(lo, hi)`` bounds applied to the fitted scale.
+        min_valid: fewer valid frames than this flags the window (``low_motion``).
+        clamp: ``(lo, hi)`` range of a trustworthy scale; outside it the window is flagged
+            (``out_of_range``), not clamped.
 
     Returns:
-        :class:`ScaleFit` with ``s = Σ(t_gt·t_pred)/Σ‖t_pred‖²`` over the valid frames.
-        Arrays are numpy (float64 / int64 / bool).
+        :class:`ScaleFit` with ``s = Σ(t_gt·t_pred)/Σ‖t_pred‖²`` over the valid frames where
+        ``ok``, 1.0 (placeholder) elsewhere. Arrays are numpy (float64 / int64 / bool).
     """
     t_gt = as_float64(t_gt, (3,), "t_gt")
     t_pred = as_float64(t_pred, (3,), "t_pred")
@@ -142,10 +189,14 @@ def fit_scale(
     num = np.sum(w * np.sum(t_gt * t_pred, -1), -1)
     den = np.sum(w * np.sum(t_pred * t_pred, -1), -1)
     n_valid = np.sum(valid * 1, -1)
-    ok = (n_valid >= min_valid) & (den > 0)
-    raw = num / np.where(ok, den, np.full_like(den, 1.0))
-    scale = np.where(ok, np.clip(raw, lo, hi), np.full_like(raw, 1.0))
-    return ScaleFit(scale=scale, n_valid=n_valid, valid=valid)
+    enough = n_valid >= min_valid
+    fitted = enough & (den > 0)
+    raw = num / np.where(fitted, den, 1.0)
+    ok = fitted & (raw >= lo) & (raw <= hi)
+    scale = np.where(ok, raw, 1.0)
+    reason = np.where(ok, 0, np.where(~enough, 1, np.where(~fitted, 2, 3))).astype(np.int64)
+    return ScaleFit(scale=scale, n_valid=n_valid, valid=valid, ok=ok, raw=np.where(fitted, raw, np.nan),
+                    reason=reason)
 
 
 def pose_residual(T_gt: np.ndarray, T_pred: np.ndarray) -> np.ndarray:

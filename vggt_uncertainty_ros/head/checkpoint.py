@@ -53,10 +53,17 @@ class HeadMetadata:
         backbone_family: backbone family the head was trained on (``BackboneSpec.name``:
             ``vggt``, ``vggt-omega``, ...); files written before this field are ``vggt`` heads.
             A head is refused on another family (:func:`check_head_backbone`).
-        scale_convention: ``"vggt"`` (translation log σ² in VGGT units) or ``"metric"``.
+        scale_convention: ``"vggt"`` (translation log σ² in VGGT units), ``"metric"`` or
+            ``"relative"`` (σ_trans relative to the window's predicted motion; see
+            ``geometry.ScaleConvention``).
         head_config: keyword arguments that rebuild the head (``UncertaintyHead.config``).
         config: training configuration (free-form, JSON-serialisable).
         metrics: metrics at save time (e.g. validation calibration).
+        recalibration: post-hoc per-block variance factors (``vggt-uncertainty calibrate``,
+            the dict of ``calibration.recalibration.Recalibration``: ``factors {"rot",
+            "trans"}``, ``method``, ``sequences``, ``per_sequence``, ``n_frames``, plus the
+            ``before``/``after`` validation figures); empty = none. Consumers apply it with
+            :func:`vggt_uncertainty_ros.head.output.head_output_log_var`.
         created: ISO-8601 UTC creation time.
         package_version: version of this package that wrote the file.
         format_version: version of this metadata layout.
@@ -72,6 +79,7 @@ class HeadMetadata:
     head_config: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    recalibration: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     package_version: str = __version__
     format_version: int = FORMAT_VERSION

@@ -186,6 +186,7 @@ def pose_uncertainty_loss(
     config: LossConfig | None = None,
     mask: torch.Tensor | None = None,
     t_gt: torch.Tensor | None = None,
+    trans_mask: torch.Tensor | None = None,
 ) -> LossOutput:
     """The head's training loss over a batch of windows.
 
@@ -200,6 +201,9 @@ def pose_uncertainty_loss(
         config: loss options; defaults to plain NLL.
         mask: [B, S] bool of loss-carrying frames; default every frame but frame 0.
         t_gt: ground-truth translations [B, S, 3] (m); required for motion weighting.
+        trans_mask: [B] or [B, S] bool; False excludes the *translation* block of those
+            windows/frames from the loss (scale protocol: a window without a trustworthy
+            scale has no translation residual). Default: every loss-carrying frame.
 
     Returns:
         :class:`LossOutput` with the scalar loss and its detached components.
@@ -220,6 +224,14 @@ def pose_uncertainty_loss(
 
     nll = gaussian_nll_log_var(r, log_var, cfg.log_var_bounds)
     weights = beta_weights(log_var.clamp(*cfg.log_var_bounds), cfg.beta_nll)
+    if trans_mask is not None:
+        tm = trans_mask[:, None].expand(-1, s) if trans_mask.ndim == 1 else trans_mask
+        if tm.shape != (b, s):
+            raise ValueError(f"trans_mask must be [{b}] or [{b}, {s}], got {tuple(trans_mask.shape)}")
+        keep = torch.ones_like(nll)
+        keep[..., TRANS] = tm.to(r.dtype)[..., None]
+        nll = nll * keep  # masked residuals must be finite (the trainer stores zeros there)
+        weights = weights * keep
     if cfg.motion_weighting:
         if t_gt is None:
             raise ValueError("motion_weighting needs t_gt [B, S, 3]")

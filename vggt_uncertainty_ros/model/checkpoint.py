@@ -19,7 +19,6 @@ import struct
 import zipfile
 from pathlib import Path
 
-import huggingface_hub
 import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
@@ -59,6 +58,13 @@ def _resolve(spec: str | os.PathLike) -> Path:
         raise CheckpointError(f"{path}: directory holds none of {', '.join(CHECKPOINT_FILES)}")
     text = str(spec)
     if _HF_ID.match(text) and not text.startswith((".", "/")):
+        # lazy: only a Hugging Face id needs the hub client; the node starts on a robot without it
+        try:
+            import huggingface_hub
+        except ImportError as err:
+            raise CheckpointError(
+                f"{text}: a Hugging Face id needs huggingface_hub (pip install huggingface_hub)"
+            ) from err
         errors = []
         for name in CHECKPOINT_FILES:
             try:

@@ -38,6 +38,7 @@ from vggt_uncertainty_ros.head import (
     check_head_backbone,
     load_head,
 )
+from vggt_uncertainty_ros.head.output import head_output_log_var, recalibration_of
 from vggt_uncertainty_ros.model import TokenCache, preprocess_images_with_transforms
 from vggt_uncertainty_ros.model.backbone import (
     Backbone,
@@ -181,8 +182,19 @@ class WindowEstimator:
 
     @property
     def scale_convention(self) -> str:
-        """``vggt`` or ``metric`` (a constant σ is in backbone units)."""
-        return self.head_metadata.scale_convention if self.head_metadata else "vggt"
+        """Unit of the *published* σ_trans: ``vggt`` (backbone units) or ``metric``.
+
+        A constant σ is in backbone units; a ``relative`` head is converted to backbone units
+        by :func:`~vggt_uncertainty_ros.head.output.head_output_log_var`, so it reads ``vggt``.
+        """
+        conv = self.head_metadata.scale_convention if self.head_metadata else "vggt"
+        return "vggt" if conv == "relative" else conv
+
+    @property
+    def recalibration(self) -> dict[str, float]:
+        """Variance factors applied to the head's output (``{}`` when none)."""
+        rec = recalibration_of(self.head_metadata)
+        return dict(rec.factors) if rec is not None else {}
 
     def _features(self, pred: Any) -> np.ndarray:
         if self.input_feature == InputFeature.CAMERA_FEATURES.value:
@@ -232,6 +244,8 @@ class WindowEstimator:
             log_var = np.repeat(self._constant_log_var[None], len(images), axis=0)
         check_finite("log_var", log_var)
         pose_enc = pred.aux.get("pose_enc")
+        if self.head is not None:  # scale convention (relative) and stored recalibration factors
+            log_var = head_output_log_var(log_var, np.asarray(pred.T_0_i, dtype=np.float64), self.head_metadata)
         return WindowEstimate(
             T_0_i=np.asarray(pred.T_0_i, dtype=np.float64),
             log_var=log_var,

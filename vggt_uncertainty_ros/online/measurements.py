@@ -43,7 +43,5 @@ def parse_anchor_frame_id(frame_id: str) -> tuple[str, int]:
     """
     match = _ANCHOR_RE.match(frame_id)
     if match is None:
-        raise DataError(
-            f"frame_id {frame_id!r} is not an anchored camera frame '<frame>@<sec>.<nanosec 9 digits>'"
-        )
+        raise DataError(f"frame_id {frame_id!r} is not an anchored camera frame '<frame>@<sec>.<nanosec 9 digits>'")
     return match["frame"], int(match["sec"]) * 1_000_000_000 + int(match["nsec"])

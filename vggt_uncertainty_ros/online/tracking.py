@@ -441,6 +441,9 @@ class TrajectoryTracker:
         odometry_buffer: how many odometry messages to keep for the scale fit.
         odometry_max_gap_s: largest distance of a frame stamp outside the odometry buffer's
             stamps, or between the two odometry messages it is interpolated from.
+        origin_cov: 6x6 covariance (ROS order, ``odom`` frame) of the base pose at the origin:
+            a prior that keeps the first pose's covariance positive definite; it propagates
+            into every chained pose. Zeros when None.
         gap_model: how the covariance grows across a gap that could not be avoided.
 
     Raises:
@@ -456,6 +459,7 @@ class TrajectoryTracker:
         max_known: int = 64,
         odometry_buffer: int = 2000,
         odometry_max_gap_s: float = 0.25,
+        origin_cov: np.ndarray | None = None,
         gap_model: GapMotionModel | None = None,
     ) -> None:
         self.scale_source = ScaleSource(scale_source)
@@ -470,6 +474,8 @@ class TrajectoryTracker:
             raise ConfigError(f"camera-to-base extrinsic must be a finite 4x4 transform, got {T_base_cam!r}")
         self._T_base_cam = T_base_cam
         self._T_cam_base = invert_transform(T_base_cam)
+        origin = _ZERO_COV if origin_cov is None else np.asarray(origin_cov, dtype=np.float64)
+        self._origin_cam = compose_with_covariance(np.eye(4), origin, T_base_cam, _ZERO_COV)
         self._max_known = max_known
         self.gap_model = gap_model or GapMotionModel()
         self._odom_max_gap_ns = int(odometry_max_gap_s * 1e9)
@@ -571,7 +577,7 @@ class TrajectoryTracker:
         if anchor in self._known:
             T_odom_cam0, cov0 = self._known[anchor]
         elif not self._known:
-            T_odom_cam0, cov0 = self._T_base_cam, _ZERO_COV
+            T_odom_cam0, cov0 = self._origin_cam
             self._remember(anchor, T_odom_cam0, cov0)
             poses.append(self._base_pose(anchor, T_odom_cam0, cov0))
         else:
@@ -620,7 +626,7 @@ class TrajectoryTracker:
         T_odom_cam = T_odom_base @ self._T_base_cam
         T_gt = invert_transform(T_odom_cam[0]) @ T_odom_cam
         fit = fit_scale(T_gt[:, :3, 3], T_0_i[:, :3, 3])
-        if int(fit.n_valid) < 2 or not np.isfinite(fit.scale):
+        if not bool(fit.ok) or not np.isfinite(fit.scale):  # low motion / out of range: no fit, counted
             self.counters.scale_fallbacks += 1
             return self._last_scale, False
         self._last_scale = float(fit.scale)

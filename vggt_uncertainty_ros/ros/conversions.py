@@ -1,7 +1,8 @@
 """Conversions between ROS messages and the library's numpy types.
 
 * images: ``sensor_msgs/Image`` <-> ``[H,W,3]`` uint8 RGB with the project's step- and
-  endianness-aware codec (:mod:`vggt_uncertainty_ros.data.image_codec`; no cv_bridge);
+  endianness-aware codec (:mod:`vggt_uncertainty_ros.data.image_codec`; no cv_bridge), and
+  ``sensor_msgs/CompressedImage`` (JPEG, PNG; image_transport "compressed") with Pillow;
 * calibration: ``sensor_msgs/CameraInfo`` -> the published image's pinhole ``K`` (ROI and
   binning applied, :func:`~vggt_uncertainty_ros.online.intrinsics_check.effective_intrinsics`);
 * stamps: ``builtin_interfaces/Time`` <-> integer nanoseconds;
@@ -15,13 +16,18 @@ The relative-pose frame-id convention is re-exported from
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseWithCovarianceStamped, TransformStamped
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import CameraInfo, Image
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from vggt_uncertainty_ros.data.image_codec import decode_image, encode_image, to_rgb8
+from vggt_uncertainty_ros.errors import ImageEncodingError
 from vggt_uncertainty_ros.geometry import (
     cov_to_ros_msg_list,
     pose_from_message_fields,
@@ -32,6 +38,7 @@ from vggt_uncertainty_ros.online.measurements import format_anchor_frame_id, par
 
 __all__ = [
     "camera_info_intrinsics",
+    "compressed_image_to_rgb",
     "format_anchor_frame_id",
     "image_msg_to_rgb",
     "ns_to_stamp",
@@ -39,6 +46,7 @@ __all__ = [
     "odometry_to_matrix",
     "parse_anchor_frame_id",
     "pose_with_covariance_msg",
+    "rgb_to_compressed_msg",
     "rgb_to_image_msg",
     "stamp_to_ns",
     "transform_msg",
@@ -69,6 +77,46 @@ def image_msg_to_rgb(msg: Image) -> np.ndarray:
     """
     array = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
     return np.ascontiguousarray(to_rgb8(array, msg.encoding))
+
+
+#: Pillow formats accepted in a ``CompressedImage`` (image_transport's "compressed" plugin)
+COMPRESSED_FORMATS = ("JPEG", "PNG")
+
+
+def compressed_image_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG) into ``[H,W,3]`` uint8 RGB.
+
+    The codec is read from the data itself; ``format`` (e.g. ``"rgb8; jpeg compressed bgr8"``)
+    is only checked for image_transport's depth variant, which is refused.
+
+    Raises:
+        ImageEncodingError: a ``compressedDepth`` message, data that is no JPEG or PNG, or
+            data Pillow cannot decode.
+    """
+    if "compresseddepth" in msg.format.lower().replace(" ", ""):
+        raise ImageEncodingError(f"compressed depth images are not supported (format {msg.format!r})")
+    try:
+        with PILImage.open(io.BytesIO(bytes(msg.data))) as img:
+            if img.format not in COMPRESSED_FORMATS:
+                raise ImageEncodingError(f"compressed image is {img.format}, expected JPEG or PNG")
+            rgb = np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, PILImage.DecompressionBombError, OSError, ValueError) as err:
+        raise ImageEncodingError(f"cannot decode compressed image (format {msg.format!r}): {err}") from err
+    if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ImageEncodingError(f"compressed image decodes to an empty image {rgb.shape}")
+    return np.ascontiguousarray(rgb)
+
+
+def rgb_to_compressed_msg(image: np.ndarray, fmt: str, stamp_ns: int, frame_id: str) -> CompressedImage:
+    """Encode ``[H,W,3]`` uint8 RGB as a ``CompressedImage`` (``fmt`` ``"jpeg"`` or ``"png"``)."""
+    buf = io.BytesIO()
+    PILImage.fromarray(np.ascontiguousarray(image)).save(buf, format=fmt.upper())
+    msg = CompressedImage()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.format = f"rgb8; {fmt.lower()} compressed rgb8"
+    msg.data = buf.getvalue()
+    return msg
 
 
 def rgb_to_image_msg(image: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Image:
@@ -112,12 +160,23 @@ def pose_with_covariance_msg(
 
 
 def odometry_msg(
-    T_odom_base: np.ndarray, cov_ros: np.ndarray, odom_frame: str, base_frame: str, stamp_ns: int
+    T_odom_base: np.ndarray,
+    cov_ros: np.ndarray,
+    odom_frame: str,
+    base_frame: str,
+    stamp_ns: int,
+    twist: np.ndarray | None = None,
+    twist_cov: np.ndarray | None = None,
 ) -> Odometry:
-    """``nav_msgs/Odometry`` of ``base_frame`` in ``odom_frame``; the twist is not estimated.
+    """``nav_msgs/Odometry`` of ``base_frame`` in ``odom_frame``.
 
-    The pose covariance is 6x6 in ROS order in ``odom_frame``. The unknown twist is flagged
-    with ``twist.covariance[0] = -1`` (the ``sensor_msgs`` convention for "not provided").
+    Args:
+        T_odom_base: 4x4 pose; ``cov_ros`` its 6x6 covariance, ROS order in ``odom_frame``.
+        odom_frame, base_frame: ``header.frame_id`` and ``child_frame_id``.
+        stamp_ns: header stamp, ns.
+        twist: ``[vx, vy, vz, wx, wy, wz]`` of the base in ``base_frame`` (REP 103 order); None
+            when unknown: zeros with ``twist.covariance[0] = -1`` ("not provided").
+        twist_cov: its 6x6 covariance, same order.
     """
     msg = Odometry()
     msg.header.stamp = ns_to_stamp(stamp_ns)
@@ -125,9 +184,14 @@ def odometry_msg(
     msg.child_frame_id = base_frame
     _fill_pose(msg.pose.pose, T_odom_base)
     msg.pose.covariance = cov_to_ros_msg_list(np.asarray(cov_ros, dtype=np.float64))
-    twist_cov = [0.0] * 36
-    twist_cov[0] = -1.0
-    msg.twist.covariance = twist_cov
+    if twist is None or twist_cov is None:
+        twist_cov_list = [0.0] * 36
+        twist_cov_list[0] = -1.0
+        msg.twist.covariance = twist_cov_list
+        return msg
+    lin, ang = msg.twist.twist.linear, msg.twist.twist.angular
+    lin.x, lin.y, lin.z, ang.x, ang.y, ang.z = (float(v) for v in np.asarray(twist, dtype=np.float64))
+    msg.twist.covariance = cov_to_ros_msg_list(np.asarray(twist_cov, dtype=np.float64))
     return msg
 
 

@@ -7,6 +7,7 @@ reason ("restart the node"), except ``use_sim_time`` which rclpy handles itself.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -26,6 +27,7 @@ _log = logging.getLogger(__name__)
 
 SCALE_SOURCES = ("none", "odometry")
 IMAGE_QOS = ("sensor_data", "reliable")
+IMAGE_TRANSPORTS = ("raw", "compressed")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class NodeParams:
     head_checkpoint: str = ""
     constant_sigma_rot_rad: float = 0.05
     constant_sigma_trans: float = 0.1
+    origin_sigma_rot_rad: float = 0.001
+    origin_sigma_trans: float = 0.001
     camera_frame: str = "camera_optical"
     base_frame: str = "base_link"
     odom_frame: str = "vggt_odom"
@@ -52,10 +56,13 @@ class NodeParams:
     odometry_topic: str = "odom"
     use_camera_info: bool = False
     camera_info_focal_tolerance: float = 0.2
+    image_transport: str = "raw"
     image_qos: str = "sensor_data"
     queue_depth: int = 2
-    publish_odometry: bool = False
+    publish_odometry: bool = True
+    publish_relative_pose: bool = False
     publish_tf: bool = False
+    tf_child_frame: str = ""
     diagnostics_period_s: float = 1.0
     max_image_pixels: int = 3840 * 2160
     max_future_stamp_s: float = 10.0
@@ -96,6 +103,16 @@ class NodeParams:
         )
 
     @property
+    def tf_child(self) -> str:
+        """The child frame of the /tf output (``tf_child_frame``, or ``base_frame`` when empty)."""
+        return self.tf_child_frame.strip() or self.base_frame
+
+    @property
+    def origin_cov(self) -> np.ndarray:
+        """6x6 covariance of the base pose at the origin, ROS order ``[x, y, z, rotX, rotY, rotZ]``."""
+        return np.diag([self.origin_sigma_trans**2] * 3 + [self.origin_sigma_rot_rad**2] * 3)
+
+    @property
     def T_base_cam(self) -> np.ndarray:
         """4x4 pose of the camera (optical) frame in the base frame, metres."""
         xyz, quat = np.asarray(self.camera_to_base[:3]), np.asarray(self.camera_to_base[3:])
@@ -118,6 +135,8 @@ DESCRIPTIONS: dict[str, str] = {
     "head_checkpoint": "uncertainty-head .safetensors; empty = constant sigmas",
     "constant_sigma_rot_rad": "rotation sigma (rad) used without a head, > 0",
     "constant_sigma_trans": "translation sigma (node scale units) used without a head, > 0",
+    "origin_sigma_rot_rad": "rotation sigma (rad) of the base pose at the odom origin (a prior; keeps ~/pose SPD), > 0",
+    "origin_sigma_trans": "translation sigma (node scale units) of the base pose at the odom origin, > 0",
     "camera_frame": "camera optical frame id (OpenCV axes)",
     "base_frame": "robot base frame id whose pose ~/pose reports",
     "odom_frame": "fixed frame of ~/pose (origin = base at the first image)",
@@ -126,10 +145,13 @@ DESCRIPTIONS: dict[str, str] = {
     "odometry_topic": "nav_msgs/Odometry topic used as the scale source",
     "use_camera_info": "subscribe to camera_info and compare VGGT's focal lengths with its K on /diagnostics",
     "camera_info_focal_tolerance": "largest accepted |f_vggt / f_camera_info - 1| before /diagnostics warns, > 0",
+    "image_transport": "raw (sensor_msgs/Image on image) or compressed (CompressedImage on image/compressed)",
     "image_qos": "image subscription QoS: sensor_data (best effort) or reliable",
     "queue_depth": "windows waiting for inference; older ones are dropped beyond it, >= 1",
-    "publish_odometry": "also publish nav_msgs/Odometry on ~/odometry",
-    "publish_tf": "also broadcast odom_frame -> base_frame on /tf (needs tf2_msgs)",
+    "publish_odometry": "publish nav_msgs/Odometry (pose and body twist of base_frame) on ~/odometry",
+    "publish_relative_pose": "publish the anchor-frame measurements on ~/relative_pose (pose-graph consumers)",
+    "publish_tf": "broadcast odom_frame -> tf_child_frame on /tf (needs tf2_msgs; off: REP 105)",
+    "tf_child_frame": "child frame of the /tf output; empty = base_frame",
     "diagnostics_period_s": "period of /diagnostics in seconds, > 0",
     "max_image_pixels": "largest accepted width x height; larger images are rejected (too_large) before decoding, >= 1",
     "max_future_stamp_s": "images stamped more than this many seconds ahead of the node clock are rejected, > 0",
@@ -141,6 +163,7 @@ DESCRIPTIONS: dict[str, str] = {
 _CHOICES: dict[str, tuple[str, ...]] = {
     "scale_source": SCALE_SOURCES,
     "image_qos": IMAGE_QOS,
+    "image_transport": IMAGE_TRANSPORTS,
 }
 _MIN_INT = {
     "window_size": 2,
@@ -156,6 +179,8 @@ _POSITIVE = (
     "gap_sigma_rot_rad_per_s",
     "constant_sigma_rot_rad",
     "constant_sigma_trans",
+    "origin_sigma_rot_rad",
+    "origin_sigma_trans",
     "diagnostics_period_s",
     "camera_info_focal_tolerance",
 )
@@ -202,19 +227,53 @@ def check_value(name: str, value: Any) -> None:
             raise ConfigError(f"{bad}: must not be empty")
 
 
+#: parameters rclpy itself declares or reads on every node (never reported as unknown)
+RCLPY_PARAMETERS = ("use_sim_time", "start_type_description_service")
+RCLPY_PREFIXES = ("qos_overrides.",)
+
+
+def unknown_parameter_warnings(names: list[str] | set[str]) -> list[str]:
+    """One message per name that is no node parameter, with the closest valid name if any.
+
+    Names rclpy handles itself (``use_sim_time``, ``qos_overrides.*``, ...) are not reported.
+    """
+    known = sorted(DESCRIPTIONS)
+    messages = []
+    for name in sorted(names):
+        if name in DESCRIPTIONS or name in RCLPY_PARAMETERS or name.startswith(RCLPY_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        messages.append(f"unknown parameter {name!r} ignored{hint}")
+    return messages
+
+
 def declare_parameters(node: Node) -> NodeParams:
     """Declare every node parameter (with its description) and return the validated values.
+
+    ``node`` must be created with ``automatically_declare_parameters_from_overrides=True``:
+    every parameter given for it (params file section, ``-p``) is then visible, so names that
+    are no node parameter (a typo such as ``window_sise``) are logged as warnings with the
+    closest valid name, and undeclared again.
 
     Raises:
         ConfigError: if a value (from the command line or a params file) is invalid.
     """
+    given = set(node.list_parameters([], 0).names)  # depth 0: recursive
+    for message in unknown_parameter_warnings(given):
+        node.get_logger().warning(message)
     values: dict[str, Any] = {}
     for name, default in parameter_defaults().items():
         if isinstance(default, tuple):
             default = [float(v) for v in default]
+        if name in given:  # declared from the overrides without a description: declare it properly
+            node.undeclare_parameter(name)
         # dynamic typing: a YAML ``0`` for a float parameter is coerced here, not refused by rclpy
         descriptor = ParameterDescriptor(name=name, description=DESCRIPTIONS[name], dynamic_typing=True)
         values[name] = coerce(name, node.declare_parameter(name, default, descriptor).value)
+    for name in given - set(values):
+        if name not in RCLPY_PARAMETERS and not name.startswith(RCLPY_PREFIXES):
+            node.undeclare_parameter(name)
     return NodeParams.from_mapping(values)
 
 

@@ -199,8 +199,10 @@ def replay_and_record(
                     progress(stats.images_published)
         settle_end = time.monotonic() + settle_s
         while time.monotonic() < settle_end:
-            if recorder is not None and until_recorded and all(
-                recorder.counts.get(t, 0) >= n for t, n in until_recorded.items()
+            if (
+                recorder is not None
+                and until_recorded
+                and all(recorder.counts.get(t, 0) >= n for t, n in until_recorded.items())
             ):
                 break
             time.sleep(0.05)

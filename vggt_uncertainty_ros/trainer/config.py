@@ -30,7 +30,7 @@ _log = logging.getLogger(__name__)
 
 PARAMETERIZATIONS = ("log_var", "sqrt_info")
 INPUT_FEATURES = ("camera_features", "camera_trunk_features")
-SCALE_CONVENTIONS = ("vggt", "metric")
+SCALE_CONVENTIONS = ("vggt", "metric", "relative")
 SEQUENCE_FORMATS = ("tum", "ros1", "ros2", "ros2-mcap")
 
 
@@ -81,6 +81,9 @@ class DataConfig:
         train: training sequences.
         val: held-out validation sequences. When empty, the last ``val_count`` of ``train``
             (after a seeded shuffle) are held out instead.
+        test: held-out test sequences, never used for training, selection or recalibration:
+            after training, the selected head is recalibrated on ``val`` and evaluated on each
+            test sequence (``test_metrics.json``, block-bootstrap intervals).
         val_count: sequences moved from ``train`` to validation when ``val`` is empty.
         synthetic: synthetic sequences added to both lists.
         manifest: a dataset manifest (YAML/JSON, see :mod:`vggt_uncertainty_ros.data.manifest`);
@@ -90,6 +93,7 @@ class DataConfig:
 
     train: tuple[SequenceSpec, ...] = ()
     val: tuple[SequenceSpec, ...] = ()
+    test: tuple[SequenceSpec, ...] = ()
     val_count: int = 1
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     manifest: str = ""
@@ -125,7 +129,9 @@ class HeadConfig:
             ``camera_trunk_features`` (camera head trunk at its last refinement).
         hidden: hidden width of the MLP.
         scale_convention: ``vggt`` (translation log-variance in VGGT units, converted with
-            ``+ 2 log s`` before the loss) or ``metric`` (already in metres).
+            ``+ 2 log s`` before the loss), ``metric`` (already in metres) or ``relative``
+            (σ_trans relative to the window's predicted motion, converted with
+            ``+ 2 log mean_{i>0} ‖s·t_pred_i‖``; needs no ground truth at run time).
     """
 
     parameterization: str = "log_var"
@@ -172,6 +178,11 @@ class TrainLoopConfig:
             validations (score below ``early_stop_tol``).
         early_stop_tol: calibration score (|d²_rot-3| + |d²_trans-3|) that counts as settled.
         early_stop_patience: consecutive settled validations before stopping.
+        select_after: first step whose validation may be selected as ``best`` (0: 20 % of
+            ``iterations``); earlier heads are barely trained and must not be selected.
+        recalibrate: after training, fit per-block variance factors of the selected head on
+            the validation sequences (robust median rule) and write
+            ``checkpoints/best_recalibrated.safetensors`` (needs held-out validation).
         stop_after: end an invocation after that many steps done in it, saving the resumable
             state (0: never); for time-limited jobs (each ``--resume`` does that many more).
         threads: torch CPU threads (0: leave torch's default).
@@ -185,6 +196,8 @@ class TrainLoopConfig:
     early_stop: bool = False
     early_stop_tol: float = 0.5
     early_stop_patience: int = 3
+    select_after: int = 0
+    recalibrate: bool = True
     stop_after: int = 0
     threads: int = 0
 

@@ -98,9 +98,15 @@ def split_sequences(cfg: DataConfig, cache_dir: str | Path, seed: int) -> tuple[
         syn_train, syn_val = generate_synthetic(cfg.synthetic, cache_dir)
         train += syn_train
         val += syn_val
-    overlap = {str(Path(s.path).resolve()) for s in train} & {str(Path(s.path).resolve()) for s in val}
+    def paths(specs: Sequence[SequenceSpec]) -> set[str]:
+        return {str(Path(s.path).resolve()) for s in specs}
+
+    overlap = paths(train) & paths(val)
     if overlap:
         raise DataError(f"sequences in both training and validation: {sorted(overlap)}")
+    leaked = (paths(train) | paths(val)) & paths(cfg.test)
+    if leaked:
+        raise DataError(f"test sequences also used for training or validation: {sorted(leaked)}")
     if not train:
         raise DataError("no training sequence")
     return train, val
@@ -119,6 +125,10 @@ class WindowSet:
         t_pred_scaled: ``[W, S, 3]`` float32 predicted translation times ``s``, metres.
         n_valid: ``[W]`` int64 frames that entered the scale fit.
         names: sequence of each window (for logs).
+        trans_ok: ``[W]`` bool, the window has a trustworthy scale (scale protocol); where
+            False the translation residual is stored as 0 and carries no loss or metric.
+        log_motion: ``[W]`` float32 log of the window's motion ``mean_{i>0} ‖s·t_pred_i‖``
+            (metres), the unit of a ``relative`` head's σ_trans.
     """
 
     features: torch.Tensor
@@ -128,6 +138,8 @@ class WindowSet:
     t_pred_scaled: torch.Tensor
     n_valid: torch.Tensor
     names: list[str]
+    trans_ok: torch.Tensor | None = None
+    log_motion: torch.Tensor | None = None
 
     @property
     def n_windows(self) -> int:
@@ -143,9 +155,14 @@ class WindowSet:
 def window_residuals(seq: CachedSequence, min_motion_m: float) -> dict[str, np.ndarray]:
     """Per-window scale fit and residuals of one cached sequence (float64 numpy).
 
+    Scale protocol: windows whose fit is not trustworthy (``geometry.fit_scale``'s ``ok``
+    False: low motion, zero prediction, out of range) keep their rotation residual; their
+    translation residual is set to 0 and ``scale_ok`` is False, so it carries no loss.
+
     Returns:
         ``residual [W,S,6]`` (rot rad, trans m), ``scale [W]``, ``n_valid [W]``,
-        ``t_gt [W,S,3]`` (m), ``t_pred_scaled [W,S,3]`` (m).
+        ``t_gt [W,S,3]`` (m), ``t_pred_scaled [W,S,3]`` (m), ``scale_ok [W]`` bool,
+        ``scale_reason [W]`` int (index into ``geometry.SCALE_REASONS``).
     """
     T_pred = np.array(seq.T_0_i_pred, dtype=np.float64)
     T_gt = seq.T_0_i_gt
@@ -154,7 +171,11 @@ def window_residuals(seq: CachedSequence, min_motion_m: float) -> dict[str, np.n
     T_pred[..., :3, 3] *= scale[:, None, None]
     residual = np.asarray(pose_residual(T_gt, T_pred), dtype=np.float64)
     residual[:, 0] = 0.0  # frame 0 is the reference: T_0_0 = I on both sides
+    ok = np.asarray(fit.ok, dtype=bool)
+    residual[~ok, :, 3:] = 0.0  # not a measurement: masked (see WindowSet.trans_ok)
     return {
+        "scale_ok": ok,
+        "scale_reason": np.asarray(fit.reason, dtype=np.int64),
         "residual": residual,
         "scale": scale,
         "n_valid": np.asarray(fit.n_valid, dtype=np.int64),
@@ -184,8 +205,15 @@ def build_window_set(sequences: Sequence[CachedSequence], input_feature: str, mi
     dims = {f.shape[1:] for f in feats}
     if len(dims) != 1:
         raise DataError(f"cached sequences disagree on window/feature shape: {sorted(dims)}")
+    from vggt_uncertainty_ros.geometry import SCALE_REASONS, window_motion
+
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     names = [seq.name for seq, f in zip(sequences, feats) for _ in range(f.shape[0])]
+    bad = cat["scale_reason"][~cat["scale_ok"]]
+    if bad.size:
+        counts = {SCALE_REASONS[k]: int(np.sum(bad == k)) for k in np.unique(bad)}
+        _log.info("scale protocol: %d of %d windows have no trustworthy scale (%s); their translation is masked",
+                  bad.size, len(names), ", ".join(f"{k} {v}" for k, v in counts.items()))
     return WindowSet(
         features=torch.from_numpy(np.concatenate(feats)).float(),
         residual=torch.from_numpy(cat["residual"]).float(),
@@ -194,4 +222,6 @@ def build_window_set(sequences: Sequence[CachedSequence], input_feature: str, mi
         t_pred_scaled=torch.from_numpy(cat["t_pred_scaled"]).float(),
         n_valid=torch.from_numpy(cat["n_valid"]),
         names=names,
+        trans_ok=torch.from_numpy(cat["scale_ok"]),
+        log_motion=torch.from_numpy(np.log(np.asarray(window_motion(cat["t_pred_scaled"])))).float(),
     )

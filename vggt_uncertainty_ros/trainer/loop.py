@@ -11,7 +11,8 @@
 3. every ``log_every`` steps log the batch's calibration metrics; every ``val_every`` steps
    validate on held-out sequences, write ``checkpoints/last.safetensors``, update
    ``checkpoints/best.safetensors`` (lowest *calibration score*
-   ``|d²_rot − 3| + |d²_trans − 3|`` on validation), apply the optional learning-rate drop and
+   ``|d²_rot − 3| + |d²_trans − 3|`` on validation, among validations at or after
+   :func:`selection_start`, so an untrained head is never selected), apply the optional learning-rate drop and
    early stop, and save the resumable state ``state/latest.safetensors``;
 4. SIGINT (Ctrl-C) finishes the current step, saves the state and returns; ``--resume``
    continues to the same final weights and metrics as an uninterrupted run.
@@ -130,10 +131,27 @@ class TrainResult:
 
 
 def calibration_score(metrics: dict[str, float]) -> float:
-    """``|d²_rot − 3| + |d²_trans − 3|`` (lower is better; 0 is perfect mean calibration)."""
-    d2r, d2t = metrics.get(D2_ROT_MEAN, math.nan), metrics.get(D2_TRANS_MEAN, math.nan)
-    score = abs(d2r - D2_TARGET) + abs(d2t - D2_TARGET)
-    return score if math.isfinite(score) else math.inf
+    """``|d²_rot − 3| + |d²_trans − 3|`` (lower is better; 0 is perfect mean calibration).
+
+    A block with no scored frame (NaN: e.g. every validation window excluded from translation
+    by the scale protocol) contributes nothing; no scored block at all gives ``inf``.
+    """
+    terms = [abs(metrics.get(k, math.nan) - D2_TARGET) for k in (D2_ROT_MEAN, D2_TRANS_MEAN)]
+    terms = [t for t in terms if math.isfinite(t)]
+    return float(sum(terms)) if terms else math.inf
+
+
+def selection_start(cfg: TrainConfig) -> int:
+    """First step whose validation may become ``best`` (validation-selection rule).
+
+    ``train.select_after`` when set (> 0), else 20 % of ``train.iterations`` (rounded up).
+    An untrained head is near its initial σ, which can happen to score well on a validation
+    set (the issue saw step 25 selected); before this step validations are logged but never
+    selected, and the last validation is always eligible.
+    """
+    if cfg.train.select_after > 0:
+        return min(cfg.train.select_after, cfg.train.iterations)
+    return max(1, math.ceil(0.2 * cfg.train.iterations))
 
 
 def _sync(device: torch.device) -> None:
@@ -197,12 +215,14 @@ class HeadTrainer:
             return torch.randperm(n_windows, generator=self.sampler)[:b]
         return torch.randint(n_windows, (b,), generator=self.sampler)
 
-    def predict(self, features: torch.Tensor, log_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(self, features: torch.Tensor, log_scale: torch.Tensor,
+                log_motion: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Head output and its log-variance in the residual's units.
 
         Args:
             features: ``[B, S, D]``.
             log_scale: ``[B]`` log of the window scale ``s``.
+            log_motion: ``[B]`` log of the window motion ``mean ‖s·t_pred‖`` (``relative`` heads).
 
         Returns:
             ``(log_var_head [B,S,6], log_var_m [B,S,6])``: the head's log σ² (translation in
@@ -211,13 +231,17 @@ class HeadTrainer:
         log_var = self.head(features)
         if self.cfg.head.scale_convention == "vggt":
             return log_var, scale_translation_log_var(log_var, torch.exp(log_scale)[:, None])
+        if self.cfg.head.scale_convention == "relative":  # σ_trans relative to the window's motion (metres)
+            assert log_motion is not None
+            return log_var, scale_translation_log_var(log_var, torch.exp(log_motion)[:, None])
         return log_var, log_var
 
     def step(self, ws: WindowSet, idx: torch.Tensor) -> dict[str, Any]:
         """One AdamW step on windows ``idx`` of ``ws`` (tensors already on the device)."""
         self.head.train()
-        log_var, log_var_m = self.predict(ws.features[idx], ws.log_scale[idx])
-        out = pose_uncertainty_loss(ws.residual[idx], log_var_m, config=self.loss_config, t_gt=ws.t_gt[idx])
+        log_var, log_var_m = self.predict(ws.features[idx], ws.log_scale[idx], _opt(ws.log_motion, idx))
+        out = pose_uncertainty_loss(ws.residual[idx], log_var_m, config=self.loss_config, t_gt=ws.t_gt[idx],
+                                    trans_mask=_opt(ws.trans_ok, idx))
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         if self.cfg.optim.grad_clip > 0:
@@ -230,9 +254,14 @@ class HeadTrainer:
         """Loss and calibration metrics of the head on windows ``idx`` (default: all)."""
         self.head.eval()
         sel = slice(None) if idx is None else idx
-        log_var, log_var_m = self.predict(ws.features[sel], ws.log_scale[sel])
-        out = pose_uncertainty_loss(ws.residual[sel], log_var_m, config=self.loss_config, t_gt=ws.t_gt[sel])
+        log_var, log_var_m = self.predict(ws.features[sel], ws.log_scale[sel], _opt(ws.log_motion, sel))
+        out = pose_uncertainty_loss(ws.residual[sel], log_var_m, config=self.loss_config, t_gt=ws.t_gt[sel],
+                                    trans_mask=_opt(ws.trans_ok, sel))
         return window_metrics(self.cfg.head.parameterization, ws, sel, log_var, log_var_m, out.components)
+
+
+def _opt(value: torch.Tensor | None, sel: Any) -> torch.Tensor | None:
+    return None if value is None else value[sel]
 
 
 def window_metrics(
@@ -252,11 +281,16 @@ def window_metrics(
     lv_m = log_var_m[:, 1:].reshape(-1, 6).double().cpu().numpy()
     lv_head = log_var[:, 1:].reshape(-1, 6).double().cpu().numpy()
     scale = torch.exp(ws.log_scale[sel]).double().cpu().numpy()
+    trans_valid = None
+    if ws.trans_ok is not None:  # scale protocol: windows without a trustworthy scale score rotation only
+        ok = ws.trans_ok.to(ws.features.device)[sel]
+        trans_valid = ok[:, None].expand(-1, ws.window_size - 1).reshape(-1).cpu().numpy()
     metrics = calibration_metrics(
         r,
         lv_m,
         parameterization=parameterization,
         log_var_head=lv_head,
+        trans_valid=trans_valid,
         scale_fit={
             "scale": scale,
             "n_valid": ws.n_valid[sel.cpu() if torch.is_tensor(sel) else sel].double().numpy(),
@@ -283,6 +317,8 @@ def _to_device(ws: WindowSet, device: torch.device) -> WindowSet:
         t_pred_scaled=ws.t_pred_scaled.to(device),
         n_valid=ws.n_valid,
         names=ws.names,
+        trans_ok=None if ws.trans_ok is None else ws.trans_ok.to(device),
+        log_motion=None if ws.log_motion is None else ws.log_motion.to(device),
     )
 
 
@@ -315,6 +351,7 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
     family = model.name
     train_cached = [cache.get(s) for s in train_specs]
     val_cached = [cache.get(s) for s in val_specs]
+    test_cached = [cache.get(s) for s in cfg.data.test]
     image_hw = train_cached[0].image_hw
     if len(cache.backbone_window_times_s) > 1:
         backbone_s = float(np.mean(cache.backbone_window_times_s[1:]))
@@ -336,6 +373,7 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
         "backbone_window_s": backbone_s,
         "backbone_source": source,
         "image_hw": image_hw,
+        "test_set": build_window_set(test_cached, feature, motion) if test_cached else None,
     }
     return train_set, val_set, info
 
@@ -511,8 +549,13 @@ def _train(
                 "time/backbone_over_head": speed.ratio,
             }, wall())
         logger.close()
+    held_out: dict[str, Any] = {}
+    if status in ("completed", "early_stopped") and cfg.train.recalibrate and val_set is not None:
+        from vggt_uncertainty_ros.trainer.recalibrate import held_out_evaluation
+
+        held_out = held_out_evaluation(cfg, run_dir, val_set, info.get("test_set"))
     _write_json(run_dir / FINAL_FILE, {"status": status, "step": loop.step, "best_step": loop.best_step,
-                                       "best_score": loop.best_score, "val": loop.last_val})
+                                       "best_score": loop.best_score, "val": loop.last_val, **held_out})
     if speed is not None:
         _write_json(run_dir / SPEED_FILE, asdict(speed))
     _log.info("run %s: %s at step %d; best score %.3f at step %d; checkpoints in %s", run_dir, status, loop.step,
@@ -546,17 +589,19 @@ def _validate(cfg: TrainConfig, trainer: HeadTrainer, eval_set: WindowSet, loop:
     logger.log(loop.step, "val", metrics, wall_s)
     _log.info("step %d val: nll %.3f, d2 rot %.2f trans %.2f, score %.3f", loop.step,
               metrics["loss/pose_uncertainty_nll"], metrics[D2_ROT_MEAN], metrics[D2_TRANS_MEAN], score)
-    if score < loop.best_score:
+    eligible = loop.step >= selection_start(cfg) or loop.step == cfg.train.iterations
+    if eligible and score < loop.best_score:
         loop.best_score, loop.best_step = score, loop.step
         _save_head(run_dir / BEST_FILE, trainer, cfg, info, metrics, loop.step)
-    tol_hit = all(abs(metrics[k] - D2_TARGET) < cfg.optim.lr_drop_tol for k in (D2_ROT_MEAN, D2_TRANS_MEAN))
+    scored = [metrics[k] for k in (D2_ROT_MEAN, D2_TRANS_MEAN) if math.isfinite(metrics[k])]  # NaN: no scored frame
+    tol_hit = bool(scored) and all(abs(d2 - D2_TARGET) < cfg.optim.lr_drop_tol for d2 in scored)
     if cfg.optim.lr_drop and tol_hit and loop.lr_drops < cfg.optim.lr_drop_max:
         loop.lr_drops += 1
         loop.lr_scale /= cfg.optim.lr_drop_factor
         trainer.set_lr(cfg.optim.lr * loop.lr_scale)
         _log.info("d² within %.2f of 3: learning rate dropped to %.3g", cfg.optim.lr_drop_tol,
                   cfg.optim.lr * loop.lr_scale)
-    loop.settled = loop.settled + 1 if score < cfg.train.early_stop_tol else 0
+    loop.settled = loop.settled + 1 if eligible and score < cfg.train.early_stop_tol else 0
     if cfg.train.early_stop and loop.settled >= cfg.train.early_stop_patience:
         _log.info("early stop: calibration score < %.2f for %d validations", cfg.train.early_stop_tol, loop.settled)
         return True

@@ -1,0 +1,52 @@
+"""``vggt-uncertainty bench-unseen --small``: the unseen-sequence protocol end to end (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from vggt_uncertainty_ros.cli.main import main as cli_main
+
+pytestmark = pytest.mark.slow  # 7 short sequences + a head: ~30 s of CPU time (wall time grows with the load)
+
+BLOCK_KEYS = {"d2_mean", "d2_ci95", "coverage", "spearman", "nll_per_dof", "n_frames"}
+
+
+def _check_block(block: dict) -> None:
+    assert set(block) == BLOCK_KEYS
+    assert set(block["coverage"]) == {"68", "95", "99"} and len(block["d2_ci95"]) == 2
+    if block["n_frames"]:
+        lo, hi = block["d2_ci95"]
+        assert lo <= block["d2_mean"] <= hi
+        assert 0.0 <= block["coverage"]["68"] <= block["coverage"]["95"] <= block["coverage"]["99"] <= 1.0
+
+
+def test_bench_unseen_small_writes_the_issue_schema(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "unseen"
+    assert cli_main(["bench-unseen", "--backbone", "geometric", "--small", "--out", str(out)]) == 0
+    doc = json.loads((out / "unseen.json").read_text())
+    assert set(doc) == {"backbone", "sequences", "pooled", "recalibration", "pgo"}
+    assert doc["backbone"] == "geometric"
+    assert len(doc["sequences"]) >= 1 and set(doc["pgo"]) == set(doc["sequences"])
+    for blocks in [*doc["sequences"].values(), doc["pooled"]]:
+        assert set(blocks) == {"rot", "trans"}
+        for b in blocks.values():
+            _check_block(b)
+    rec = doc["recalibration"]
+    assert set(rec) == {"factors", "before", "after"} and set(rec["factors"]) == {"rot", "trans"}
+    assert all(f > 0 and math.isfinite(f) for f in rec["factors"].values())
+    assert rec["after"] == doc["pooled"]
+    # factors are applied: the pooled rotation d² changes by exactly the factor's inverse
+    assert rec["after"]["rot"]["d2_mean"] == pytest.approx(rec["before"]["rot"]["d2_mean"] / rec["factors"]["rot"])
+    for v in doc["pgo"].values():
+        assert set(v) == {"uniform", "constant_tuned", "predicted"}
+    assert doc["pooled"]["rot"]["n_frames"] == sum(s["rot"]["n_frames"] for s in doc["sequences"].values())
+    details = json.loads((out / "unseen_details.json").read_text())
+    counts = details["scale_protocol"]
+    for name, c in counts.items():  # every window is counted in exactly one scale class
+        assert sum(v for k, v in c.items() if k.startswith("windows_scale_")) == c["windows"], name
+    text = capsys.readouterr().out
+    assert "after recalibration" in text and "pose graph ATE" in text and "targets (issue 12)" in text
