@@ -1,8 +1,11 @@
 """Backbone benchmark: latency, memory, sliding-window throughput and FLOP efficiency.
 
-Library part of ``vggt-uncertainty bench``. Weights are random (timing does not depend on
-them); CUDA runs the official GPU numerics (bf16 autocast aggregator, float32 camera head)
-with bf16-stored matrix weights, CPU runs float32.
+Library part of ``vggt-uncertainty bench``, for the network backbones ``vggt`` and
+``vggt-omega`` (side by side with ``--backbone vggt,vggt-omega``). Weights are random (timing
+does not depend on them); CUDA runs the official GPU numerics (bf16 autocast aggregator,
+float32 camera head) with bf16-stored matrix weights, CPU runs float32. The default input is
+the size TUM's 640x480 frames map to under each backbone's default preprocessing (VGGT
+``crop``: 392x518; VGGT-Ω ``balanced`` at 512: 448x592).
 """
 
 from __future__ import annotations
@@ -22,8 +25,13 @@ from vggt_uncertainty_ros.errors import ModelError
 from vggt_uncertainty_ros.model.checkpoint import compact_matrix_weights
 from vggt_uncertainty_ros.model.config import VGGTConfig, get_config
 from vggt_uncertainty_ros.model.layers import Attention
+from vggt_uncertainty_ros.model.omega import OmegaConfig, VGGTOmega, get_omega_config
+from vggt_uncertainty_ros.model.omega.preprocess import target_shape
 from vggt_uncertainty_ros.model.token_cache import TokenCache
 from vggt_uncertainty_ros.model.vggt import VGGT
+
+#: Backbones this benchmark can time (network backbones) and their patch sizes.
+BENCH_BACKBONES: dict[str, int] = {"vggt": 14, "vggt-omega": 16}
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +41,11 @@ class BackboneBenchConfig:
     """What to benchmark.
 
     Attributes:
+        backbone: ``"vggt"`` or ``"vggt-omega"``.
         config: ``"tiny"`` or ``"full"``.
         device: ``"cpu"`` or ``"cuda"``.
         frames: Window size S.
-        height, width: Input size in pixels (multiples of 14).
+        height, width: Input size in pixels (multiples of the patch: 14 VGGT, 16 VGGT-Ω).
         iters: Timed forward passes (and sliding windows per variant).
         warmup: Untimed forward passes first.
         compile: ``torch.compile`` every transformer block (:meth:`VGGT.compile_blocks`).
@@ -45,6 +54,7 @@ class BackboneBenchConfig:
 
     config: str = "tiny"
     device: str = "cpu"
+    backbone: str = "vggt"
     frames: int = 8
     height: int = 392
     width: int = 518
@@ -76,6 +86,8 @@ class BenchResult:
     achieved_fraction_of_peak: float
     compiled: bool
     sdpa_backend: str
+    backbone: str = "vggt"
+    flops_saved_by_register_blocks: float = 0.0
 
     def to_dict(self) -> dict:
         """Plain dict (for JSON)."""
@@ -87,7 +99,7 @@ class BenchResult:
         return [
             f"device            : {self.device_name} (torch {self.torch_version})",
             (
-                f"model             : {self.config}, {self.compute_dtype}"
+                f"model             : {self.backbone} {self.config}, {self.compute_dtype}"
                 f"{', torch.compile' if self.compiled else ''}, attention kernel preference {self.sdpa_backend}"
             ),
             f"window            : {self.frames} x {self.height}x{self.width}",
@@ -97,7 +109,12 @@ class BenchResult:
                 f"sliding stride 1  : {self.sliding_fps_no_cache:.2f} frames/s without token cache, "
                 f"{self.sliding_fps_cache:.2f} frames/s with it"
             ),
-            f"analytic FLOPs    : {self.flops_per_window / 1e12:.3f} TFLOP per window",
+            f"analytic FLOPs    : {self.flops_per_window / 1e12:.3f} TFLOP per window"
+            + (
+                f" (register-only blocks save {100 * self.flops_saved_by_register_blocks:.1f} %)"
+                if self.flops_saved_by_register_blocks
+                else ""
+            ),
             f"matmul peak       : {self.matmul_peak_tflops:.3g} TFLOP/s ({self.compute_dtype}, measured)",
             f"achieved          : {100 * self.achieved_fraction_of_peak:.1f} % of peak at the median latency",
         ]
@@ -149,6 +166,47 @@ def dino_flops(cfg: VGGTConfig, height: int, width: int) -> float:
     return _linear_flops(n_patch, 3 * cfg.patch_size**2, cfg.embed_dim) + cfg.dino_depth * _block_flops(
         1, 1 + cfg.num_register_tokens + n_patch, cfg.embed_dim
     )
+
+
+def omega_flops(
+    cfg: OmegaConfig, frames: int, height: int, width: int, batch: int = 1, registers: bool = True
+) -> float:
+    """Analytic FLOPs (2 per multiply-add) of one VGGT-Ω forward: matmuls and attention only.
+
+    Covers the patch convolution, the patch-encoder blocks, the frame blocks, the inter-frame
+    blocks (global over all tokens of all frames, or, for ``cfg.register_blocks``, over the
+    ``S (1 + R)`` camera/register tokens only; the last one asks queries of the special tokens
+    only, as our model does) and the camera head. ``registers=False`` counts every
+    inter-frame block as global (what the register-only blocks save).
+    """
+    c, p, k = cfg.embed_dim, cfg.patch_size, cfg.special_tokens
+    n_patch = (height // p) * (width // p)
+    images = batch * frames
+    n = k + n_patch
+    flops = _linear_flops(images * n_patch, 3 * p * p, c)
+    flops += cfg.encoder_depth * _block_flops(images, 1 + cfg.storage_tokens + n_patch, c)
+    flops += cfg.depth * _block_flops(images, n, c)
+    for i in range(cfg.depth):
+        if registers and i in cfg.register_blocks:
+            flops += _block_flops(batch, frames * k, c)
+        elif i == cfg.depth - 1:
+            flops += _linear_flops(images * n, c, 3 * c) + 2 * 2.0 * images * k * frames * n * c
+            flops += _linear_flops(images * k, c, c) + 2 * _linear_flops(images * k, c, 4 * c)
+        else:
+            flops += _block_flops(batch, frames * n, c)
+    d = cfg.feature_dim
+    flops += cfg.head_depth * _block_flops(batch, frames * k, d)
+    flops += _linear_flops(images, d, d // 2) + _linear_flops(images, d // 2, 9)
+    return flops
+
+
+def default_input_hw(backbone: str, original_hw: tuple[int, int] = (480, 640)) -> tuple[int, int]:
+    """Network input size for ``original_hw`` frames under the backbone's default preprocessing."""
+    h, w = original_hw
+    if backbone == "vggt-omega":
+        return target_shape(h, w, "balanced", 512, 16)
+    new_h = round(h * (518 / w) / 14) * 14  # VGGT "crop": width 518, height to a multiple of 14
+    return min(new_h, 518), 518
 
 
 @torch.no_grad()
@@ -221,17 +279,20 @@ def uncompile_blocks(model: nn.Module) -> None:
         module._compiled_call_impl = None
 
 
-def build_bench_model(settings: BackboneBenchConfig, inference_precision: bool = True) -> VGGT:
+def build_bench_model(settings: BackboneBenchConfig, inference_precision: bool = True) -> VGGT | VGGTOmega:
     """Model on the target device with random weights.
 
     With ``inference_precision`` a CUDA model gets the bf16 GPU path (autocast and
     bf16-stored matrix weights); otherwise it stays float32.
     """
     device = torch.device(settings.device)
-    model = VGGT(settings.config, init="meta")
+    if settings.backbone not in BENCH_BACKBONES:
+        raise ValueError(f"cannot benchmark backbone {settings.backbone!r}; expected one of {sorted(BENCH_BACKBONES)}")
+    model = (VGGTOmega if settings.backbone == "vggt-omega" else VGGT)(settings.config, init="meta")
     model.to_empty(device=device)
-    model.aggregator.reset_buffers()
     random_weights_(model)
+    # buffers with one meaningful value (RoPE periods, key-bias masks) after the random fill
+    (model.reset_buffers if isinstance(model, VGGTOmega) else model.aggregator.reset_buffers)()
     model.eval().requires_grad_(False)
     if device.type == "cuda" and inference_precision:
         set_amp(model, torch.bfloat16, compact_weights=True)
@@ -255,7 +316,8 @@ def run_backbone_bench(settings: BackboneBenchConfig, model: VGGT | None = None)
     device = torch.device(settings.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelError("--device cuda requested but torch.cuda.is_available() is False")
-    cfg = get_config(settings.config)
+    omega = settings.backbone == "vggt-omega"
+    cfg = get_omega_config(settings.config) if omega else get_config(settings.config)
     model = model or build_bench_model(settings)
     model.set_sdpa_backend(settings.sdpa_backend)
     if settings.compile:
@@ -305,11 +367,13 @@ def run_backbone_bench(settings: BackboneBenchConfig, model: VGGT | None = None)
     compute_dtype = "bf16 autocast" if model.amp_dtype == torch.bfloat16 else "float32"
     peak_dtype = model.amp_dtype or torch.float32
     peak_tflops = measure_matmul_peak(device, peak_dtype)
-    flops = vggt_flops(cfg, s, h, w)
+    flops = omega_flops(cfg, s, h, w) if omega else vggt_flops(cfg, s, h, w)
+    saved = 1.0 - flops / omega_flops(cfg, s, h, w, registers=False) if omega else 0.0
     med = statistics.median(lat)
     return BenchResult(
-        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
-        + f" ({torch.get_num_threads()} threads)",
+        device_name=torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else (platform.processor() or "cpu") + f" ({torch.get_num_threads()} threads)",
         torch_version=torch.__version__,
         config=cfg.name,
         compute_dtype=compute_dtype,
@@ -327,4 +391,37 @@ def run_backbone_bench(settings: BackboneBenchConfig, model: VGGT | None = None)
         achieved_fraction_of_peak=flops / (med / 1e3) / (peak_tflops * 1e12),
         compiled=settings.compile,
         sdpa_backend=settings.sdpa_backend,
+        backbone=settings.backbone,
+        flops_saved_by_register_blocks=saved,
     )
+
+
+def _bench_worker(settings: BackboneBenchConfig) -> dict:
+    return run_backbone_bench(settings).to_dict()
+
+
+def run_isolated(settings: BackboneBenchConfig) -> BenchResult:
+    """:func:`run_backbone_bench` in a fresh process, so that the CPU's max-RSS figure is this
+    backbone's alone (side-by-side runs would otherwise all report the largest)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return BenchResult(**pool.submit(_bench_worker, settings).result())
+
+
+def side_by_side(results: list[BenchResult]) -> list[str]:
+    """A table of the main figures, one column per backbone."""
+    rows = [
+        ("backbone", [f"{r.backbone} ({r.config})" for r in results]),
+        ("input", [f"{r.frames} x {r.height}x{r.width}" for r in results]),
+        ("latency median", [f"{r.latency_ms_median:.1f} ms" for r in results]),
+        ("peak memory", [f"{r.peak_memory_bytes / 2**30:.2f} GiB" for r in results]),
+        ("TFLOP / window", [f"{r.flops_per_window / 1e12:.4g}" for r in results]),
+        ("fraction of peak", [f"{100 * r.achieved_fraction_of_peak:.1f} %" for r in results]),
+        ("sliding fps (cache)", [f"{r.sliding_fps_no_cache:.2f} ({r.sliding_fps_cache:.2f})" for r in results]),
+    ]
+    width = max(len(v) for _, vals in rows for v in vals) + 2
+    lines = [f"{name:<20}" + "".join(f"{v:>{width}}" for v in vals) for name, vals in rows]
+    lines.append(f"device: {results[0].device_name}, {results[0].compute_dtype}; memory: {results[0].peak_memory_kind}")
+    return lines

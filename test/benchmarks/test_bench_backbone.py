@@ -65,3 +65,57 @@ def test_cli_sdpa_choices_are_the_model_backends():
     action = next(a for a in parser._actions if a.dest == "sdpa_backend")
     assert set(action.choices) == set(SDPA_BACKENDS)
     assert parser.parse_args(["--sdpa-backend", "cudnn"]).sdpa_backend == "cudnn"
+
+
+def test_omega_flop_count_and_register_saving():
+    from benchmarks.backbone import default_input_hw, omega_flops
+    from vggt_uncertainty_ros.model.omega import get_omega_config
+
+    cfg = get_omega_config("full")
+    assert default_input_hw("vggt-omega") == (448, 592) and default_input_hw("vggt") == (392, 518)
+    total = omega_flops(cfg, 8, 448, 592)
+    everything_global = omega_flops(cfg, 8, 448, 592, registers=False)
+    assert 18e12 < total < everything_global < 26e12
+    # one register-only block instead of a global one saves exactly the difference of the two
+    n, k, c = 17 + 28 * 37, 17, 1024
+
+    def block(n_seq, seq_len, dim):
+        return n_seq * (24 * seq_len * dim**2 + 4 * seq_len**2 * dim)
+
+    saving = 5 * (block(1, 8 * n, c) - block(1, 8 * k, c))
+    assert everything_global - total == pytest.approx(saving, rel=1e-9)
+
+
+@pytest.mark.slow  # two spawned processes (one per backbone, for their own max-RSS figures)
+def test_side_by_side_cli_on_cpu(capsys):
+    rc = main(
+        ["bench", "--backbone", "vggt,vggt-omega", "--frames", "2", "--height", "112", "--width", "112",
+         "--iters", "1", "--warmup", "0", "--json"]
+    )  # fmt: skip
+    assert rc == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert [f["backbone"] for f in figures] == ["vggt", "vggt-omega"]
+    assert all(f["latency_ms_median"] > 0 and f["achieved_fraction_of_peak"] > 0 for f in figures)
+    assert figures[1]["flops_saved_by_register_blocks"] > 0 == figures[0]["flops_saved_by_register_blocks"]
+
+
+def test_cli_rejects_unknown_backbones_and_patch_sizes():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    bench_cli.add_arguments(parser)
+    with pytest.raises(ConfigError, match="comma-separated list"):
+        bench_cli.run(parser.parse_args(["--backbone", "vggt,dino"]))
+    with pytest.raises(ConfigError, match="--width 518 is not a multiple of 16"):
+        bench_cli.run(parser.parse_args(["--backbone", "vggt-omega", "--width", "518"]))
+
+
+@pytest.mark.slow  # the GPU check's CPU dry run: both tiny backbones once
+def test_omega_gpu_check_dry_run_on_cpu(tmp_path, capsys):
+    from benchmarks import omega_gpu_check
+
+    assert omega_gpu_check.main(["--device", "cpu", "--config", "tiny", "--frames", "2", "--iters", "1",
+                                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    figures = json.loads((tmp_path / "omega_gpu_check.json").read_text())
+    assert set(figures["bench"]) == {"vggt", "vggt-omega"}
+    assert "0 failed check(s)" in capsys.readouterr().out

@@ -155,10 +155,10 @@ def test_tiny_backbone_end_to_end_with_head_checkpoint(tmp_path: Path) -> None:
 def test_token_cache_reuses_shared_frames_without_changing_estimates(caplog: pytest.LogCaptureFixture) -> None:
     frames = _images(6, h=42, w=56)
     plain = build_estimator(BackboneSpec(device="cpu", token_cache=False), constant_sigma=0.1)
-    with caplog.at_level("INFO", logger="vggt_uncertainty_ros.online.estimator"):
+    with caplog.at_level("INFO", logger="vggt_uncertainty_ros.model.backbone"):
         cached = build_estimator(BackboneSpec(device="cpu"), constant_sigma=0.1, token_cache_frames=8)
     assert "only used on CUDA" in caplog.text  # compile is a CUDA-only speed-up: eager on the CPU
-    assert all(getattr(m, "_compiled_call_impl", None) is None for m in cached.backbone.modules())
+    assert all(getattr(m, "_compiled_call_impl", None) is None for m in cached.backbone.model.modules())
     stamps = [10, 20, 30, 40, 50, 60]
     for start in (0, 2):  # two windows of 4 frames sharing 2
         window, ids = frames[start : start + 4], stamps[start : start + 4]

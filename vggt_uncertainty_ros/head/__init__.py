@@ -7,6 +7,7 @@ See docs/ARCHITECTURE.md for the residual convention: every 6-vector here is ord
 from vggt_uncertainty_ros.head.checkpoint import (
     HeadMetadata,
     ScaleConvention,
+    check_head_backbone,
     load_head,
     read_head_metadata,
     save_head,
@@ -50,6 +51,7 @@ __all__ = [
     "SQRT_INFO_MAX",
     "TRANS",
     "HeadMetadata",
+    "check_head_backbone",
     "InputFeature",
     "LossConfig",
     "LossOutput",

@@ -49,7 +49,10 @@ class HeadMetadata:
             ``"camera_trunk_features"``).
         in_dim: feature size.
         hidden: hidden width.
-        backbone: backbone identity string (``model.backbone_identity``).
+        backbone: backbone identity string (``Backbone.identity()``: architecture and weights).
+        backbone_family: backbone family the head was trained on (``BackboneSpec.name``:
+            ``vggt``, ``vggt-omega``, ...); files written before this field are ``vggt`` heads.
+            A head is refused on another family (:func:`check_head_backbone`).
         scale_convention: ``"vggt"`` (translation log σ² in VGGT units), ``"metric"`` or
             ``"relative"`` (σ_trans relative to the window's predicted motion; see
             ``geometry.ScaleConvention``).
@@ -71,6 +74,7 @@ class HeadMetadata:
     in_dim: int = 2048
     hidden: int = 1024
     backbone: str = ""
+    backbone_family: str = "vggt"
     scale_convention: str = ScaleConvention.VGGT.value
     head_config: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -90,9 +94,7 @@ class HeadMetadata:
             try:
                 object.__setattr__(self, name, enum(value).value)
             except ValueError as err:
-                raise CheckpointError(
-                    f"invalid {name} {value!r}; expected one of {[e.value for e in enum]}"
-                ) from err
+                raise CheckpointError(f"invalid {name} {value!r}; expected one of {[e.value for e in enum]}") from err
 
     @classmethod
     def for_head(cls, head: UncertaintyHead, **fields: Any) -> HeadMetadata:
@@ -120,6 +122,26 @@ class HeadMetadata:
         if unknown:
             _log.warning("ignoring unknown head metadata keys %s", unknown)
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def check_head_backbone(meta: HeadMetadata, family: str, feature_dim: int, source: str) -> None:
+    """Refuse a head trained on another backbone family or feature size.
+
+    Args:
+        meta: the head's metadata.
+        family: the running backbone's family (``Backbone.name``).
+        feature_dim: the running backbone's feature size.
+        source: the head checkpoint (for the message).
+
+    Raises:
+        CheckpointError: the families or feature sizes differ.
+    """
+    if meta.backbone_family != family or int(meta.in_dim) != int(feature_dim):
+        raise CheckpointError(
+            f"head checkpoint {source} was trained on backbone {meta.backbone_family!r} "
+            f"({meta.in_dim}-d features), but this run uses backbone {family!r} ({feature_dim}-d features): "
+            f"train a head on {family!r} or set backbone {meta.backbone_family!r}"
+        )
 
 
 def save_head(

@@ -5,6 +5,7 @@ Public API:
 
 * :class:`VGGT` -- ``VGGT()`` full size, ``VGGT(config="tiny")`` small; its forward returns
   a :class:`VGGTOutput` (attributes, or keys as ``out["pose_enc"]``);
+* :class:`VGGTOmega` -- VGGT-Ω (``model.omega``), ``VGGTOmega(config="tiny")`` small;
 * :func:`load_backbone` -- ``"tiny"``, a local ``model.safetensors``/``model.pt`` or a
   Hugging Face id such as ``"facebook/VGGT-1B"``;
 * :func:`backbone_identity` -- stable weight fingerprint;
@@ -15,6 +16,7 @@ Public API:
 from vggt_uncertainty_ros.model.checkpoint import load_backbone, load_vggt_state_dict
 from vggt_uncertainty_ros.model.config import PRESETS, VGGTConfig, get_config
 from vggt_uncertainty_ros.model.identity import backbone_identity
+from vggt_uncertainty_ros.model.omega import VGGTOmega
 from vggt_uncertainty_ros.model.preprocess import (
     ImageTransform,
     intrinsics_to_original,
@@ -32,6 +34,7 @@ __all__ = [
     "TokenCache",
     "VGGTConfig",
     "VGGTOutput",
+    "VGGTOmega",
     "backbone_identity",
     "get_config",
     "intrinsics_to_original",

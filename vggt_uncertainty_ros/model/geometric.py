@@ -74,15 +74,7 @@ import cv2
 import numpy as np
 
 from vggt_uncertainty_ros.errors import ConfigError, InvalidWindowError
-
-try:
-    from vggt_uncertainty_ros.model.backbone import WindowPrediction, check_images, register_backbone
-except ImportError:  # model/backbone.py (the Backbone protocol) is not on this branch yet: minimal stand-ins
-    from vggt_uncertainty_ros.model._backbone_stub import (  # type: ignore[assignment]
-        WindowPrediction,
-        check_images,
-        register_backbone,
-    )
+from vggt_uncertainty_ros.model.backbone import WindowPrediction, check_images, register_backbone
 from vggt_uncertainty_ros.model.spec import BackboneSpec
 
 __all__ = [

@@ -12,14 +12,22 @@ from typing import Any
 from vggt_uncertainty_ros.errors import ConfigError
 
 #: Backbone families (``BackboneSpec.name``).
-BACKBONES: tuple[str, ...] = ("vggt", "geometric")
+BACKBONES: tuple[str, ...] = ("vggt", "vggt-omega", "geometric")
 #: Autocast dtype names; ``auto`` is bfloat16 on CUDA and float32 on the CPU.
 DTYPES: tuple[str, ...] = ("auto", "float32", "float16", "bfloat16")
 #: Attention kernels: PyTorch's fused SDPA, or FlashAttention-4 (``flash-attn-4``, CUDA SM90+, half
 #: precision) when importable; otherwise the node falls back to SDPA with a warning.
 ATTENTION_BACKENDS: tuple[str, ...] = ("sdpa", "flash4")
-#: Image preprocessing modes of VGGT's official ``load_and_preprocess_images``.
-PREPROCESS_MODES: tuple[str, ...] = ("crop", "pad")
+#: Image preprocessing modes: ``auto`` (the backbone's default), VGGT's official ``crop``/``pad``,
+#: VGGT-Ω's official ``balanced``/``max_size``.
+PREPROCESS_MODES: tuple[str, ...] = ("auto", "crop", "pad", "balanced", "max_size")
+#: Modes each backbone family accepts (``auto`` first, then its default); families not listed (``geometric``:
+#: no image preprocessing) take ``auto`` only.
+BACKBONE_PREPROCESS_MODES: dict[str, tuple[str, ...]] = {
+    "vggt": ("auto", "crop", "pad"),
+    "vggt-omega": ("auto", "balanced", "max_size"),
+}
+_DEFAULT_MODE = {"vggt": "crop", "vggt-omega": "balanced"}
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,8 @@ class BackboneSpec:
             An unavailable CUDA falls back to the CPU with a warning in the node and is an error
             offline (see :func:`vggt_uncertainty_ros.model.device.resolve_device`).
         dtype: autocast dtype, one of :data:`DTYPES`; half precision is not used on the CPU.
-        preprocess_mode: ``crop`` or ``pad``, as VGGT's official preprocessing.
+        preprocess_mode: ``auto`` (the family's default: ``crop`` for VGGT, ``balanced`` for
+            VGGT-Ω), ``crop``/``pad`` (VGGT) or ``balanced``/``max_size`` (VGGT-Ω, at 512 px).
         compile: ``torch.compile`` the transformer blocks on CUDA (ignored on the CPU).
         token_cache: reuse the patch tokens of frames shared by overlapping windows.
         attention: attention kernel, one of :data:`ATTENTION_BACKENDS`.
@@ -45,7 +54,7 @@ class BackboneSpec:
     weights: str = "tiny"
     device: str = "auto"
     dtype: str = "auto"
-    preprocess_mode: str = "crop"
+    preprocess_mode: str = "auto"
     compile: bool = True
     token_cache: bool = True
     attention: str = "sdpa"
@@ -59,6 +68,12 @@ class BackboneSpec:
         ):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"backbone.{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        allowed = BACKBONE_PREPROCESS_MODES.get(self.name, ("auto",))
+        if self.preprocess_mode not in allowed:
+            raise ConfigError(
+                f"backbone.preprocess_mode {self.preprocess_mode!r} does not apply to backbone {self.name!r}; "
+                f"use one of {', '.join(allowed)}"
+            )
         for name in ("weights", "device"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
@@ -66,6 +81,13 @@ class BackboneSpec:
         for name in ("compile", "token_cache"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"backbone.{name} must be true or false; got {getattr(self, name)!r}")
+
+    @property
+    def resolved_preprocess_mode(self) -> str:
+        """The preprocessing mode that runs (``auto`` replaced by the family's default)."""
+        if self.preprocess_mode != "auto":
+            return self.preprocess_mode
+        return _DEFAULT_MODE.get(self.name, "auto")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, defaults: BackboneSpec | None = None) -> BackboneSpec:

@@ -1,10 +1,10 @@
 """One window through the frozen backbone and the uncertainty head.
 
 :class:`WindowEstimator` is the shared inference path of the evaluator and the ROS node:
-it preprocesses a window of RGB images exactly like VGGT, runs the backbone (bf16 autocast
-on CUDA, through the backbone's ``amp_dtype``), turns the predicted extrinsics into
-window-relative poses ``T_0_i`` and predicts per-frame log-variances with the head, or uses
-a constant diagonal σ when there is no head.
+``backbone.predict`` (any :class:`~vggt_uncertainty_ros.model.backbone.Backbone`: VGGT,
+VGGT-Ω, ...; preprocessing, autocast and window-relative poses happen there) followed by the
+head, which predicts per-frame log-variances from the backbone's features, or a constant
+diagonal σ when there is no head.
 
 Conventions (docs/ARCHITECTURE.md): ``T_0_i`` maps points of camera ``i`` into camera 0
 (OpenCV axes), translation in VGGT's normalised units; ``log_var`` is log σ² of the right
@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
@@ -28,25 +28,26 @@ import torch
 from vggt_uncertainty_ros.errors import (
     CheckpointError,
     InvalidWindowError,
+    ModelError,
     NonFiniteOutputError,
 )
-from vggt_uncertainty_ros.geometry import relative_from_extrinsics
 from vggt_uncertainty_ros.head import (
     HeadMetadata,
     InputFeature,
     UncertaintyHead,
+    check_head_backbone,
     load_head,
 )
 from vggt_uncertainty_ros.head.output import head_output_log_var, recalibration_of
-from vggt_uncertainty_ros.model import (
-    TokenCache,
-    backbone_identity,
-    intrinsics_to_original,
-    load_backbone,
-    preprocess_images_with_transforms,
+from vggt_uncertainty_ros.model import TokenCache, preprocess_images_with_transforms
+from vggt_uncertainty_ros.model.backbone import (
+    Backbone,
+    NetworkBackbone,
+    build_backbone,
+    check_finite,
+    check_images,
 )
 from vggt_uncertainty_ros.model.device import resolve_device, resolve_dtype
-from vggt_uncertainty_ros.model.layers import select_attention
 from vggt_uncertainty_ros.model.spec import BackboneSpec
 
 if TYPE_CHECKING:
@@ -61,22 +62,26 @@ class WindowEstimate:
 
     Attributes:
         T_0_i: [S, 4, 4] float64 pose of camera i in camera 0 (OpenCV axes), translation in
-            VGGT units; ``T_0_i[0]`` is the identity.
+            backbone units (VGGT's normalised units for VGGT and VGGT-Ω); ``T_0_i[0]`` is the identity.
         log_var: [S, 6] float64 log σ², order (rot rad², trans unit²), unit = VGGT units for a
             ``vggt`` head or the constant σ, metres for a ``metric`` head. Row 0 (the
             reference frame) is predicted like the others but carries no meaning.
-        pose_enc: [S, 9] float64 VGGT pose encoding (T 3, quat XYZW 4, fov_h, fov_w rad).
+        pose_enc: [S, 9] float64 pose encoding of a VGGT-family backbone (T 3, quat XYZW 4,
+            fov_h, fov_w rad), or None for a backbone without one.
         intrinsics: [S, 3, 3] float64 pinhole K in pixels of the *input* images.
         features: [S, D] float32 head input feature.
         stamps_ns: [S] int64 stamps passed to :meth:`~WindowEstimator.estimate`, or None.
+        valid: [S] bool, False for frames the backbone has no estimate for (do not publish
+            them); None means all valid.
     """
 
     T_0_i: np.ndarray
     log_var: np.ndarray
-    pose_enc: np.ndarray
+    pose_enc: np.ndarray | None
     intrinsics: np.ndarray
     features: np.ndarray
     stamps_ns: np.ndarray | None = None
+    valid: np.ndarray | None = None
 
     @property
     def sigma(self) -> np.ndarray:
@@ -100,28 +105,30 @@ class WindowEstimator:
     """Backbone + head (or constant σ) on one window of images.
 
     Args:
-        backbone: a ``vggt_uncertainty_ros.model.VGGT`` (frozen; moved to ``device``, eval).
+        backbone: a :class:`~vggt_uncertainty_ros.model.backbone.Backbone` (see
+            :func:`~vggt_uncertainty_ros.model.backbone.build_backbone`), or a bare VGGT-style
+            ``nn.Module`` (tests), which is wrapped in a ``NetworkBackbone`` named ``vggt``
+            with VGGT's ``preprocess_mode`` preprocessing on ``device``/``dtype``.
         head: the uncertainty head, or None to use ``constant_sigma``.
-        device: torch device (see :func:`resolve_device`; the caller decides the fallback).
-        dtype: autocast dtype of the backbone's aggregator (default bf16 on CUDA, float32 on
-            CPU), set as the backbone's ``amp_dtype``; the head always runs in float32.
-        preprocess_mode: ``"crop"`` or ``"pad"`` (VGGT preprocessing).
-        constant_sigma: σ used when ``head`` is None: (rot rad, trans VGGT units).
-        input_feature: backbone output the head reads; default from ``head_metadata`` or
-            ``camera_features``.
-        head_metadata: metadata of a loaded head (kept for consumers, e.g. scale convention).
-        token_cache: optional ``model.TokenCache``; with ``frame_ids`` given to
-            :meth:`estimate`, frames shared by overlapping windows skip DINOv2, and their
-            preprocessing too.
+        device: torch device of the head (and of a wrapped module).
+        dtype: compute dtype of a wrapped module (default bf16 on CUDA, float32 on the CPU).
+        preprocess_mode: ``"crop"`` or ``"pad"`` for a wrapped module.
+        constant_sigma: σ used when ``head`` is None: (rot rad, trans backbone units).
+        input_feature: the head input: ``camera_features`` (the backbone's
+            :attr:`~vggt_uncertainty_ros.model.backbone.WindowPrediction.features`) or another
+            per-frame array the backbone gives in ``aux``; default from ``head_metadata``.
+        head_metadata: metadata of a loaded head; its backbone family must be ``backbone.name``.
+        token_cache: optional ``model.TokenCache`` for a wrapped module.
 
     Raises:
         ValueError: neither a head nor a constant σ, or a head whose input size does not
             match the backbone's feature size.
+        CheckpointError: ``head_metadata`` names another backbone family.
     """
 
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: Backbone | nn.Module,
         head: UncertaintyHead | None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype | None = None,
@@ -134,16 +141,19 @@ class WindowEstimator:
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = dtype or resolve_dtype("auto", self.device)
-        if preprocess_mode not in ("crop", "pad"):
-            raise NotImplementedError(f"unknown preprocess mode {preprocess_mode!r}; expected 'crop' or 'pad'")
-        self.preprocess_mode = preprocess_mode
-        self.token_cache = token_cache
-        # with the token cache: frame id -> (preprocessed [3, H, W] image, ImageTransform) of
-        # the last window's frames
-        self._preprocessed: OrderedDict[tuple, tuple[torch.Tensor, Any]] = OrderedDict()
-        self.backbone = backbone.to(self.device).eval()
-        if hasattr(backbone, "amp_dtype"):  # a VGGT; test doubles may have no such setting
-            backbone.amp_dtype = self._amp_dtype
+        if not isinstance(backbone, Backbone):
+            mode = "crop" if preprocess_mode == "auto" else preprocess_mode
+            if mode not in ("crop", "pad"):
+                raise NotImplementedError(f"unknown preprocess mode {preprocess_mode!r}; expected 'crop' or 'pad'")
+            backbone = NetworkBackbone(
+                backbone,
+                "vggt",
+                partial(preprocess_images_with_transforms, mode=cast(Literal["crop", "pad"], mode)),
+                self.device,
+                self.dtype,
+                token_cache,
+            )
+        self.backbone: Backbone = backbone
         self.head = head.to(self.device).eval() if head is not None else None
         self.head_metadata = head_metadata
         if input_feature is None:
@@ -155,14 +165,20 @@ class WindowEstimator:
                 raise ValueError("WindowEstimator needs a head or a constant_sigma (rot rad, trans unit)")
             self._constant_log_var = constant_log_var(constant_sigma)
         else:
-            feature_dim = getattr(backbone, "feature_dim", None)
-            if feature_dim is not None and int(feature_dim) != head.in_dim:
-                raise ValueError(f"head expects {head.in_dim}-d features but the backbone gives {feature_dim}")
+            if int(backbone.feature_dim) != head.in_dim:
+                raise ValueError(f"head expects {head.in_dim}-d features but the backbone gives {backbone.feature_dim}")
+            if head_metadata is not None:
+                check_head_backbone(head_metadata, backbone.name, int(backbone.feature_dim), "the loaded head")
+
+    @property
+    def token_cache(self) -> Any | None:
+        """The backbone's per-frame token cache, if it has one."""
+        return getattr(self.backbone, "token_cache", None)
 
     @property
     def n_preprocessed_frames(self) -> int:
-        """Preprocessed frames kept for the next window (the last window's, with the token cache)."""
-        return len(self._preprocessed)
+        """Preprocessed frames the backbone keeps for the next window (the last window's, with the token cache)."""
+        return int(getattr(self.backbone, "n_preprocessed_frames", 0))
 
     @property
     def scale_convention(self) -> str:
@@ -180,51 +196,30 @@ class WindowEstimator:
         rec = recalibration_of(self.head_metadata)
         return dict(rec.factors) if rec is not None else {}
 
-    @property
-    def _amp_dtype(self) -> torch.dtype | None:
-        return None if self.dtype == torch.float32 else self.dtype
-
-    @staticmethod
-    def _check_images(images: Sequence[np.ndarray]) -> None:
-        if len(images) == 0:
-            raise InvalidWindowError("a window needs at least one image, got none")
-        shapes = {np.shape(im) for im in images}
-        if len(shapes) != 1:
-            raise InvalidWindowError(f"all images of a window must have the same size, got {sorted(shapes)}")
-        for i, im in enumerate(images):
-            if not isinstance(im, np.ndarray) or im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
-                raise InvalidWindowError(
-                    f"image {i} must be an HxWx3 uint8 RGB array, got "
-                    f"{type(im).__name__} {getattr(im, 'shape', None)} {getattr(im, 'dtype', None)}"
-                )
-
-    def _preprocess_shared(self, images: Sequence[np.ndarray], frame_ids: list[Any]) -> tuple[torch.Tensor, list]:
-        """Preprocess only the frames the previous window did not have (it alone is kept)."""
-        keys = [(fid, np.shape(images[i])) for i, fid in enumerate(frame_ids)]
-        missing = [i for i, k in enumerate(keys) if k not in self._preprocessed]
-        if missing:
-            fresh, fresh_transforms = preprocess_images_with_transforms(
-                [images[i] for i in missing], mode=self.preprocess_mode
-            )
-            for j, i in enumerate(missing):
-                self._preprocessed[keys[i]] = (fresh[j], fresh_transforms[j])
-        current = {k: self._preprocessed[k] for k in keys}
-        self._preprocessed = OrderedDict(current)  # the next window can only share these frames
-        return torch.stack([v[0] for v in current.values()]), [v[1] for v in current.values()]
+    def _features(self, pred: Any) -> np.ndarray:
+        if self.input_feature == InputFeature.CAMERA_FEATURES.value:
+            return pred.features
+        try:
+            return pred.aux[self.input_feature]
+        except KeyError:
+            raise ModelError(
+                f"backbone {self.backbone.name!r} gives no {self.input_feature!r}; "
+                f"use a head trained on camera_features"
+            ) from None
 
     @torch.inference_mode()
     def estimate(
         self,
         images: Sequence[np.ndarray],
         stamps_ns: Sequence[int] | None = None,
-        frame_ids: Sequence[Any] | None = None,
+        frame_ids: Sequence[Hashable] | None = None,
     ) -> WindowEstimate:
         """Estimate relative poses and their uncertainty for one window.
 
         Args:
             images: S RGB images, HxWx3 uint8, all the same size; frame 0 is the reference.
             stamps_ns: optional S stamps (int ns), passed through unchanged.
-            frame_ids: optional S hashable frame ids for the token cache (e.g. the stamps).
+            frame_ids: optional S hashable frame ids for per-frame reuse (e.g. the stamps).
 
         Returns:
             The :class:`WindowEstimate`.
@@ -233,53 +228,33 @@ class WindowEstimator:
             InvalidWindowError: bad images or stamps.
             NonFiniteOutputError: NaN/Inf in the backbone or head outputs.
         """
-        self._check_images(images)
+        check_images(images)
         stamps = None
         if stamps_ns is not None:
             stamps = np.asarray(stamps_ns, dtype=np.int64)
             if stamps.shape != (len(images),):
                 raise InvalidWindowError(f"expected {len(images)} stamps, got shape {stamps.shape}")
-        kwargs: dict[str, Any] = {}
-        if self.token_cache is not None and frame_ids is not None:
-            if len(frame_ids) != len(images):
-                raise InvalidWindowError(f"expected {len(images)} frame ids, got {len(frame_ids)}")
-            kwargs = {"frame_ids": list(frame_ids), "token_cache": self.token_cache}
-            batch, transforms = self._preprocess_shared(images, list(frame_ids))
-        else:
-            batch, transforms = preprocess_images_with_transforms(list(images), mode=self.preprocess_mode)
-        out = self.backbone(batch.to(self.device)[None], **kwargs)
-        pose_enc = out["pose_enc"][0].float()
-        features = out[self.input_feature][0].float()
-        extrinsics = out["extrinsics"][0].double().cpu().numpy()
-        intrinsics_net = out["intrinsics"][0].double().cpu().numpy()
-        self._check_finite("pose_enc", pose_enc)
-        self._check_finite(self.input_feature, features)
-        self._check_finite("extrinsics", extrinsics)
+        pred = self.backbone.predict(list(images), frame_ids=None if frame_ids is None else list(frame_ids))
+        features = np.asarray(self._features(pred), dtype=np.float32)
+        check_finite(self.input_feature, features)
         if self.head is not None:
-            log_var = self.head(features).double().cpu().numpy()
+            log_var = self.head(torch.from_numpy(features).to(self.device)).double().cpu().numpy()
         else:
             assert self._constant_log_var is not None
             log_var = np.repeat(self._constant_log_var[None], len(images), axis=0)
-        self._check_finite("log_var", log_var)
-        T_0_i = np.array(relative_from_extrinsics(extrinsics), dtype=np.float64)
-        T_0_i[0] = np.eye(4)  # exact by definition; float32 extrinsics leave ~1e-8 noise
-        self._check_finite("T_0_i", T_0_i)
+        check_finite("log_var", log_var)
+        pose_enc = pred.aux.get("pose_enc")
         if self.head is not None:  # scale convention (relative) and stored recalibration factors
-            log_var = head_output_log_var(log_var, T_0_i, self.head_metadata)
+            log_var = head_output_log_var(log_var, np.asarray(pred.T_0_i, dtype=np.float64), self.head_metadata)
         return WindowEstimate(
-            T_0_i=T_0_i,
+            T_0_i=np.asarray(pred.T_0_i, dtype=np.float64),
             log_var=log_var,
-            pose_enc=pose_enc.double().cpu().numpy(),
-            intrinsics=intrinsics_to_original(intrinsics_net, transforms[0]),
-            features=features.cpu().numpy(),
+            pose_enc=None if pose_enc is None else np.asarray(pose_enc, dtype=np.float64),
+            intrinsics=np.asarray(pred.intrinsics, dtype=np.float64),
+            features=features,
             stamps_ns=stamps,
+            valid=np.asarray(pred.valid, dtype=bool),
         )
-
-    @staticmethod
-    def _check_finite(name: str, value: torch.Tensor | np.ndarray) -> None:
-        finite = torch.isfinite(value).all() if isinstance(value, torch.Tensor) else np.isfinite(value).all()
-        if not bool(finite):
-            raise NonFiniteOutputError(f"non-finite values in {name}; skipping this window")
 
 
 def build_estimator(
@@ -291,24 +266,27 @@ def build_estimator(
     fallback_to_cpu: bool = False,
     token_cache_frames: int = 16,
 ) -> WindowEstimator:
-    """Load the backbone ``spec`` names and an optional head.
+    """Build the backbone ``spec`` names (:func:`~vggt_uncertainty_ros.model.backbone.build_backbone`)
+    and an optional head.
 
-    A head checkpoint's ``input_feature`` and scale convention are honoured.
+    A head checkpoint's ``input_feature`` and scale convention are honoured. A head trained on
+    another backbone *family* (e.g. VGGT vs VGGT-Ω) or feature size is always refused; one
+    trained on other weights of the same family is refused with ``strict_backbone`` (the node)
+    and a warning otherwise (offline experiments).
 
     Args:
-        spec: the backbone settings (weights, device, dtype, preprocessing, compile, token cache).
+        spec: the backbone settings (name, weights, device, dtype, preprocessing, compile, token cache).
         head_path: uncertainty-head checkpoint; None uses ``constant_sigma``.
         constant_sigma: σ used without a head (rotation rad, translation backbone units).
-        strict_backbone: a head trained on another backbone identity is an error (the node)
-            rather than a warning (offline experiments).
+        strict_backbone: refuse a head trained on other weights of the same family.
         fallback_to_cpu: an unavailable CUDA runs on the CPU with a warning (the node).
-        token_cache_frames: frames whose patch tokens the cache keeps when ``spec.token_cache``
-            (twice the window size covers overlapping windows).
+        token_cache_frames: frames whose per-frame tokens the backbone's cache keeps when
+            ``spec.token_cache`` (twice the window size covers overlapping windows).
 
     Raises:
-        CheckpointError: the head checkpoint cannot be read, or (``strict_backbone``) was
-            trained on another backbone.
-        ConfigError: a bad device.
+        CheckpointError: the backbone weights or the head checkpoint cannot be read, or the
+            head was trained on another backbone.
+        ConfigError: a bad device or backbone name.
         ValueError: neither a head nor ``constant_sigma``, or mismatched feature sizes.
     """
     dev = resolve_device(spec.device, fallback_to_cpu=fallback_to_cpu)
@@ -316,15 +294,12 @@ def build_estimator(
     head = meta = None
     if head_path is not None:
         head, meta = load_head(head_path, device=dev)
-    backbone = load_backbone(spec.weights, dev, amp)
-    select_attention(backbone, spec.attention, dev, amp)
-    if spec.compile:
-        if dev.type == "cuda":
-            backbone.compile_blocks()
-        else:
-            _log.info("compile is only used on CUDA: running the backbone eagerly on %s", dev)
+    backbone = build_backbone(spec, dev, amp)
+    if isinstance(backbone, NetworkBackbone) and backbone.token_cache is not None:
+        backbone.token_cache = TokenCache(max_frames=token_cache_frames) if token_cache_frames > 0 else None
     if meta is not None:
-        identity = backbone_identity(backbone)
+        check_head_backbone(meta, backbone.name, int(backbone.feature_dim), str(head_path))
+        identity = backbone.identity()
         if meta.backbone != identity:
             text = (
                 f"head checkpoint {head_path} was trained on backbone {meta.backbone or '<unknown>'!r}, "
@@ -338,10 +313,8 @@ def build_estimator(
         head,
         dev,
         amp,
-        spec.preprocess_mode,
         constant_sigma=constant_sigma,
         head_metadata=meta,
-        token_cache=TokenCache(max_frames=token_cache_frames) if spec.token_cache and token_cache_frames > 0 else None,
     )
 
 

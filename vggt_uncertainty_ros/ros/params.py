@@ -128,7 +128,7 @@ DESCRIPTIONS: dict[str, str] = {
     "backbone.weights": "'tiny' (random test model), a local checkpoint path or a Hugging Face id",
     "backbone.device": "'cuda' (falls back to cpu with a warning), 'cuda:N', 'cpu' or 'auto'",
     "backbone.dtype": "autocast dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, float16 or bfloat16",
-    "backbone.preprocess_mode": "image preprocessing before the backbone: crop or pad",
+    "backbone.preprocess_mode": "preprocessing: auto, crop or pad (vggt), balanced or max_size (vggt-omega)",
     "backbone.compile": "torch.compile the backbone's blocks on CUDA (1.7x faster after a first-window compile)",
     "backbone.token_cache": "reuse the patch tokens of frames shared by overlapping windows",
     "backbone.attention": "attention kernel: sdpa, or flash4 (flash-attn-4 on CUDA; falls back to sdpa)",

@@ -280,7 +280,10 @@ class VggtUncertaintyNode(Node):
             self._focal.observe_image_size(source_hw[1], source_hw[0])
         # keep only what preprocessing will use: windows waiting for the model then hold
         # 518-pixel-wide frames, never full-resolution ones (same model input, exactly)
-        image = shrink_for_model(image, self.params.backbone.preprocess_mode)
+        # VGGT's crop/pad only (other backbones get the frame as it came)
+        mode = self.params.backbone.resolved_preprocess_mode
+        if mode in ("crop", "pad"):
+            image = shrink_for_model(image, mode)
         result = self._stream.push(image, stamp_ns, now_ns)
         if result.event is StreamEvent.DUPLICATE_STAMP:
             self._counters.drop(diag.DROP_DUPLICATE)

@@ -1,19 +1,23 @@
 """On-disk cache of the frozen backbone's outputs, one safetensors file per sequence.
 
-The backbone is frozen, so each window goes through it once. For every window of a sequence
+The backbone (any :class:`~vggt_uncertainty_ros.model.backbone.Backbone`, run through
+``predict``) is frozen, so each window goes through it once. For every window of a sequence
 the cache keeps
 
-* ``camera_features`` and ``camera_trunk_features`` ``[W, S, D]`` float32 (both head inputs,
-  so switching ``head.input_feature`` needs no new backbone pass);
-* ``pose_enc`` ``[W, S, 9]`` float32: VGGT's pose encoding (camera-from-world, VGGT units);
+* ``camera_features`` ``[W, S, D]`` float32 (the backbone's head input) and, when the backbone
+  gives it, ``camera_trunk_features`` (the alternative head input of the VGGT family), so
+  switching ``head.input_feature`` needs no new backbone pass;
+* ``T_0_i_pred`` ``[W, S, 4, 4]`` float64: predicted pose of camera i in camera 0 (OpenCV
+  axes, backbone units) and ``valid`` ``[W, S]`` (frames the backbone has an estimate for);
 * ``T_0_i_gt`` ``[W, S, 4, 4]`` float64: ground-truth window-relative poses (pose of camera i
   in camera 0, OpenCV axes, metres; ``T_0_0 = I``);
 * ``stamps_ns`` and ``frame_index`` ``[W, S]`` int64.
 
 A file's name is a SHA-256 over everything that determines its content: the data (absolute
 path plus size and mtime of every file under it, the ground-truth file and image topic), the
-window sampling, the preprocessing mode, the backbone identity (a hash of its weights) and
-the backbone dtype. Files are written atomically (temporary file + rename) and hold no pickle.
+window sampling, the backbone family and preprocessing mode, the backbone identity (a hash
+of its architecture and weights) and the backbone dtype. Files are written atomically
+(temporary file + rename) and hold no pickle.
 """
 
 from __future__ import annotations
@@ -38,13 +42,12 @@ from tqdm import tqdm
 from vggt_uncertainty_ros.data import WindowBuilder, WindowConfig, open_sequence
 from vggt_uncertainty_ros.errors import DataError
 from vggt_uncertainty_ros.geometry import window_relative
-from vggt_uncertainty_ros.model import TokenCache, preprocess_images
 from vggt_uncertainty_ros.trainer.config import SequenceSpec, WindowSamplingConfig
 
 _log = logging.getLogger(__name__)
 
 #: bump when the layout or the meaning of a cached array changes.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 FEATURE_KEYS = ("camera_features", "camera_trunk_features")
 #: windows per shard (the unit of distributed work and of the DINOv2 token-cache restart).
 SHARD_WINDOWS = 64
@@ -57,20 +60,23 @@ class CachedSequence:
     Attributes:
         name: the sequence path, for logs.
         camera_features: ``[W, S, D]`` float32 aggregator last-layer camera token per frame.
-        camera_trunk_features: ``[W, S, D]`` float32 camera-head trunk output per frame.
-        pose_enc: ``[W, S, 9]`` float32 VGGT pose encoding (T_cam_world, VGGT units).
+        camera_trunk_features: ``[W, S, D]`` float32 camera-head trunk output per frame, or None
+            for a backbone without one.
+        T_0_i_pred: ``[W, S, 4, 4]`` float64 predicted pose of frame i in frame 0, backbone units.
+        valid: ``[W, S]`` bool, frames the backbone has an estimate for.
         T_0_i_gt: ``[W, S, 4, 4]`` float64 ground-truth pose of frame i in frame 0, metres.
         stamps_ns: ``[W, S]`` int64 image stamps.
         frame_index: ``[W, S]`` int64 position of each frame in its stream.
-        image_hw: (H, W) of the preprocessed images fed to the backbone (pixels).
+        image_hw: (H, W) of the images given to the backbone (pixels, before its preprocessing).
         backbone_s_per_window: mean wall time of one backbone window when the file was built.
         key: the cache key (file stem).
     """
 
     name: str
     camera_features: np.ndarray
-    camera_trunk_features: np.ndarray
-    pose_enc: np.ndarray
+    camera_trunk_features: np.ndarray | None
+    T_0_i_pred: np.ndarray
+    valid: np.ndarray
     T_0_i_gt: np.ndarray
     stamps_ns: np.ndarray
     frame_index: np.ndarray
@@ -81,13 +87,16 @@ class CachedSequence:
     @property
     def n_windows(self) -> int:
         """Number of cached windows ``W``."""
-        return int(self.pose_enc.shape[0])
+        return int(self.T_0_i_pred.shape[0])
 
     def features(self, which: str) -> np.ndarray:
         """``camera_features`` or ``camera_trunk_features`` ``[W, S, D]``."""
         if which not in FEATURE_KEYS:
             raise DataError(f"unknown input feature {which!r}; expected one of {FEATURE_KEYS}")
-        return getattr(self, which)
+        value = getattr(self, which)
+        if value is None:
+            raise DataError(f"{self.name}: the backbone gives no {which!r}; use head.input_feature camera_features")
+        return value
 
 
 def fingerprint_path(path: str | Path) -> list[list[Any]]:
@@ -189,26 +198,16 @@ def _relative_gt(frames: list[Any]) -> np.ndarray:
     return np.asarray(window_relative(T_world_cam), dtype=np.float64)
 
 
-def run_backbone_window(
-    model: Any, frames: list[Any], preprocess_mode: str, device: Any, token_cache: Any | None = None
-) -> tuple[Any, tuple[int, int]]:
-    """Run the frozen backbone on one window.
+def run_backbone_window(backbone: Any, frames: list[Any], frame_ids: list[Any] | None = None) -> Any:
+    """Run the frozen backbone on one window: ``backbone.predict`` of the frames' images.
 
-    With a ``model.TokenCache``, frames (identified by their index in the sequence) that an
-    earlier overlapping window already saw skip DINOv2.
+    With ``frame_ids``, frames an earlier overlapping window already saw (same id) reuse the
+    backbone's per-frame work (the DINOv2 / patch-encoder token cache).
 
     Returns:
-        The model's ``VGGTOutput`` (tensors on ``device``) and the preprocessed image size ``(H, W)``.
+        The :class:`~vggt_uncertainty_ros.model.backbone.WindowPrediction`.
     """
-    images = preprocess_images([f.image for f in frames], mode=preprocess_mode)
-    kwargs: dict[str, Any] = {}
-    if token_cache is not None:
-        kwargs = {"frame_ids": [int(f.index) for f in frames], "token_cache": token_cache}
-    # images stay float32 in [0, 1]; a reduced-precision backbone casts internally (autocast)
-    with torch.inference_mode():
-        out = model(images.to(device=device)[None], **kwargs)
-    h, w = (int(v) for v in images.shape[-2:])
-    return out, (h, w)
+    return backbone.predict([f.image for f in frames], frame_ids=frame_ids)
 
 
 def _sync(device: Any) -> None:
@@ -221,11 +220,11 @@ class FeatureCache:
 
     Args:
         cache_dir: directory of the ``<key>.safetensors`` files.
-        model: the frozen backbone (``model.VGGT``), in eval mode.
-        identity: ``model.backbone_identity(model)``.
+        model: the frozen :class:`~vggt_uncertainty_ros.model.backbone.Backbone`.
+        identity: ``model.identity()``.
         device: torch device of ``model``.
         dtype: torch dtype of the backbone's compute.
-        preprocess_mode: ``crop`` or ``pad``.
+        preprocess_mode: ``<family>:<mode>`` (part of the cache key).
         window: window sampling section of the config.
         shard_windows: windows per shard; the DINOv2 token cache restarts at every shard, so
             single-process and sharded builds with the same value give identical arrays.
@@ -255,6 +254,7 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
         self.backbone_window_times_s: list[float] = []
+        self._shards_encoded = 0  # tags frame ids: no per-frame work is reused across shards
 
     def _dtype_name(self) -> str:
         return str(self.dtype).removeprefix("torch.")
@@ -310,9 +310,11 @@ class FeatureCache:
         which process computed it or on the shards before it: that is what makes a sharded
         (distributed) build bit-identical to a single-process one.
         """
-        tokens = TokenCache(max_frames=2 * self.window.size)
+        self._shards_encoded += 1
+        shard = self._shards_encoded
         feats: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_KEYS}
-        pose_enc: list[np.ndarray] = []
+        T_pred: list[np.ndarray] = []
+        valid: list[np.ndarray] = []
         gt: list[np.ndarray] = []
         stamps: list[list[int]] = []
         index: list[list[int]] = []
@@ -321,23 +323,30 @@ class FeatureCache:
         for frames in windows:
             _sync(self.device)
             t0 = time.perf_counter()
-            out, image_hw = run_backbone_window(self.model, frames, self.preprocess_mode, self.device, tokens)
+            pred = run_backbone_window(self.model, frames, [(shard, int(f.index)) for f in frames])
             _sync(self.device)
             times.append(time.perf_counter() - t0)
-            for k in FEATURE_KEYS:
-                feats[k].append(out[k][0].float().cpu().numpy())
-            pose_enc.append(out["pose_enc"][0].float().cpu().numpy())
+            image_hw = tuple(int(v) for v in frames[0].image.shape[:2])
+            feats["camera_features"].append(pred.features)
+            if "camera_trunk_features" in pred.aux:
+                feats["camera_trunk_features"].append(pred.aux["camera_trunk_features"])
+            T_pred.append(np.asarray(pred.T_0_i, dtype=np.float64))
+            valid.append(np.asarray(pred.valid, dtype=bool))
             gt.append(_relative_gt(frames))
             stamps.append([int(f.stamp_ns) for f in frames])
             index.append([int(f.index) for f in frames])
         arrays = {
             "camera_features": np.ascontiguousarray(np.stack(feats["camera_features"]), dtype=np.float32),
-            "camera_trunk_features": np.ascontiguousarray(np.stack(feats["camera_trunk_features"]), dtype=np.float32),
-            "pose_enc": np.ascontiguousarray(np.stack(pose_enc), dtype=np.float32),
+            "T_0_i_pred": np.ascontiguousarray(np.stack(T_pred), dtype=np.float64),
+            "valid": np.stack(valid).astype(np.uint8),
             "T_0_i_gt": np.ascontiguousarray(np.stack(gt), dtype=np.float64),
             "stamps_ns": np.asarray(stamps, dtype=np.int64),
             "frame_index": np.asarray(index, dtype=np.int64),
         }
+        if len(feats["camera_trunk_features"]) == len(T_pred):
+            arrays["camera_trunk_features"] = np.ascontiguousarray(
+                np.stack(feats["camera_trunk_features"]), dtype=np.float32
+            )
         return EncodedWindows(arrays=arrays, image_hw=image_hw, times_s=times)
 
     def write_sequence(self, path: Path, spec: SequenceSpec, enc: EncodedWindows) -> None:
@@ -347,6 +356,7 @@ class FeatureCache:
             "sequence": str(spec.path),
             "image_hw": json.dumps(list(enc.image_hw)),
             "backbone_identity": self.identity,
+            "backbone_family": str(getattr(self.model, "name", "")),
             "backbone_s_per_window": repr(enc.mean_time_s()),
         }
         _atomic_save(enc.arrays, path, meta)
@@ -369,7 +379,7 @@ class EncodedWindows:
     @property
     def n_windows(self) -> int:
         """Number of windows ``W``."""
-        return int(self.arrays["pose_enc"].shape[0])
+        return int(self.arrays["T_0_i_pred"].shape[0])
 
     def mean_time_s(self) -> float:
         """Mean backbone seconds per window, the first (warm-up) window left out when there are several."""
@@ -421,7 +431,7 @@ def load_cached(path: str | Path, name: str | None = None) -> CachedSequence:
     if meta.get("format_version") != str(CACHE_FORMAT_VERSION):
         raise DataError(f"feature cache file {path} has format {meta.get('format_version')!r}, "
                         f"expected {CACHE_FORMAT_VERSION}; delete it to rebuild")
-    needed = (*FEATURE_KEYS, "pose_enc", "T_0_i_gt", "stamps_ns", "frame_index")
+    needed = ("camera_features", "T_0_i_pred", "valid", "T_0_i_gt", "stamps_ns", "frame_index")
     missing = [k for k in needed if k not in arrays]
     if missing:
         raise DataError(f"feature cache file {path} lacks {missing}")
@@ -429,8 +439,9 @@ def load_cached(path: str | Path, name: str | None = None) -> CachedSequence:
     return CachedSequence(
         name=name or meta.get("sequence", str(path)),
         camera_features=arrays["camera_features"],
-        camera_trunk_features=arrays["camera_trunk_features"],
-        pose_enc=arrays["pose_enc"],
+        camera_trunk_features=arrays.get("camera_trunk_features"),
+        T_0_i_pred=arrays["T_0_i_pred"],
+        valid=arrays["valid"].astype(bool),
         T_0_i_gt=arrays["T_0_i_gt"],
         stamps_ns=arrays["stamps_ns"],
         frame_index=arrays["frame_index"],

@@ -26,12 +26,7 @@ import torch
 from vggt_uncertainty_ros.data import synth
 from vggt_uncertainty_ros.data.manifest import ManifestEntry, load_manifest
 from vggt_uncertainty_ros.errors import DataError
-from vggt_uncertainty_ros.geometry import (
-    fit_scale,
-    pose_encoding_to_extri_intri,
-    pose_residual,
-    relative_from_extrinsics,
-)
+from vggt_uncertainty_ros.geometry import fit_scale, pose_residual
 from vggt_uncertainty_ros.trainer.cache import CachedSequence
 from vggt_uncertainty_ros.trainer.config import DataConfig, SequenceSpec, SyntheticConfig
 
@@ -169,8 +164,7 @@ def window_residuals(seq: CachedSequence, min_motion_m: float) -> dict[str, np.n
         ``t_gt [W,S,3]`` (m), ``t_pred_scaled [W,S,3]`` (m), ``scale_ok [W]`` bool,
         ``scale_reason [W]`` int (index into ``geometry.SCALE_REASONS``).
     """
-    extrinsics, _ = pose_encoding_to_extri_intri(seq.pose_enc.astype(np.float64), seq.image_hw)
-    T_pred = np.array(relative_from_extrinsics(np.asarray(extrinsics, dtype=np.float64)), dtype=np.float64)
+    T_pred = np.array(seq.T_0_i_pred, dtype=np.float64)
     T_gt = seq.T_0_i_gt
     fit = fit_scale(T_gt[..., :3, 3], T_pred[..., :3, 3], min_motion_m=min_motion_m)
     scale = np.asarray(fit.scale, dtype=np.float64)
@@ -198,15 +192,23 @@ def build_window_set(sequences: Sequence[CachedSequence], input_feature: str, mi
     """
     if not sequences:
         raise DataError("no cached sequence to build a window set from")
-    parts = [window_residuals(seq, min_motion_m) for seq in sequences]
-    feats = [seq.features(input_feature) for seq in sequences]
+    parts, feats = [], []
+    for seq in sequences:
+        # windows where the backbone lost a frame carry no usable residual: left out
+        keep = np.asarray(seq.valid, dtype=bool).all(axis=1)
+        if not keep.all():
+            _log.warning("%s: %d of %d windows have frames without a backbone estimate; left out",
+                         seq.name, int((~keep).sum()), keep.size)
+        part = window_residuals(seq, min_motion_m)
+        parts.append({k: v[keep] for k, v in part.items()})
+        feats.append(seq.features(input_feature)[keep])
     dims = {f.shape[1:] for f in feats}
     if len(dims) != 1:
         raise DataError(f"cached sequences disagree on window/feature shape: {sorted(dims)}")
     from vggt_uncertainty_ros.geometry import SCALE_REASONS, window_motion
 
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    names = [seq.name for seq in sequences for _ in range(seq.n_windows)]
+    names = [seq.name for seq, f in zip(sequences, feats) for _ in range(f.shape[0])]
     bad = cat["scale_reason"][~cat["scale_ok"]]
     if bad.size:
         counts = {SCALE_REASONS[k]: int(np.sum(bad == k)) for k in np.unique(bad)}

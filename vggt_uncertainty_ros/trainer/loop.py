@@ -46,7 +46,9 @@ from vggt_uncertainty_ros.errors import CheckpointError, ConfigError
 from vggt_uncertainty_ros.head import (
     HeadMetadata,
     UncertaintyHead,
+    check_head_backbone,
     pose_uncertainty_loss,
+    read_head_metadata,
     save_head,
     scale_translation_log_var,
 )
@@ -322,17 +324,16 @@ def _to_device(ws: WindowSet, device: torch.device) -> WindowSet:
 
 def _probe_backbone(model: Any, window_size: int, image_hw: tuple[int, int], device: torch.device,
                     repeats: int = 2) -> float:
-    """Seconds per backbone forward over a random window of the cached shape (after warm-up)."""
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    images = torch.rand(1, window_size, 3, *image_hw, generator=gen).to(device=device)
+    """Seconds per ``backbone.predict`` over a random window of the cached image size (after warm-up)."""
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (*image_hw, 3), dtype=np.uint8) for _ in range(window_size)]
     times = []
-    with torch.inference_mode():
-        for _ in range(repeats + 1):
-            _sync(device)
-            t0 = time.perf_counter()
-            model(images)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
+    for _ in range(repeats + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        model.predict(images)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
     return float(np.mean(times[1:]))
 
 
@@ -347,6 +348,7 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
     _log.info("sequences: %d train, %d validation", len(train_specs), len(val_specs))
     cache = open_feature_cache(cfg, device)
     model, identity = cache.model, cache.identity
+    family = model.name
     train_cached = [cache.get(s) for s in train_specs]
     val_cached = [cache.get(s) for s in val_specs]
     test_cached = [cache.get(s) for s in cfg.data.test]
@@ -367,12 +369,23 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> tuple[WindowSet, Win
         "cache_hits": cache.hits,
         "cache_misses": cache.misses,
         "backbone_identity": identity,
+        "backbone_family": family,
         "backbone_window_s": backbone_s,
         "backbone_source": source,
         "image_hw": image_hw,
         "test_set": build_window_set(test_cached, feature, motion) if test_cached else None,
     }
     return train_set, val_set, info
+
+
+def _check_resumed_backbone(last: Path, family: str, feature_dim: int) -> None:
+    """Refuse to resume a head trained on another backbone family (its last checkpoint says which).
+
+    Raises:
+        CheckpointError: the run's head was trained on another backbone family or feature size.
+    """
+    if last.is_file():
+        check_head_backbone(read_head_metadata(last), family, feature_dim, str(last))
 
 
 def train(
@@ -471,6 +484,7 @@ def _train(
     trainer = HeadTrainer(cfg, int(train_set.features.shape[-1]), device)
     loop = LoopState()
     if resume:
+        _check_resumed_backbone(run_dir / LAST_FILE, info["backbone_family"], int(train_set.features.shape[-1]))
         loop = load_state(state_path, head=trainer.head, optimizer=trainer.optimizer, sampler=trainer.sampler)
         if loop.step > cfg.train.iterations:
             raise CheckpointError(f"state is at step {loop.step}, beyond train.iterations={cfg.train.iterations}")
@@ -602,6 +616,7 @@ def _save_head(path: Path, trainer: HeadTrainer, cfg: TrainConfig, info: dict[st
         trainer.head,
         input_feature=cfg.head.input_feature,
         backbone=info["backbone_identity"],
+        backbone_family=info["backbone_family"],
         scale_convention=cfg.head.scale_convention,
         config=cfg.to_dict(),
         metrics=clean,

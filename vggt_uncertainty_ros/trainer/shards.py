@@ -34,9 +34,8 @@ from safetensors.numpy import load_file
 
 from vggt_uncertainty_ros.distributed import DistContext, all_ok, barrier, owner
 from vggt_uncertainty_ros.errors import DataError
-from vggt_uncertainty_ros.model import backbone_identity, load_backbone
+from vggt_uncertainty_ros.model.backbone import build_backbone
 from vggt_uncertainty_ros.model.device import resolve_dtype
-from vggt_uncertainty_ros.model.layers import select_attention
 from vggt_uncertainty_ros.trainer.cache import (
     CACHE_FORMAT_VERSION,
     EncodedWindows,
@@ -76,20 +75,17 @@ class ShardReport:
 
 
 def open_feature_cache(cfg: TrainConfig, device: torch.device, shard_windows: int = 0) -> FeatureCache:
-    """Load the frozen backbone of ``cfg`` on ``device`` and wrap it in a :class:`FeatureCache`."""
+    """Build the frozen backbone of ``cfg`` (``model.backbone.build_backbone``) on ``device`` and
+    wrap it in a :class:`FeatureCache`."""
     dtype = resolve_dtype(cfg.backbone.dtype, device)
-    model = load_backbone(cfg.backbone.weights, device, dtype)
-    select_attention(model, cfg.backbone.attention, device, dtype)
-    model.eval()
-    if cfg.backbone.compile and device.type == "cuda":
-        model.compile_blocks()
+    model = build_backbone(cfg.backbone, device, dtype)  # attention kernel and compile per the spec
     return FeatureCache(
         cfg.output.cache_dir,
         model,
-        backbone_identity(model),
+        model.identity(),
         device,
         dtype,
-        cfg.backbone.preprocess_mode,
+        f"{model.name}:{cfg.backbone.resolved_preprocess_mode}",
         cfg.window,
         shard_windows=shard_windows,
     )
@@ -266,7 +262,7 @@ def _meta_n(path: Path) -> int:
     """Window count of a merged cache file, read from its header only."""
     try:
         with safe_open(str(path), framework="numpy") as fh:
-            return int(fh.get_slice("pose_enc").get_shape()[0])
+            return int(fh.get_slice("T_0_i_pred").get_shape()[0])
     except (OSError, ValueError, SafetensorError) as err:
         raise DataError(f"feature cache file {path} is unreadable: {err}") from err
 
