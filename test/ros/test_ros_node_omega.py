@@ -49,6 +49,7 @@ def test_node_runs_vggt_omega_and_refuses_a_vggt_head(tmp_path):
         window_stride=STRIDE,
         image_qos="reliable",
         queue_depth=4,
+        publish_relative_pose=True,  # the anchored stream is opt-in
     )
     refused = start_node(bad, env, tmp_path / "bad.log")
     proc = start_node(good, env, tmp_path / "good.log")
