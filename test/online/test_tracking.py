@@ -180,6 +180,18 @@ def test_non_overlapping_window_is_bridged_and_counted():
     assert [p.stamp_ns for p in out.poses] == [5, 6]
 
 
+def test_frames_without_an_estimate_are_left_out_counted_and_never_published():
+    T_world_cam = _true_cams(6)
+    tracker = TrajectoryTracker(np.eye(4))
+    T = _window_rel(T_world_cam, [0, 1, 2, 3])
+    T[2] = np.nan  # e.g. the geometric backbone found too few matches for frame 2
+    out = tracker.process([0, 1, 2, 3], T, np.zeros((4, 6)), 0, valid=np.array([True, True, False, True]))
+    assert [p.stamp_ns for p in out.poses] == [0, 1, 3] and tracker.counters.frames_invalid == 1
+    assert all(np.isfinite(p.T_odom_base).all() for p in out.poses)
+    with pytest.raises(NonFiniteOutputError, match="reference frame"):
+        tracker.process([3, 4], _window_rel(T_world_cam, [3, 4]), np.zeros((2, 6)), 0, valid=np.array([False, True]))
+
+
 def test_stale_window_after_reset_is_discarded():
     tracker = TrajectoryTracker(np.eye(4))
     epoch = tracker.epoch

@@ -419,6 +419,8 @@ class TrackerCounters:
     windows_without_scale: int = 0
     odometry_rejected: int = 0
     resets: int = 0
+    #: frames the backbone flagged as not estimated (e.g. too few matches): not published
+    frames_invalid: int = 0
 
 
 def check_finite(T_0_i: np.ndarray, log_var: np.ndarray) -> None:
@@ -519,7 +521,12 @@ class TrajectoryTracker:
             self._odom.append((int(stamp_ns), T_odom_base))
 
     def process(
-        self, stamps_ns: tuple[int, ...] | list[int], T_0_i: np.ndarray, log_var: np.ndarray, epoch: int
+        self,
+        stamps_ns: tuple[int, ...] | list[int],
+        T_0_i: np.ndarray,
+        log_var: np.ndarray,
+        epoch: int,
+        valid: np.ndarray | None = None,
     ) -> WindowOutput | None:
         """Turn one window's estimate into measurements and trajectory poses.
 
@@ -529,6 +536,9 @@ class TrajectoryTracker:
             log_var: ``[S,6]`` head log-variances, order ``[rot, trans]`` (rad², unit² of the
                 head's scale convention), right perturbation in camera i.
             epoch: the :attr:`epoch` of this tracker when the window was cut.
+            valid: ``[S]`` bool, False for frames the backbone has no estimate for (their pose
+                may be NaN): they are left out of the window and counted (``frames_invalid``),
+                never published. Frame 0 is the reference and must be valid. None: all valid.
 
         Returns:
             The window's output, or ``None`` if the window is stale (a reset happened since) or
@@ -540,8 +550,17 @@ class TrajectoryTracker:
         """
         T_0_i = np.asarray(T_0_i, dtype=np.float64)
         log_var = np.asarray(log_var, dtype=np.float64)
-        check_finite(T_0_i, log_var)
         stamps = [int(s) for s in stamps_ns]
+        if valid is not None:
+            keep = np.asarray(valid, dtype=bool)
+            if not keep[0]:
+                raise NonFiniteOutputError("the window's reference frame has no estimate; window skipped")
+            if not keep.all():
+                with self._lock:
+                    self.counters.frames_invalid += int((~keep).sum())
+                T_0_i, log_var = T_0_i[keep], log_var[keep]
+                stamps = [s for s, k in zip(stamps, keep) if k]
+        check_finite(T_0_i, log_var)
         with self._lock:
             if epoch != self.epoch:
                 self.counters.stale_windows += 1
