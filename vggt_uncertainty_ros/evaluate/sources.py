@@ -236,6 +236,10 @@ class ModelSource:
                     except NonFiniteOutputError as err:
                         self.warnings.add("nonfinite_model_output", f"window at {window_stamps[0]} ns: {err}")
                         continue
+                    if est.valid is not None and not est.valid.all():
+                        self.warnings.add(
+                            "frames_invalid", f"window at {window_stamps[0]} ns", count=int((~est.valid).sum())
+                        )
                     gt = np.full((len(window_frames), 4, 4), np.nan)
                     for k, f in enumerate(window_frames):
                         if f.T_world_cam is not None:
@@ -245,7 +249,9 @@ class ModelSource:
                         stamps_ns=np.asarray(window_stamps, dtype=np.int64),
                         T_0_i=est.T_0_i,
                         cov=np.asarray(diag_to_cov(np.exp(est.log_var))),
-                        valid=np.ones(len(window_frames), dtype=bool),
+                        # frames the backbone has no estimate for are not scored (as the node
+                        # does not publish them); they are counted
+                        valid=np.ones(len(window_frames), dtype=bool) if est.valid is None else est.valid,
                         T_world_cam_gt=gt,
                         log_var_raw=est.log_var,
                         sigma_trans_scales=scales,
