@@ -48,9 +48,7 @@ class DecodeBenchmark:
         return self.n_frames / max(self.cpu_s, 1e-9)
 
 
-def benchmark_decoding(
-    path: str | Path, *, with_depth: bool = False, max_frames: int | None = None
-) -> DecodeBenchmark:
+def benchmark_decoding(path: str | Path, *, with_depth: bool = False, max_frames: int | None = None) -> DecodeBenchmark:
     """Stream a sequence through :func:`open_sequence` (images decoded, ground truth looked up).
 
     Args:

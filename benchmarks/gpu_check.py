@@ -199,8 +199,14 @@ def estimator_bench(model: torch.nn.Module, device: torch.device, frames: int, w
     print(f"     preprocessing alone (CPU, PIL bicubic, {frames} frames): {prep:.1f} ms", flush=True)
     result: dict = {"preprocess_ms": prep}
     for label, cache in (("no token cache", None), ("token cache", TokenCache(max_frames=2 * frames))):
-        est = WindowEstimator(model, None, device, torch.bfloat16 if device.type == "cuda" else None,
-                              constant_sigma=0.1, token_cache=cache)
+        est = WindowEstimator(
+            model,
+            None,
+            device,
+            torch.bfloat16 if device.type == "cuda" else None,
+            constant_sigma=0.1,
+            token_cache=cache,
+        )
         times = []
         for w in range(windows):
             ids = list(range(w * stride, w * stride + frames))
@@ -209,8 +215,11 @@ def estimator_bench(model: torch.nn.Module, device: torch.device, frames: int, w
             times.append((time.perf_counter() - t) * 1e3)
         steady = sorted(times[2:])
         result[label] = {"median_ms": steady[len(steady) // 2], "first_ms": times[0]}
-        print(f"     {label:15s}: median {result[label]['median_ms']:6.1f} ms per window "
-              f"(first window {times[0]:.0f} ms)", flush=True)
+        print(
+            f"     {label:15s}: median {result[label]['median_ms']:6.1f} ms per window "
+            f"(first window {times[0]:.0f} ms)",
+            flush=True,
+        )
     return result
 
 
@@ -254,8 +263,14 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
 
     print("--- correctness", flush=True)
     t0 = time.perf_counter()
-    settings = BackboneBenchConfig(config=args.config, device=args.device, frames=args.frames, height=args.height,
-                             width=args.width, iters=args.iters)
+    settings = BackboneBenchConfig(
+        config=args.config,
+        device=args.device,
+        frames=args.frames,
+        height=args.height,
+        width=args.width,
+        iters=args.iters,
+    )
     model = build_bench_model(settings, inference_precision=False)  # float32 reference first
     print(f"model built in {time.perf_counter() - t0:.1f} s", flush=True)
     gen = torch.Generator().manual_seed(0)
@@ -333,8 +348,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
             med, low = time_ms(run, args.iters, device)
             row = {"mode": label, "sdpa": backend, "graph": False, "median_ms": med, "min_ms": low}
             results.append(row)
-            print(f"     {label:8s} {backend:6s}: median {med:6.1f} ms, min {low:6.1f} ms "
-                  f"(set-up {time.perf_counter() - t:.0f} s)", flush=True)
+            print(
+                f"     {label:8s} {backend:6s}: median {med:6.1f} ms, min {low:6.1f} ms "
+                f"(set-up {time.perf_counter() - t:.0f} s)",
+                flush=True,
+            )
             if cuda:
                 graph, g_out = _capture_graph(run)
                 graph.replay()
@@ -343,8 +361,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
                 _report(d < 1e-3, what, failures)
                 gmed, glow = time_ms(graph.replay, args.iters, device)
                 results.append({"mode": label, "sdpa": backend, "graph": True, "median_ms": gmed, "min_ms": glow})
-                print(f"     {label:8s} {backend:6s} + CUDA graph: median {gmed:6.1f} ms, min {glow:6.1f} ms",
-                      flush=True)
+                print(
+                    f"     {label:8s} {backend:6s} + CUDA graph: median {gmed:6.1f} ms, min {glow:6.1f} ms", flush=True
+                )
                 del graph, g_out
         except Exception as err:  # noqa: BLE001 - report any variant failure and go on
             _report(False, f"variant {label}/{backend}: {type(err).__name__}: {str(err)[:300]}", failures)
@@ -360,8 +379,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
     best = min(results, key=lambda r: r["median_ms"])
     best_free = min((r for r in results if not r["graph"]), key=lambda r: r["median_ms"])
     flops = vggt_flops(get_config(args.config), args.frames, args.height, args.width)
-    print(f"--- fastest: {best['mode']}/{best['sdpa']}{' + CUDA graph' if best['graph'] else ''}, "
-          f"{best['median_ms']:.1f} ms = {flops / best['median_ms'] / 1e9:.0f} TFLOP/s", flush=True)
+    print(
+        f"--- fastest: {best['mode']}/{best['sdpa']}{' + CUDA graph' if best['graph'] else ''}, "
+        f"{best['median_ms']:.1f} ms = {flops / best['median_ms'] / 1e9:.0f} TFLOP/s",
+        flush=True,
+    )
     torch._dynamo.reset()
     model.set_sdpa_backend(best_free["sdpa"])
     if best_free["mode"] == "compiled":
@@ -392,8 +414,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
     save()
     print("--- summary", flush=True)
     for r in results:
-        print(f"     {r['mode']:8s} {r['sdpa']:6s}{' + graph' if r['graph'] else '        '}: "
-              f"{r['median_ms']:6.1f} ms median, {r['min_ms']:6.1f} ms min", flush=True)
+        print(
+            f"     {r['mode']:8s} {r['sdpa']:6s}{' + graph' if r['graph'] else '        '}: "
+            f"{r['median_ms']:6.1f} ms median, {r['min_ms']:6.1f} ms min",
+            flush=True,
+        )
     print(f"{len(failures)} failed checks", flush=True)
     return len(failures)
 

@@ -59,8 +59,9 @@ def skinny_f32(device: torch.device) -> None:
             err = float((fn().double().reshape(8, n) - ref.reshape(8, n)).abs().max())
             ms = _graph_ms(fn)
             gbs = w.numel() * 4 / ms / 1e6
-            print(f"     K={k:5d} N={n:5d} {name:20s}: {ms * 1e3:7.1f} us, {gbs:6.0f} GB/s, max err {err:.1e}",
-                  flush=True)
+            print(
+                f"     K={k:5d} N={n:5d} {name:20s}: {ms * 1e3:7.1f} us, {gbs:6.0f} GB/s, max err {err:.1e}", flush=True
+            )
 
 
 def fc1_gelu(device: torch.device) -> None:
@@ -116,8 +117,9 @@ def model_gelu_epilogue(device: torch.device) -> None:
                 return original(self, x)
             lead = x.shape[:-1]
             w = self.fc1.weight.to(torch.bfloat16)
-            h = torch._addmm_activation(self.fc1.bias.to(torch.bfloat16), x.reshape(-1, x.shape[-1]).to(torch.bfloat16),
-                                        w.t(), use_gelu=True)
+            h = torch._addmm_activation(
+                self.fc1.bias.to(torch.bfloat16), x.reshape(-1, x.shape[-1]).to(torch.bfloat16), w.t(), use_gelu=True
+            )
             return self.fc2(h.reshape(*lead, -1))
 
         for label, fwd in (("exact GELU", original), ("tanh-GELU epilogue", epilogue)):

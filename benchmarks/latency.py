@@ -112,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     n_windows = args.windows or (1000 if estimator.device.type == "cuda" else 40)
     frames = stream(args.size + (n_windows + args.warmup - 1) * args.stride, args.height, args.width)
     node, model = measure(estimator, frames, args.size, args.stride, args.warmup)
-    print(f"{args.size} frames {args.width}x{args.height} at stride {args.stride}, {spec.weights} on "
-          f"{estimator.device} ({estimator.dtype}), attention {spec.attention}")
+    print(
+        f"{args.size} frames {args.width}x{args.height} at stride {args.stride}, {spec.weights} on "
+        f"{estimator.device} ({estimator.dtype}), attention {spec.attention}"
+    )
     print(node.line("node path"))
     print(model.line("model alone"))
     ratio = node.median_ms / model.median_ms

@@ -71,30 +71,42 @@ def targets_met(doc: dict[str, Any]) -> dict[str, bool]:
         out[f"every_sequence_{block}_d2_in_2_4.5"] = all(d is not None and lo_s <= d <= hi_s for d in seq_d2)
         cov = pooled[block]["coverage"]
         out[f"pooled_{block}_coverage_68_95_within_5pts"] = bool(
-            cov["68"] is not None and abs(cov["68"] - 0.6827) <= TARGETS["coverage_tol"]
-            and abs(cov["95"] - 0.95) <= TARGETS["coverage_tol"])
+            cov["68"] is not None
+            and abs(cov["68"] - 0.6827) <= TARGETS["coverage_tol"]
+            and abs(cov["95"] - 0.95) <= TARGETS["coverage_tol"]
+        )
         sp = pooled[block]["spearman"]
         out[f"pooled_{block}_spearman"] = bool(sp is not None and sp >= TARGETS["spearman"][block])
-    wins = sum(1 for v in doc["pgo"].values() if None not in v.values()
-               and v["predicted"] < v["uniform"] and v["predicted"] < v["constant_tuned"])
+    wins = sum(
+        1
+        for v in doc["pgo"].values()
+        if None not in v.values() and v["predicted"] < v["uniform"] and v["predicted"] < v["constant_tuned"]
+    )
     out["pgo_predicted_beats_both"] = wins >= min(TARGETS["pgo_wins"], len(doc["pgo"]))
     return out
 
 
 def format_report(doc: dict[str, Any]) -> str:
     """Terminal summary: per-sequence table after recalibration, factors, PGO ATE, targets."""
-    lines = [format_summary_table({"sequences": doc["sequences"], "pooled": doc["pooled"]},
-                                  f"unseen test sequences ({doc['backbone']} backbone), after recalibration:")]
+    lines = [
+        format_summary_table(
+            {"sequences": doc["sequences"], "pooled": doc["pooled"]},
+            f"unseen test sequences ({doc['backbone']} backbone), after recalibration:",
+        )
+    ]
     f = doc["recalibration"]["factors"]
     b, a = doc["recalibration"]["before"], doc["recalibration"]["after"]
-    lines.append(f"\nrecalibration factors (fitted on validation): rot x{f['rot']:.3g}, trans x{f['trans']:.3g}; "
-                 f"pooled test d2 rot {b['rot']['d2_mean']:.2f} -> {a['rot']['d2_mean']:.2f}, "
-                 f"trans {b['trans']['d2_mean']:.2f} -> {a['trans']['d2_mean']:.2f}")
+    lines.append(
+        f"\nrecalibration factors (fitted on validation): rot x{f['rot']:.3g}, trans x{f['trans']:.3g}; "
+        f"pooled test d2 rot {b['rot']['d2_mean']:.2f} -> {a['rot']['d2_mean']:.2f}, "
+        f"trans {b['trans']['d2_mean']:.2f} -> {a['trans']['d2_mean']:.2f}"
+    )
     lines.append("\npose graph ATE RMSE (m):  uniform / constant_tuned / predicted")
     for name, v in doc["pgo"].items():
         lines.append(f"  {name:<24} " + " / ".join("n/a" if x is None else f"{x:.4f}" for x in v.values()))
-    lines.append("\ntargets (issue 12): " + ", ".join(f"{k} {'MET' if v else 'not met'}"
-                                                    for k, v in targets_met(doc).items()))
+    lines.append(
+        "\ntargets (issue 12): " + ", ".join(f"{k} {'MET' if v else 'not met'}" for k, v in targets_met(doc).items())
+    )
     return "\n".join(lines)
 
 

@@ -11,7 +11,14 @@ import vggt_uncertainty_ros
 
 ROOT = Path(__file__).resolve().parents[1]
 ROS_DEPENDENCIES = {
-    "rclpy", "sensor_msgs", "geometry_msgs", "nav_msgs", "std_msgs", "diagnostic_msgs", "launch", "launch_ros",
+    "rclpy",
+    "sensor_msgs",
+    "geometry_msgs",
+    "nav_msgs",
+    "std_msgs",
+    "diagnostic_msgs",
+    "launch",
+    "launch_ros",
 }
 
 

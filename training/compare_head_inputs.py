@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     results = {}
     for feature in FEATURES:
-        cfg = load_config(args.config, [*args.overrides, f"head.input_feature={feature}",
-                                        f"output.run_dir={args.out / feature}"])
+        cfg = load_config(
+            args.config, [*args.overrides, f"head.input_feature={feature}", f"output.run_dir={args.out / feature}"]
+        )
         results[feature] = train(cfg)
     print(f"| validation metric (step {results[FEATURES[0]].step}) | " + " | ".join(f"`{f}`" for f in FEATURES) + " |")
     print("|---|" + "---|" * len(FEATURES))

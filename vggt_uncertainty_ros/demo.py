@@ -125,14 +125,21 @@ def unseen_calibration(cfg: DemoConfig) -> tuple[dict[str, Any], str]:
     doc = jsonable(doc)
     (cfg.out_dir / "unseen" / "unseen.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     f = doc["recalibration"]["factors"]
-    table = "\n".join([
-        format_summary_table({"sequences": doc["sequences"], "pooled": doc["pooled"]},
-                             "Calibration on unseen test sequences (geometric backbone, after recalibration):"),
-        f"recalibration factors fitted on {ucfg.n_val} validation sequences: rot x{f['rot']:.3g}, "
-        f"trans x{f['trans']:.3g}; head selected at step {details['selected_step']} of {ucfg.steps}",
-        "pose graph ATE RMSE (m), uniform / constant_tuned / predicted: " + "; ".join(
-            f"{n} " + "/".join("n/a" if v is None else f"{v:.3f}" for v in p.values()) for n, p in doc["pgo"].items()),
-    ])
+    table = "\n".join(
+        [
+            format_summary_table(
+                {"sequences": doc["sequences"], "pooled": doc["pooled"]},
+                "Calibration on unseen test sequences (geometric backbone, after recalibration):",
+            ),
+            f"recalibration factors fitted on {ucfg.n_val} validation sequences: rot x{f['rot']:.3g}, "
+            f"trans x{f['trans']:.3g}; head selected at step {details['selected_step']} of {ucfg.steps}",
+            "pose graph ATE RMSE (m), uniform / constant_tuned / predicted: "
+            + "; ".join(
+                f"{n} " + "/".join("n/a" if v is None else f"{v:.3f}" for v in p.values())
+                for n, p in doc["pgo"].items()
+            ),
+        ]
+    )
     return doc, table
 
 
@@ -152,8 +159,14 @@ def synthesise(cfg: DemoConfig) -> tuple[_Sequence, _Sequence]:
     for name, seed, n in (("train", cfg.seed, cfg.train_frames), ("eval", cfg.seed + 100, cfg.eval_frames)):
         with tqdm(total=n, desc=f"synth {name}", unit="frame") as bar:
             written = generate(
-                cfg.out_dir / "data" / name, seed=seed, n_frames=n, formats=("ros2", "tum"),
-                width=cfg.width, height=cfg.height, fps=cfg.fps, progress=lambda k, bar=bar: bar.update(k - bar.n),
+                cfg.out_dir / "data" / name,
+                seed=seed,
+                n_frames=n,
+                formats=("ros2", "tum"),
+                width=cfg.width,
+                height=cfg.height,
+                fps=cfg.fps,
+                progress=lambda k, bar=bar: bar.update(k - bar.n),
             )
         sequences.append(_Sequence(written.paths["ros2"], written.paths["tum"] / "groundtruth.txt"))
     return sequences[0], sequences[1]
@@ -233,8 +246,16 @@ def run_node_and_record(cfg: DemoConfig, head: Path, seq: _Sequence) -> tuple[Pa
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROS_LOG_DIR")})
     params = _node_params(cfg, head, cfg.out_dir / "node_params.yaml")
     log_path = cfg.out_dir / "node.log"
-    cmd = [sys.executable, "-m", "vggt_uncertainty_ros.ros.node", "--ros-args", "--params-file", str(params),
-           "-r", f"image:={IMAGE_TOPIC}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vggt_uncertainty_ros.ros.node",
+        "--ros-args",
+        "--params-file",
+        str(params),
+        "-r",
+        f"image:={IMAGE_TOPIC}",
+    ]
     _step(3, f"starting the node (domain {env['ROS_DOMAIN_ID']}, log {log_path})")
     with log_path.open("wb") as log:
         node = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -298,8 +319,11 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     res = DemoResult(out_dir=cfg.out_dir)
     t0 = time.monotonic()
     u = cfg.unseen
-    _step(0, f"geometric backbone: {u.get('n_train')} training, {u.get('n_val')} validation, {u.get('n_test')} "
-             "test sequences; train, recalibrate, evaluate the unseen ones")
+    _step(
+        0,
+        f"geometric backbone: {u.get('n_train')} training, {u.get('n_val')} validation, {u.get('n_test')} "
+        "test sequences; train, recalibrate, evaluate the unseen ones",
+    )
     res.unseen, res.unseen_table = unseen_calibration(cfg)
     print("\n" + res.unseen_table + "\n", flush=True)
     _step(1, f"synthesising two sequences ({cfg.train_frames} + {cfg.eval_frames} frames, {cfg.width}x{cfg.height})")

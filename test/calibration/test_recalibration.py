@@ -154,8 +154,14 @@ def test_summary_table_prints_missing_blocks() -> None:
     from vggt_uncertainty_ros.calibration.bootstrap import format_summary_table, unseen_summary
 
     rng = np.random.default_rng(5)
-    seqs = {"a": {"r": rng.normal(size=(70, 6)), "log_var": np.zeros((70, 6)), "window": np.repeat(np.arange(10), 7),
-                  "trans_valid": np.zeros(70, bool)}}
+    seqs = {
+        "a": {
+            "r": rng.normal(size=(70, 6)),
+            "log_var": np.zeros((70, 6)),
+            "window": np.repeat(np.arange(10), 7),
+            "trans_valid": np.zeros(70, bool),
+        }
+    }
     summary = unseen_summary(seqs, block_length=2, n_boot=50)
     assert summary["sequences"]["a"]["trans"]["n_frames"] == 0 and summary["pooled"]["rot"]["n_frames"] == 70
     text = format_summary_table(summary, "t")

@@ -66,9 +66,7 @@ def test_trajectory_reads_tum_sample_with_comments(tmp_path: Path) -> None:
     stamps, T = read_tum_trajectory(path)
     assert stamps.tolist() == [1_305_031_098_665_900_000, 1_305_031_098_675_800_000]
     q = np.array([0.6132, 0.5962, -0.3311, -0.3986])
-    np.testing.assert_allclose(
-        T[0, :3, :3], Rotation.from_quat(q / np.linalg.norm(q)).as_matrix(), atol=1e-12
-    )
+    np.testing.assert_allclose(T[0, :3, :3], Rotation.from_quat(q / np.linalg.norm(q)).as_matrix(), atol=1e-12)
     np.testing.assert_allclose(T[0, :3, 3], [1.3563, 0.6305, 1.6380])
 
 
@@ -95,16 +93,11 @@ def test_malformed_list_line_names_file_and_line(tmp_path: Path) -> None:
         read_tum_list(path)
 
 
-def _tum_associate_reference(
-    first: dict[float, str], second: dict[float, str], offset: float, max_diff: float
-):
+def _tum_associate_reference(first: dict[float, str], second: dict[float, str], offset: float, max_diff: float):
     """TUM's associate.py rule written out over float seconds (independent of ours)."""
     first_keys, second_keys = list(first), list(second)
     potential = sorted(
-        (abs(a - (b + offset)), a, b)
-        for a in first_keys
-        for b in second_keys
-        if abs(a - (b + offset)) < max_diff
+        (abs(a - (b + offset)), a, b) for a in first_keys for b in second_keys if abs(a - (b + offset)) < max_diff
     )
     matches = []
     for _, a, b in potential:
@@ -127,10 +120,7 @@ def test_associate_matches_tum_rule(seed: int) -> None:
         0.0,
         0.02,
     )
-    ours = [
-        ((a_us[i] - 1_305_031_102_000_000) / 1e6, (b_us[j] - 1_305_031_102_000_000) / 1e6)
-        for i, j in zip(ia, ib)
-    ]
+    ours = [((a_us[i] - 1_305_031_102_000_000) / 1e6, (b_us[j] - 1_305_031_102_000_000) / 1e6) for i, j in zip(ia, ib)]
     assert ours == ref
     assert len(ref) > 10
 

@@ -96,4 +96,3 @@ def read_frames_csv(path: Path) -> dict[str, np.ndarray]:
         rows = list(csv.DictReader(fh))
     ints = {"window", "anchor_stamp_ns", "stamp_ns", "index_in_window"}
     return {k: np.array([int(r[k]) if k in ints else float(r[k]) for r in rows]) for k in rows[0]}
-

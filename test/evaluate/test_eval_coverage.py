@@ -42,12 +42,23 @@ def test_report_on_three_poses_says_so(synth_seq, tmp_path):
     tum = synth_seq.paths["tum"]
     messages = _node_like_messages(tum, seed=11)
     full = evaluate(
-        EvalConfig(data=write_pose_bag(tmp_path / "full", messages), out_dir=tmp_path / "out_full",
-                   source="poses-topic", poses_topic=POSE_TOPIC, gt=tum / "groundtruth.txt", plots=False)
+        EvalConfig(
+            data=write_pose_bag(tmp_path / "full", messages),
+            out_dir=tmp_path / "out_full",
+            source="poses-topic",
+            poses_topic=POSE_TOPIC,
+            gt=tum / "groundtruth.txt",
+            plots=False,
+        )
     )
     thin = evaluate(
-        EvalConfig(data=write_pose_bag(tmp_path / "thin", messages[:3]), out_dir=tmp_path / "out_thin",
-                   source="poses-topic", poses_topic=POSE_TOPIC, gt=tum / "groundtruth.txt")
+        EvalConfig(
+            data=write_pose_bag(tmp_path / "thin", messages[:3]),
+            out_dir=tmp_path / "out_thin",
+            source="poses-topic",
+            poses_topic=POSE_TOPIC,
+            gt=tum / "groundtruth.txt",
+        )
     )
     assert full.report["coverage"]["fraction_of_span"] > 0.8
     cov = thin.report["coverage"]

@@ -62,15 +62,18 @@ def test_recorded_node_output_matches_the_offline_model_run(tmp_path: Path, monk
     log = (tmp_path / "node.log").open("wb")
     node = subprocess.Popen(
         [sys.executable, "-m", "vggt_uncertainty_ros.ros.node", "--ros-args", "--params-file", str(params)],
-        env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     expected = 2 * 7
     received: list[tuple[int, bytes]] = []
     rclpy.init()
     recorder = rclpy.create_node("eval_test_recorder")
     qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL, depth=1000)
-    recorder.create_subscription(PoseWithCovarianceStamped, TOPIC,
-                                 lambda raw: received.append((time.time_ns(), bytes(raw))), qos, raw=True)
+    recorder.create_subscription(
+        PoseWithCovarianceStamped, TOPIC, lambda raw: received.append((time.time_ns(), bytes(raw))), qos, raw=True
+    )
     executor = SingleThreadedExecutor()
     executor.add_node(recorder)
     done = threading.Event()
@@ -82,8 +85,14 @@ def test_recorded_node_output_matches_the_offline_model_run(tmp_path: Path, monk
     spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
     try:
-        replay_and_record(seq.paths["ros2"], "/camera/rgb/image_color", publish_topic="/image", rate=0.5,
-                          wait_for_subscribers_s=60.0, settle_s=0.0)
+        replay_and_record(
+            seq.paths["ros2"],
+            "/camera/rgb/image_color",
+            publish_topic="/image",
+            rate=0.5,
+            wait_for_subscribers_s=60.0,
+            settle_s=0.0,
+        )
         deadline = time.monotonic() + 90.0
         while len(received) < expected and time.monotonic() < deadline and node.poll() is None:
             time.sleep(0.1)
@@ -101,16 +110,24 @@ def test_recorded_node_output_matches_the_offline_model_run(tmp_path: Path, monk
         log.close()
     assert len(received) == expected, (tmp_path / "node.log").read_text()[-3000:]
     with Writer(tmp_path / "recorded", version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
-        conn = writer.add_connection(TOPIC, "geometry_msgs/msg/PoseWithCovarianceStamped",
-                                     typestore=get_typestore(Stores.ROS2_HUMBLE))
+        conn = writer.add_connection(
+            TOPIC, "geometry_msgs/msg/PoseWithCovarianceStamped", typestore=get_typestore(Stores.ROS2_HUMBLE)
+        )
         for t, data in received:
             writer.write(conn, t, data)
 
     gt = seq.paths["tum"] / "groundtruth.txt"
-    recorded = evaluate(EvalConfig(data=tmp_path / "recorded", out_dir=tmp_path / "rec", source="poses-topic",
-                                   poses_topic=TOPIC, gt=gt, plots=False))
-    offline = evaluate(EvalConfig(data=seq.paths["ros2"], out_dir=tmp_path / "off", params=params, gt=gt,
-                                  plots=False))
+    recorded = evaluate(
+        EvalConfig(
+            data=tmp_path / "recorded",
+            out_dir=tmp_path / "rec",
+            source="poses-topic",
+            poses_topic=TOPIC,
+            gt=gt,
+            plots=False,
+        )
+    )
+    offline = evaluate(EvalConfig(data=seq.paths["ros2"], out_dir=tmp_path / "off", params=params, gt=gt, plots=False))
     # a short recording: at most its ATE is flagged (too few poses), and the same in both
     assert set(recorded.report["warnings"]) <= {"ate_few_poses"}
     assert recorded.report["warnings"] == offline.report["warnings"]

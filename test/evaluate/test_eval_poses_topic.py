@@ -67,8 +67,12 @@ def _node_like_messages(tum_dir: Path, seed: int, size: int = 8, stride: int = 4
 def _evo_rmse(tmp: Path, *args: str) -> float:
     res = tmp / "evo_res.zip"
     res.unlink(missing_ok=True)
-    subprocess.run([str(EVO_BIN / args[0]), *args[1:], "--save_results", str(res), "--no_warnings"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [str(EVO_BIN / args[0]), *args[1:], "--save_results", str(res), "--no_warnings"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     with zipfile.ZipFile(res) as z:
         return float(json.loads(z.read("stats.json"))["rmse"])
 
@@ -79,8 +83,14 @@ def pose_run(synth_seq, tmp_path_factory):
     tum = synth_seq.paths["tum"]
     bag = write_pose_bag(tmp / "poses_bag", _node_like_messages(tum, seed=11))
     # this short synthetic sequence moves < 2 cm per window: a lower motion threshold scores its translation
-    cfg = EvalConfig(data=bag, out_dir=tmp / "out", source="poses-topic", poses_topic=POSE_TOPIC,
-                     gt=tum / "groundtruth.txt", min_motion_m=MIN_MOTION)
+    cfg = EvalConfig(
+        data=bag,
+        out_dir=tmp / "out",
+        source="poses-topic",
+        poses_topic=POSE_TOPIC,
+        gt=tum / "groundtruth.txt",
+        min_motion_m=MIN_MOTION,
+    )
     return tmp, bag, tum, evaluate(cfg)
 
 
@@ -143,8 +153,16 @@ def test_trajectory_equals_evo_cli(pose_run) -> None:
 
 def test_scale_mode_none_keeps_d2_and_reports_source_units(pose_run) -> None:
     tmp, bag, tum, result = pose_run
-    cfg = EvalConfig(data=bag, out_dir=tmp / "out_none", source="poses-topic", poses_topic=POSE_TOPIC,
-                     gt=tum / "groundtruth.txt", scale_mode="none", plots=False, min_motion_m=MIN_MOTION)
+    cfg = EvalConfig(
+        data=bag,
+        out_dir=tmp / "out_none",
+        source="poses-topic",
+        poses_topic=POSE_TOPIC,
+        gt=tum / "groundtruth.txt",
+        scale_mode="none",
+        plots=False,
+        min_motion_m=MIN_MOTION,
+    )
     none = evaluate(cfg)
     assert none.report["scale_mode"] == "none"
     assert "source" in none.report["units"]["trans"]
@@ -153,8 +171,9 @@ def test_scale_mode_none_keeps_d2_and_reports_source_units(pose_run) -> None:
     f = read_frames_csv(result.files["frames_csv"])
     s = np.array([result.report["scale"]["fit_mean"]])
     assert np.all(none.table.scale == 1.0) and np.all(f["scale"] > 0) and s > 0
-    np.testing.assert_allclose(none.table.residual[:, 3:] * f["scale"][:, None], result.table.residual[:, 3:],
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        none.table.residual[:, 3:] * f["scale"][:, None], result.table.residual[:, 3:], rtol=1e-9, atol=1e-12
+    )
 
 
 def _bad_gt(tum: Path, out: Path) -> Path:
@@ -182,8 +201,9 @@ def test_bad_input_is_counted_not_fatal(synth_seq, tmp_path) -> None:
     msgs[4], msgs[5] = msgs[5], msgs[4]  # out of order within a window
     bag = write_pose_bag(tmp_path / "bad_bag", msgs)
     gt = _bad_gt(tum, tmp_path / "gt_bad.txt")
-    cfg = EvalConfig(data=bag, out_dir=tmp_path / "out", source="poses-topic", poses_topic=POSE_TOPIC, gt=gt,
-                     plots=False)
+    cfg = EvalConfig(
+        data=bag, out_dir=tmp_path / "out", source="poses-topic", poses_topic=POSE_TOPIC, gt=gt, plots=False
+    )
     result = evaluate(cfg)
     w = json.loads(result.files["report_json"].read_text())["warnings"]
     assert w["nan_covariance"] == 1
@@ -201,8 +221,19 @@ def test_missing_topic_writes_report_and_exits_1(synth_seq, tmp_path) -> None:
     tum = synth_seq.paths["tum"]
     bag = write_pose_bag(tmp_path / "bag", _node_like_messages(tum, seed=1)[:3], topic="/other")
     out = tmp_path / "out"
-    status = cli_main(["eval", "--data", str(bag), "--gt", str(tum / "groundtruth.txt"),
-                       "--poses-topic", POSE_TOPIC, "--out", str(out)])
+    status = cli_main(
+        [
+            "eval",
+            "--data",
+            str(bag),
+            "--gt",
+            str(tum / "groundtruth.txt"),
+            "--poses-topic",
+            POSE_TOPIC,
+            "--out",
+            str(out),
+        ]
+    )
     assert status == 1
     report = json.loads((out / "report.json").read_text())
     assert report["warnings"] == {"missing_topic": 1}
@@ -215,10 +246,19 @@ def test_ground_truth_from_the_recorded_bag_itself(form: str, synth_seq, tmp_pat
     msgs = _node_like_messages(synth_seq.paths["tum"], seed=11)
     name = "recorded.bag" if form == "ros1" else "recorded"
     bag = copy_bag_with_poses(synth_seq.paths[form], tmp_path / name, msgs)
-    with_file = evaluate(EvalConfig(data=bag, out_dir=tmp_path / "a", source="poses-topic", poses_topic=POSE_TOPIC,
-                                    gt=synth_seq.paths["tum"] / "groundtruth.txt", plots=False))
-    from_bag = evaluate(EvalConfig(data=bag, out_dir=tmp_path / "b", source="poses-topic", poses_topic=POSE_TOPIC,
-                                   plots=False))
+    with_file = evaluate(
+        EvalConfig(
+            data=bag,
+            out_dir=tmp_path / "a",
+            source="poses-topic",
+            poses_topic=POSE_TOPIC,
+            gt=synth_seq.paths["tum"] / "groundtruth.txt",
+            plots=False,
+        )
+    )
+    from_bag = evaluate(
+        EvalConfig(data=bag, out_dir=tmp_path / "b", source="poses-topic", poses_topic=POSE_TOPIC, plots=False)
+    )
     assert from_bag.report["warnings"] == {}
     assert from_bag.report["decode"]["frames"] == N_FRAMES
     assert from_bag.report["n_frames"] == with_file.report["n_frames"] == len(msgs)

@@ -37,8 +37,10 @@ def head_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _small_params(path: Path) -> Path:
-    text = DEFAULT_PARAMS_YAML.read_text().replace("window_size: 8", "window_size: 6").replace(
-        "window_stride: 4", "window_stride: 3"
+    text = (
+        DEFAULT_PARAMS_YAML.read_text()
+        .replace("window_size: 8", "window_size: 6")
+        .replace("window_stride: 4", "window_stride: 3")
     )
     path.write_text(text)
     return path
@@ -61,8 +63,18 @@ def _check_windows_follow_node_rule(data: Path, params: Path, frames: dict[str, 
 def test_run_model_on_each_data_form(form: str, synth_seq, head_ckpt: Path, tmp_path: Path) -> None:
     data = synth_seq.paths[form]
     out = tmp_path / "out"
-    args = ["eval", "--data", str(data), "--run-model", "--weights", "tiny", "--out", str(out),
-            "--max-frames", str(MAX_FRAMES)]
+    args = [
+        "eval",
+        "--data",
+        str(data),
+        "--run-model",
+        "--weights",
+        "tiny",
+        "--out",
+        str(out),
+        "--max-frames",
+        str(MAX_FRAMES),
+    ]
     params = DEFAULT_PARAMS_YAML
     if form == "ros1":
         args += ["--head", str(head_ckpt), "--no-plots"]
@@ -123,8 +135,13 @@ class _StubEstimator:
         self.live.extend(weakref.ref(im) for im in images)
         T = np.tile(np.eye(4), (n, 1, 1))
         T[:, 0, 3] = np.arange(n) * 0.01
-        return WindowEstimate(T_0_i=T, log_var=np.full((n, 6), -4.0), pose_enc=np.zeros((n, 9)),
-                              intrinsics=np.tile(np.eye(3), (n, 1, 1)), features=np.zeros((n, 4), np.float32))
+        return WindowEstimate(
+            T_0_i=T,
+            log_var=np.full((n, 6), -4.0),
+            pose_enc=np.zeros((n, 9)),
+            intrinsics=np.tile(np.eye(3), (n, 1, 1)),
+            features=np.zeros((n, 4), np.float32),
+        )
 
 
 def test_model_source_streams_with_window_sized_buffers(synth_seq, tmp_path: Path, monkeypatch) -> None:

@@ -55,8 +55,17 @@ def test_equals_evo_cli_on_the_same_files(tmp_path: Path) -> None:
     for key, extra in (("ate_rmse_m", ()), ("rpe_trans_rmse_m", ()), ("rpe_rot_rmse_deg", ("-r", "angle_deg"))):
         tool = "evo_ape" if key.startswith("ate") else "evo_rpe"
         res = tmp_path / f"{key}.zip"
-        cmd = [str(Path(sys.executable).parent / tool), "tum", str(tmp_path / "gt.tum"), str(tmp_path / "est.tum"),
-               "-as", *extra, "--save_results", str(res), "--no_warnings"]
+        cmd = [
+            str(Path(sys.executable).parent / tool),
+            "tum",
+            str(tmp_path / "gt.tum"),
+            str(tmp_path / "est.tum"),
+            "-as",
+            *extra,
+            "--save_results",
+            str(res),
+            "--no_warnings",
+        ]
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
         with zipfile.ZipFile(res) as z:
             assert json.loads(z.read("stats.json"))["rmse"] == pytest.approx(out[key], abs=1e-6)

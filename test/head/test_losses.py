@@ -60,9 +60,9 @@ def test_window_frame_mask_excludes_frame_zero() -> None:
 
 def test_motion_weights_normalise_and_clamp() -> None:
     t = torch.zeros(3, 3, 3)
-    t[0, 1:, 0] = 1.0   # mean norm over frames 1..2: 1.0
+    t[0, 1:, 0] = 1.0  # mean norm over frames 1..2: 1.0
     t[1, 1:, 0] = 0.01  # tiny motion -> clamped at 0.1
-    t[2, 1:, 0] = 5.0   # large motion -> clamped at 2
+    t[2, 1:, 0] = 5.0  # large motion -> clamped at 2
     w = motion_weights(t)
     mean = (1.0 + 0.01 + 5.0) / 3
     torch.testing.assert_close(w, torch.tensor([1.0 / mean, 0.1, 2.0]))

@@ -37,8 +37,9 @@ def test_estimator_applies_the_stored_recalibration_and_relative_convention(tmp_
     backbone = load_backbone("tiny", "cpu", None)
     head = UncertaintyHead(in_dim=int(backbone.feature_dim), hidden=8)
     rec = {"factors": {"rot": 4.0, "trans": 0.25}, "method": "quantile", "sequences": ["v"]}
-    path = save_head(tmp_path / "r.safetensors", head,
-                     HeadMetadata.for_head(head, scale_convention="relative", recalibration=rec))
+    path = save_head(
+        tmp_path / "r.safetensors", head, HeadMetadata.for_head(head, scale_convention="relative", recalibration=rec)
+    )
     head2, meta = load_head(path)
     est = WindowEstimator(backbone, head2, head_metadata=meta)
     assert est.recalibration == {"rot": 4.0, "trans": 0.25} and est.scale_convention == "vggt"

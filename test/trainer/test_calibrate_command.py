@@ -26,10 +26,17 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]
     for seed in (101, 102, 103):
         res = generate(root / f"held{seed}", seed=seed, n_frames=12, formats=("tum",), width=160, height=120)
         held.append(Path(res.paths["tum"]))
-    cfg = load_config(REPO / "training/configs/synthetic_tiny.yaml", [
-        f"output.run_dir={root / 'run'}", f"output.cache_dir={root / 'cache'}", "output.tensorboard=false",
-        "train.iterations=10", "loss.min_motion_m=0.002", f"data.test=[{held[2]}]",
-    ])
+    cfg = load_config(
+        REPO / "training/configs/synthetic_tiny.yaml",
+        [
+            f"output.run_dir={root / 'run'}",
+            f"output.cache_dir={root / 'cache'}",
+            "output.tensorboard=false",
+            "train.iterations=10",
+            "loss.min_motion_m=0.002",
+            f"data.test=[{held[2]}]",
+        ],
+    )
     train(cfg)
     return root / "run", held[:2]
 
@@ -49,8 +56,9 @@ def test_training_recalibrates_on_validation_and_reports_held_out_test(tiny_run)
 def test_calibrate_fits_stores_and_prints_before_after(tiny_run, tmp_path: Path, capsys) -> None:
     run, held = tiny_run
     out = tmp_path / "recal.safetensors"
-    assert cli_main(["calibrate", "--run", str(run), "--data", *map(str, held), "--out", str(out),
-                     "--n-boot", "50"]) == 0
+    assert (
+        cli_main(["calibrate", "--run", str(run), "--data", *map(str, held), "--out", str(out), "--n-boot", "50"]) == 0
+    )
     text = capsys.readouterr().out
     assert "before recalibration" in text and "after recalibration" in text and "POOLED" in text
     meta = read_head_metadata(out)

@@ -26,21 +26,29 @@ def _cached(step_m: float, pred_unit: float, n_windows: int = 1, name: str = "se
     """Windows moving ``step_m`` metres per frame along x (small rotations), predicted in a unit
     ``pred_unit`` metres per backbone unit with a little rotation noise."""
     rng = np.random.default_rng(0)
-    T_gt = np.stack([np.stack([se3_exp(np.array([0.01 * i, 0, 0, step_m * i, 0, 0])) for i in range(S)])
-                     for _ in range(n_windows)])
+    T_gt = np.stack(
+        [np.stack([se3_exp(np.array([0.01 * i, 0, 0, step_m * i, 0, 0])) for i in range(S)]) for _ in range(n_windows)]
+    )
     T_pred = T_gt.copy()
     T_pred[..., :3, 3] /= pred_unit
-    T_pred = T_pred @ se3_exp(np.concatenate([rng.normal(0, 1e-3, (n_windows, S, 3)), np.zeros((n_windows, S, 3))],
-                                             -1))
+    T_pred = T_pred @ se3_exp(np.concatenate([rng.normal(0, 1e-3, (n_windows, S, 3)), np.zeros((n_windows, S, 3))], -1))
     T_pred[:, 0] = np.eye(4)
     E = invert_transform(T_pred)  # camera-from-world with world = camera 0
     K = np.tile(np.array([[70.0, 0, 40], [0, 70.0, 30], [0, 0, 1]]), (n_windows, S, 1, 1))
     pose_enc = np.asarray(extri_intri_to_pose_encoding(E[..., :3, :], K, HW), dtype=np.float32)
     feats = rng.normal(size=(n_windows, S, 4)).astype(np.float32)
-    return CachedSequence(name=name, camera_features=feats, camera_trunk_features=feats, pose_enc=pose_enc,
-                          T_0_i_gt=T_gt, stamps_ns=np.zeros((n_windows, S), np.int64),
-                          frame_index=np.zeros((n_windows, S), np.int64), image_hw=HW,
-                          backbone_s_per_window=0.0, key=name)
+    return CachedSequence(
+        name=name,
+        camera_features=feats,
+        camera_trunk_features=feats,
+        pose_enc=pose_enc,
+        T_0_i_gt=T_gt,
+        stamps_ns=np.zeros((n_windows, S), np.int64),
+        frame_index=np.zeros((n_windows, S), np.int64),
+        image_hw=HW,
+        backbone_s_per_window=0.0,
+        key=name,
+    )
 
 
 def test_windows_without_motion_are_masked_and_counted_not_given_unit_scale(caplog) -> None:

@@ -68,8 +68,13 @@ def test_saved_config_round_trips_with_git_sha(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["config/train.yaml", "training/configs/synthetic_tiny.yaml", "training/configs/tum_fr1_desk_log_var.yaml",
-     "training/configs/tum_fr1_desk_sqrt_info.yaml", "training/configs/tum_heldout.yaml"],
+    [
+        "config/train.yaml",
+        "training/configs/synthetic_tiny.yaml",
+        "training/configs/tum_fr1_desk_log_var.yaml",
+        "training/configs/tum_fr1_desk_sqrt_info.yaml",
+        "training/configs/tum_heldout.yaml",
+    ],
 )
 def test_shipped_configs_load(name: str) -> None:
     cfg = load_config(REPO / name)

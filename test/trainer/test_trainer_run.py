@@ -31,8 +31,14 @@ ITERATIONS = 12
 def _cfg(cache_dir: Path, run_dir: Path, *extra: str) -> TrainConfig:
     return load_config(
         REPO / "training/configs/synthetic_tiny.yaml",
-        [f"output.cache_dir={cache_dir}", f"output.run_dir={run_dir}", f"train.iterations={ITERATIONS}",
-         "train.val_every=4", "train.log_every=2", *extra],
+        [
+            f"output.cache_dir={cache_dir}",
+            f"output.run_dir={run_dir}",
+            f"train.iterations={ITERATIONS}",
+            "train.val_every=4",
+            "train.log_every=2",
+            *extra,
+        ],
     )
 
 
@@ -81,8 +87,14 @@ def test_full_run_trains_validates_and_checkpoints(first_run) -> None:
     val = [r for r in records if r["split"] == "val"]
     train_recs = [r for r in records if r["split"] == "train"]
     assert [r["step"] for r in val] == [4, 8, 12]
-    for name in (D2_ROT_MEAN, D2_TRANS_MEAN, LOG_VAR_TRANS_AT_MAX, "loss/pose_uncertainty_nll",
-                 "pred_trans_norm_scaled_mean", "gt_trans_norm_mean"):
+    for name in (
+        D2_ROT_MEAN,
+        D2_TRANS_MEAN,
+        LOG_VAR_TRANS_AT_MAX,
+        "loss/pose_uncertainty_nll",
+        "pred_trans_norm_scaled_mean",
+        "gt_trans_norm_mean",
+    ):
         assert name in val[-1]["metrics"], name
     assert {"train/lr", "time/wall_s", "loss/pose_uncertainty_nll"} <= set(train_recs[-1]["metrics"])
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
@@ -103,8 +115,15 @@ def test_second_run_hits_cache_and_is_deterministic(first_run) -> None:
 
 def test_other_input_feature_reuses_the_cache(first_run) -> None:
     root, _ = first_run
-    result = train(_cfg(root / "cache", root / "run_trunk", "head.input_feature=camera_trunk_features",
-                        "train.iterations=2", "train.val_every=2"))
+    result = train(
+        _cfg(
+            root / "cache",
+            root / "run_trunk",
+            "head.input_feature=camera_trunk_features",
+            "train.iterations=2",
+            "train.val_every=2",
+        )
+    )
     assert result.cache_misses == 0
     _, meta = load_head(root / "run_trunk" / "checkpoints" / "last.safetensors")
     assert meta.input_feature == "camera_trunk_features"
@@ -141,8 +160,15 @@ def test_charts_render_from_local_logs(first_run) -> None:
     root, _ = first_run
     out = root / "charts"
     assert cli_main(["charts", "--run", str(root / "run_a"), "--out", str(out)]) == 0
-    expected = {"loss_curves", "calibration", "clamp_hit_rate", "sigma_percentiles", "residual_distribution",
-                "scale_fitting", "sigma_mean"}
+    expected = {
+        "loss_curves",
+        "calibration",
+        "clamp_hit_rate",
+        "sigma_percentiles",
+        "residual_distribution",
+        "scale_fitting",
+        "sigma_mean",
+    }
     assert {p.stem for p in out.glob("*.png")} == expected
     for name in expected:
         with Image.open(out / f"{name}.png") as img:
@@ -161,8 +187,17 @@ def test_lr_drop_and_early_stop_follow_validation_calibration(first_run) -> None
     root, _ = first_run
     run = root / "run_early"
     # tolerances so wide that the first validation counts as "d² near 3"
-    result = train(_cfg(root / "cache", run, "optim.lr_drop=true", "optim.lr_drop_tol=1e9",
-                        "train.early_stop=true", "train.early_stop_tol=1e9", "train.early_stop_patience=2"))
+    result = train(
+        _cfg(
+            root / "cache",
+            run,
+            "optim.lr_drop=true",
+            "optim.lr_drop_tol=1e9",
+            "train.early_stop=true",
+            "train.early_stop_tol=1e9",
+            "train.early_stop_patience=2",
+        )
+    )
     assert result.status == "early_stopped" and result.step == 8
     lrs = [r["metrics"]["train/lr"] for r in read_metrics(run) if r["split"] == "train"]
     assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-4)

@@ -184,26 +184,38 @@ def unseen_summary(
     cat = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in pooled.items()}
     return {
         "sequences": per,
-        "pooled": _both_blocks(cat["r"].reshape(-1, 6), cat["log_var"].reshape(-1, 6), cat["window"],
-                               cat["trans_valid"].astype(bool), block_length, n_boot, seed),
+        "pooled": _both_blocks(
+            cat["r"].reshape(-1, 6),
+            cat["log_var"].reshape(-1, 6),
+            cat["window"],
+            cat["trans_valid"].astype(bool),
+            block_length,
+            n_boot,
+            seed,
+        ),
     }
 
 
-def _both_blocks(r: np.ndarray, lv: np.ndarray, win: np.ndarray, tv: np.ndarray, block_length: int,
-                 n_boot: int, seed: int) -> dict[str, object]:
+def _both_blocks(
+    r: np.ndarray, lv: np.ndarray, win: np.ndarray, tv: np.ndarray, block_length: int, n_boot: int, seed: int
+) -> dict[str, object]:
     return {
-        "rot": unseen_block_summary(r[:, :3], np.exp(lv[:, :3]), win, block_length=block_length, n_boot=n_boot,
-                                    seed=seed),
-        "trans": unseen_block_summary(r[tv, 3:], np.exp(lv[tv, 3:]), win[tv], block_length=block_length,
-                                      n_boot=n_boot, seed=seed),
+        "rot": unseen_block_summary(
+            r[:, :3], np.exp(lv[:, :3]), win, block_length=block_length, n_boot=n_boot, seed=seed
+        ),
+        "trans": unseen_block_summary(
+            r[tv, 3:], np.exp(lv[tv, 3:]), win[tv], block_length=block_length, n_boot=n_boot, seed=seed
+        ),
     }
 
 
 def format_summary_table(summary: Mapping[str, object], title: str = "") -> str:
     """Plain-text table (one row per sequence and block, then the pool) for terminals and logs."""
     lines = [title] if title else []
-    lines.append(f"{'sequence':<28} {'block':<5} {'d2 mean':>8} {'95% CI':>17} {'cov68':>6} {'cov95':>6} "
-                 f"{'cov99':>6} {'spearman':>8} {'nll/dof':>8} {'frames':>7}")
+    lines.append(
+        f"{'sequence':<28} {'block':<5} {'d2 mean':>8} {'95% CI':>17} {'cov68':>6} {'cov95':>6} "
+        f"{'cov99':>6} {'spearman':>8} {'nll/dof':>8} {'frames':>7}"
+    )
     rows = [*((n, v) for n, v in dict(summary["sequences"]).items()), ("POOLED", summary["pooled"])]
 
     def f(x: object) -> float:  # None (JSON's NaN) prints as nan
@@ -214,7 +226,9 @@ def format_summary_table(summary: Mapping[str, object], title: str = "") -> str:
             b = blocks[block]
             lo, hi = (f(x) for x in b["d2_ci95"])
             cov = {k: f(v) for k, v in b["coverage"].items()}
-            lines.append(f"{name[:28]:<28} {block:<5} {f(b['d2_mean']):>8.2f} {f'[{lo:.2f}, {hi:.2f}]':>17} "
-                         f"{cov['68']:>6.2f} {cov['95']:>6.2f} {cov['99']:>6.2f} {f(b['spearman']):>8.2f} "
-                         f"{f(b['nll_per_dof']):>8.2f} {int(b['n_frames']):>7d}")
+            lines.append(
+                f"{name[:28]:<28} {block:<5} {f(b['d2_mean']):>8.2f} {f'[{lo:.2f}, {hi:.2f}]':>17} "
+                f"{cov['68']:>6.2f} {cov['95']:>6.2f} {cov['99']:>6.2f} {f(b['spearman']):>8.2f} "
+                f"{f(b['nll_per_dof']):>8.2f} {int(b['n_frames']):>7d}"
+            )
     return "\n".join(lines)

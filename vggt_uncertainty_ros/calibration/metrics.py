@@ -591,8 +591,13 @@ def calibration_metrics(
         sl = slice(3 * i, 3 * i + 3)
         rows = rows_trans if block == "trans" else np.ones(r.shape[0], bool)
         if not rows.any():
-            out.update({stat.template.format(b=block): math.nan for stat in BLOCK_STATS
-                        if stat.only_for in (None, parameterization)})
+            out.update(
+                {
+                    stat.template.format(b=block): math.nan
+                    for stat in BLOCK_STATS
+                    if stat.only_for in (None, parameterization)
+                }
+            )
             continue
         sqrt_bound = sqrt_info_bounds[i] if parameterization == "sqrt_info" else None
         m = block_metrics(

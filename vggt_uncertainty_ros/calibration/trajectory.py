@@ -102,6 +102,11 @@ def ate_rpe(stamps_ns: np.ndarray, T_est: np.ndarray, T_gt: np.ndarray) -> dict[
         out[key] = float(rpe.get_statistic(metrics.StatisticsType.rmse))
     out["sim3_scale"] = float(scale)
     out["n_poses"] = n
-    _log.debug("ATE %.4f m, RPE %.4f m / %.4f deg over %d poses", out["ate_rmse_m"],
-               out["rpe_trans_rmse_m"], out["rpe_rot_rmse_deg"], n)
+    _log.debug(
+        "ATE %.4f m, RPE %.4f m / %.4f deg over %d poses",
+        out["ate_rmse_m"],
+        out["rpe_trans_rmse_m"],
+        out["rpe_rot_rmse_deg"],
+        n,
+    )
     return out

@@ -26,9 +26,7 @@ def import_benchmark(name: str) -> ModuleType:
         ConfigError: The package was installed without its source checkout.
     """
     if not (CHECKOUT / "benchmarks" / "__init__.py").is_file():
-        raise ConfigError(
-            f"benchmarks are run from a source checkout (pip install -e .); none found at {CHECKOUT}"
-        )
+        raise ConfigError(f"benchmarks are run from a source checkout (pip install -e .); none found at {CHECKOUT}")
     if str(CHECKOUT) not in sys.path:
         sys.path.insert(0, str(CHECKOUT))
     return importlib.import_module(f"benchmarks.{name}")

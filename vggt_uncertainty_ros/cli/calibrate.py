@@ -11,13 +11,22 @@ HELP = "fit per-block variance factors of a trained head on held-out sequences (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``vggt-uncertainty calibrate``."""
     parser.add_argument("--run", type=Path, required=True, help="training run directory (its config.yaml is used)")
-    parser.add_argument("--data", nargs="+", required=True, metavar="SEQ",
-                        help="held-out validation sequences (TUM folders or bags); several are recommended")
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="SEQ",
+        help="held-out validation sequences (TUM folders or bags); several are recommended",
+    )
     parser.add_argument("--out", type=Path, required=True, help="recalibrated head checkpoint to write")
     parser.add_argument("--head", default="best", help="best, last or a checkpoint path (default: best)")
-    parser.add_argument("--method", choices=("quantile", "median", "mean"), default="quantile",
-                        help="quantile (default): match the 68 %% and 95 %% quantiles of d² to chi2(3)'s, robust to "
-                        "heavy tails; median: f = median(d²)/2.366; mean: f = mean(d²)/3 (not robust)")
+    parser.add_argument(
+        "--method",
+        choices=("quantile", "median", "mean"),
+        default="quantile",
+        help="quantile (default): match the 68 %% and 95 %% quantiles of d² to chi2(3)'s, robust to "
+        "heavy tails; median: f = median(d²)/2.366; mean: f = mean(d²)/3 (not robust)",
+    )
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the reported intervals")
 
 

@@ -73,8 +73,17 @@ def run(args: argparse.Namespace) -> int:
     tiny = cfg.backbone == "tiny"
     _log.info(_TINY_NOTICE if tiny else "Backbone: %s on %s", *(() if tiny else (cfg.backbone, cfg.device)))
     result = run_demo(cfg)
-    print("\n".join(["", "# Node output evaluated against ground truth (plumbing; see the notice below)", "",
-                     *summary_lines(result.report), ""]))
+    print(
+        "\n".join(
+            [
+                "",
+                "# Node output evaluated against ground truth (plumbing; see the notice below)",
+                "",
+                *summary_lines(result.report),
+                "",
+            ]
+        )
+    )
     print("# Calibration on unseen sequences (geometric backbone, recalibrated on validation)\n")
     print(result.unseen_table + "\n")
     print(f"Report with plots: {result.report_md}")

@@ -17,9 +17,7 @@ def _formats(text: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     bad = [t for t in items if t not in FORMATS]
     if bad or not items:
-        raise argparse.ArgumentTypeError(
-            f"unknown format(s) {bad or text!r}; choose from {','.join(FORMATS)}"
-        )
+        raise argparse.ArgumentTypeError(f"unknown format(s) {bad or text!r}; choose from {','.join(FORMATS)}")
     return items
 
 

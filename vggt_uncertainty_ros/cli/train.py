@@ -16,13 +16,24 @@ _log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``vggt-uncertainty train``."""
-    parser.add_argument("--config", type=Path, default=None,
-                        help="YAML config (e.g. config/train.yaml); with --resume, defaults to OUT/config.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one key, e.g. --set optim.lr=1e-3 (repeatable; value parsed as YAML)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML config (e.g. config/train.yaml); with --resume, defaults to OUT/config.yaml",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one key, e.g. --set optim.lr=1e-3 (repeatable; value parsed as YAML)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="run directory (overrides output.run_dir)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the interrupted run in the run directory from its state/latest")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the interrupted run in the run directory from its state/latest"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
         config_path = args.out / "config.yaml"
     cfg = load_config(config_path, overrides)
     result = train(cfg, resume=args.resume)
-    _log.info("%s after %d steps; best checkpoint %s (score %.3f at step %d)", result.status, result.step,
-              Path(result.run_dir) / "checkpoints" / "best.safetensors", result.best_score, result.best_step)
+    _log.info(
+        "%s after %d steps; best checkpoint %s (score %.3f at step %d)",
+        result.status,
+        result.step,
+        Path(result.run_dir) / "checkpoints" / "best.safetensors",
+        result.best_score,
+        result.best_step,
+    )
     return 130 if result.status == "interrupted" else 0

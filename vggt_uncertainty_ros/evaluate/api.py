@@ -158,8 +158,16 @@ def _scale_summary(evals: list[WindowEval], mode: ScaleMode) -> dict[str, Any]:
     ok = np.array([e.scale_ok for e in evals])
     s = np.array([e.scale_fit for e in evals])[ok]
     reasons = [e.scale_reason for e in evals if not e.scale_ok]
-    stats = {"fit_mean": float(s.mean()), "fit_median": float(np.median(s)), "fit_min": float(s.min()),
-             "fit_max": float(s.max())} if s.size else {}
+    stats = (
+        {
+            "fit_mean": float(s.mean()),
+            "fit_median": float(np.median(s)),
+            "fit_min": float(s.min()),
+            "fit_max": float(s.max()),
+        }
+        if s.size
+        else {}
+    )
     return {
         **stats,
         "n_windows": len(evals),
@@ -205,8 +213,7 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
     parameterization = "log_var"
     n_source_windows = 0
     evals: list[WindowEval] = []
-    bar = tqdm(_evaluate_windows(cfg, windows, cache, warnings), unit="window", disable=not progress,
-               desc="evaluating")
+    bar = tqdm(_evaluate_windows(cfg, windows, cache, warnings), unit="window", disable=not progress, desc="evaluating")
     for m, e in bar:
         n_source_windows += 1
         parameterization = m.parameterization

@@ -115,6 +115,7 @@ def pgo_results(
             if k is None:
                 poses[scheme.value] = T_opt
         results[scheme.value] = entry
-        _log.info("pose graph %-14s ATE %s m, with Huber %s m", scheme.value, entry["ate_rmse_m"],
-                  entry["ate_rmse_m_huber"])
+        _log.info(
+            "pose graph %-14s ATE %s m, with Huber %s m", scheme.value, entry["ate_rmse_m"], entry["ate_rmse_m_huber"]
+        )
     return results, poses

@@ -222,6 +222,11 @@ def optimize(
     for node in range(n_nodes):
         if result.exists(node):
             out[node] = result.atPose3(node).matrix()
-    _log.debug("pose graph: %d nodes, %d factors, error %.3g -> %.3g", values.size(), graph.size(),
-               graph.error(values), graph.error(result))
+    _log.debug(
+        "pose graph: %d nodes, %d factors, error %.3g -> %.3g",
+        values.size(),
+        graph.size(),
+        graph.error(values),
+        graph.error(result),
+    )
     return out

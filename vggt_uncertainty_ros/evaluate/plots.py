@@ -58,8 +58,13 @@ def _reliability(table: FrameTable, path: Path) -> None:
         d2 = d2[np.isfinite(d2)]  # unscaled windows' translation is not scored
         cover = [np.mean(d2 <= stats.chi2.ppf(p, 3)) for p in levels]
         ax.plot(levels, cover, color=_COLORS[name], label=name)
-    ax.set(xlabel="nominal level", ylabel="empirical coverage", xlim=(0, 1), ylim=(0, 1),
-           title="Reliability (below the diagonal: overconfident)")
+    ax.set(
+        xlabel="nominal level",
+        ylabel="empirical coverage",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title="Reliability (below the diagonal: overconfident)",
+    )
     ax.legend()
     _save(fig, path)
 
@@ -72,8 +77,11 @@ def _d2_hist(table: FrameTable, path: Path) -> None:
         ax.hist(np.clip(d2, 0, hi), bins=40, range=(0, hi), density=True, color=_COLORS[name], alpha=0.6, label="d²")
         x = np.linspace(1e-3, hi, 300)
         ax.plot(x, stats.chi2.pdf(x, 3), "k-", label="χ²₃ density")
-        ax.set(xlabel=f"d²_{name} (clipped at {hi:.1f})", ylabel="density",
-               title=f"{name}: mean d² = {np.mean(d2):.2f} (3 if calibrated)")
+        ax.set(
+            xlabel=f"d²_{name} (clipped at {hi:.1f})",
+            ylabel="density",
+            title=f"{name}: mean d² = {np.mean(d2):.2f} (3 if calibrated)",
+        )
         ax.legend()
     _save(fig, path)
 
@@ -93,15 +101,18 @@ def _sigma_vs_residual(table: FrameTable, trans_unit: str, path: Path) -> None:
         xs = np.array([lo, hi])
         ax.plot(xs, xs, "k--", lw=1, label="|r| = σ")
         ax.plot(xs, 2 * xs, "k:", lw=1, label="|r| = 2σ")
-        ax.set(xscale="log", yscale="log", xlabel=f"predicted σ ({unit or trans_unit})",
-               ylabel=f"|r| ({unit or trans_unit})", title=f"{name}: σ vs |r| per component")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel=f"predicted σ ({unit or trans_unit})",
+            ylabel=f"|r| ({unit or trans_unit})",
+            title=f"{name}: σ vs |r| per component",
+        )
         ax.legend()
     _save(fig, path)
 
 
-def _trajectory(
-    stamps_ns: np.ndarray, T_est: np.ndarray, T_gt: np.ndarray, table: FrameTable, path: Path
-) -> None:
+def _trajectory(stamps_ns: np.ndarray, T_est: np.ndarray, T_gt: np.ndarray, table: FrameTable, path: Path) -> None:
     ok = np.all(np.isfinite(T_est), axis=(1, 2)) & np.all(np.isfinite(T_gt), axis=(1, 2))
     fig, ax = plt.subplots(figsize=(6, 6))
     if ok.sum() >= 3:
@@ -130,17 +141,32 @@ def _trajectory(
             vals, vecs = np.linalg.eigh(cov2)
             vals = np.maximum(vals, 0.0)
             angle = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))
-            ax.add_patch(Ellipse(p_est[j, [a, b]], 4 * np.sqrt(vals[1]), 4 * np.sqrt(vals[0]), angle=angle,
-                                 fill=False, color="tab:red", alpha=0.5, lw=0.8))
+            ax.add_patch(
+                Ellipse(
+                    p_est[j, [a, b]],
+                    4 * np.sqrt(vals[1]),
+                    4 * np.sqrt(vals[0]),
+                    angle=angle,
+                    fill=False,
+                    color="tab:red",
+                    alpha=0.5,
+                    lw=0.8,
+                )
+            )
         # frame the trajectories, not the ellipses: a poor backbone's 2σ ellipses can be far
         # larger than the scene, and would shrink the paths to a dot
         both = np.vstack([p_gt[:, [a, b]], p_est[:, [a, b]]])
         lo, hi = both.min(axis=0), both.max(axis=0)
         margin = 0.25 * max(float(np.max(hi - lo)), 1e-3)
         axis = "xyz"
-        ax.set(xlabel=f"world {axis[a]} (m)", ylabel=f"world {axis[b]} (m)", aspect="equal",
-               xlim=(lo[0] - margin, hi[0] + margin), ylim=(lo[1] - margin, hi[1] + margin),
-               title="Trajectory from above, 2σ window-relative ellipses")
+        ax.set(
+            xlabel=f"world {axis[a]} (m)",
+            ylabel=f"world {axis[b]} (m)",
+            aspect="equal",
+            xlim=(lo[0] - margin, hi[0] + margin),
+            ylim=(lo[1] - margin, hi[1] + margin),
+            title="Trajectory from above, 2σ window-relative ellipses",
+        )
         ax.legend()
     else:
         ax.text(0.5, 0.5, "fewer than 3 poses with ground truth", ha="center", transform=ax.transAxes)
@@ -233,11 +259,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines.append(
         f"ATE (Sim(3)-aligned) {_fmt(traj.get('ate_rmse_m'))} m, RPE {_fmt(traj.get('rpe_trans_rmse_m'))} m / "
         f"{_fmt(traj.get('rpe_rot_rmse_deg'))} deg (consecutive frames)."
-        + (
-            f" **Not reliable: {traj.get('n_poses')} poses.**"
-            if traj and traj.get("ate_reliable") is False
-            else ""
-        )
+        + (f" **Not reliable: {traj.get('n_poses')} poses.**" if traj and traj.get("ate_reliable") is False else "")
     )
     lines += ["", "## Pose graph (ATE RMSE, m)", "", "| weights | least squares | Huber |", "|---|---|---|"]
     for scheme, entry in (report.get("pgo") or {}).items():

@@ -140,8 +140,9 @@ def calibration_block(
     _, win = np.unique(table.window[rows], return_inverse=True)
     overlap = int(np.unique(table.stamp_ns, return_counts=True)[1].max()) + 1 if len(table) else 1
     block_len = max(overlap, default_block_length(int(win.max()) + 1 if win.size else 1))
-    ci = block_bootstrap_ci(np.bincount(win, weights=d2), np.bincount(win).astype(float),
-                            block_length=block_len, n_boot=1000, seed=0)
+    ci = block_bootstrap_ci(
+        np.bincount(win, weights=d2), np.bincount(win).astype(float), block_length=block_len, n_boot=1000, seed=0
+    )
     out["d2_ci95"] = [x if np.isfinite(x) else None for x in ci]  # None: fewer than 2 scored windows
     out["bootstrap_block_windows"] = block_len
     return out

@@ -385,9 +385,7 @@ def _windows_from_groups(groups: dict[int, _Pending]) -> list[WindowMeasurement]
     return out
 
 
-def load_ground_truth_frames(
-    cfg: EvalConfig, warnings: WarningCounter
-) -> tuple[np.ndarray, np.ndarray, DecodeStats]:
+def load_ground_truth_frames(cfg: EvalConfig, warnings: WarningCounter) -> tuple[np.ndarray, np.ndarray, DecodeStats]:
     """Ground truth of a sequence read through ``data.open_sequence`` (frames' ``T_world_cam``).
 
     Used by ``poses-topic`` without ``--gt``: the data's own ground truth (``/tf`` of a bag or a

@@ -195,8 +195,7 @@ def fit_scale(
     ok = fitted & (raw >= lo) & (raw <= hi)
     scale = np.where(ok, raw, 1.0)
     reason = np.where(ok, 0, np.where(~enough, 1, np.where(~fitted, 2, 3))).astype(np.int64)
-    return ScaleFit(scale=scale, n_valid=n_valid, valid=valid, ok=ok, raw=np.where(fitted, raw, np.nan),
-                    reason=reason)
+    return ScaleFit(scale=scale, n_valid=n_valid, valid=valid, ok=ok, raw=np.where(fitted, raw, np.nan), reason=reason)
 
 
 def pose_residual(T_gt: np.ndarray, T_pred: np.ndarray) -> np.ndarray:

@@ -133,8 +133,7 @@ class UncertaintyHead(nn.Module):
             self.parameterization = Parameterization(parameterization)
         except ValueError as err:
             raise NotImplementedError(
-                f"unknown parameterization {parameterization!r}; "
-                f"expected one of {[p.value for p in Parameterization]}"
+                f"unknown parameterization {parameterization!r}; expected one of {[p.value for p in Parameterization]}"
             ) from err
         sigma0 = _per_component(init_sigma, "init_sigma")
         if bool((sigma0 <= 0).any()):

@@ -74,8 +74,13 @@ class CameraHead(nn.Module):
         storage, so ``load_state_dict`` and optimiser steps invalidate it). This saves one
         pass over ``embed_pose`` and ``poseLN_modulation`` (3·dim² weights) per window.
         """
-        params = (self.empty_pose_tokens, self.embed_pose.weight, self.embed_pose.bias,
-                  self.poseLN_modulation[1].weight, self.poseLN_modulation[1].bias)
+        params = (
+            self.empty_pose_tokens,
+            self.embed_pose.weight,
+            self.embed_pose.bias,
+            self.poseLN_modulation[1].weight,
+            self.poseLN_modulation[1].bias,
+        )
         key = tuple(v for p in params for v in (p._version, p.data_ptr()))
         if self.training or torch.is_grad_enabled() or key != self._first_modulation_key:
             cond = self.embed_pose(self.empty_pose_tokens)

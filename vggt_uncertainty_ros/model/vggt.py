@@ -63,6 +63,7 @@ class VGGTOutput:
         aggregated_layers: ``{i: [B, S, P, 2C]}`` full tokens of the requested layers (tests).
         camera_tokens_all_layers: ``[L, B, S, 2C]`` camera-token column of every layer (tests).
     """
+
     pose_enc: torch.Tensor
     pose_enc_list: list[torch.Tensor]
     pose_enc_preact_list: list[torch.Tensor]

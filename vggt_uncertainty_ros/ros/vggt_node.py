@@ -338,9 +338,7 @@ class VggtUncertaintyNode(Node):
         job = rebased
         # stamps identify frames: windows that share a frame share its DINOv2 tokens
         estimate = self._estimator.estimate(list(job.images), job.stamps_ns, frame_ids=list(job.stamps_ns))
-        output = self._tracker.process(
-            job.stamps_ns, estimate.T_0_i, estimate.log_var, job.epoch, valid=estimate.valid
-        )
+        output = self._tracker.process(job.stamps_ns, estimate.T_0_i, estimate.log_var, job.epoch, valid=estimate.valid)
         if output is not None:
             self._chainer.done(job)
         if self._focal is not None:  # a diagnostic only: it must never cost the window its poses

@@ -283,8 +283,13 @@ class FeatureCache:
     def _build(self, spec: SequenceSpec, path: Path) -> CachedSequence:
         parts: list[EncodedWindows] = []
         chunk: list[list[Any]] = []
-        for frames in tqdm(iter_windows(spec, self.window), desc=f"backbone {Path(spec.path).name}", unit="win",
-                           leave=False, disable=None):
+        for frames in tqdm(
+            iter_windows(spec, self.window),
+            desc=f"backbone {Path(spec.path).name}",
+            unit="win",
+            leave=False,
+            disable=None,
+        ):
             chunk.append(frames)
             if len(chunk) == self.shard_windows:
                 parts.append(self.encode(chunk))
@@ -299,8 +304,9 @@ class FeatureCache:
         merged = EncodedWindows.concatenate(parts)
         self.backbone_window_times_s.extend(merged.times_s)
         self.write_sequence(path, spec, merged)
-        _log.info("cached %d windows of %s (%.3f s/window) -> %s", merged.n_windows, spec.path,
-                  merged.mean_time_s(), path)
+        _log.info(
+            "cached %d windows of %s (%.3f s/window) -> %s", merged.n_windows, spec.path, merged.mean_time_s(), path
+        )
         return load_cached(path, name=spec.path)
 
     def encode(self, windows: list[list[Any]]) -> EncodedWindows:
@@ -399,8 +405,7 @@ class EncodedWindows:
         if len(sizes) != 1:
             raise DataError(f"shards disagree on the backbone image size: {sorted(sizes)}")
         arrays = {k: np.ascontiguousarray(np.concatenate([p.arrays[k] for p in parts])) for k in parts[0].arrays}
-        return EncodedWindows(arrays=arrays, image_hw=parts[0].image_hw,
-                              times_s=[t for p in parts for t in p.times_s])
+        return EncodedWindows(arrays=arrays, image_hw=parts[0].image_hw, times_s=[t for p in parts for t in p.times_s])
 
 
 def _atomic_save(arrays: dict[str, np.ndarray], path: Path, meta: dict[str, str]) -> None:
@@ -429,8 +434,10 @@ def load_cached(path: str | Path, name: str | None = None) -> CachedSequence:
     except (OSError, ValueError, SafetensorError) as err:
         raise DataError(f"feature cache file {path} is unreadable: {err}") from err
     if meta.get("format_version") != str(CACHE_FORMAT_VERSION):
-        raise DataError(f"feature cache file {path} has format {meta.get('format_version')!r}, "
-                        f"expected {CACHE_FORMAT_VERSION}; delete it to rebuild")
+        raise DataError(
+            f"feature cache file {path} has format {meta.get('format_version')!r}, "
+            f"expected {CACHE_FORMAT_VERSION}; delete it to rebuild"
+        )
     needed = ("camera_features", "T_0_i_pred", "valid", "T_0_i_gt", "stamps_ns", "frame_index")
     missing = [k for k in needed if k not in arrays]
     if missing:

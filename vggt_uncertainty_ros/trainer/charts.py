@@ -208,15 +208,25 @@ def draw_charts(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     pct_unit = {"sqrt_info": "√λ = 1/σ (1/rad, 1/m)", "sigma": "σ (rad, m)"}[pct_family]
     figures = [
         ("loss_curves.png", "Loss", _loss_panel(records), ["nats per frame"]),
-        ("calibration.png", "Calibration: mean Mahalanobis d² per block", _calibration_panels(records),
-         ["d²", "d²"]),
-        ("clamp_hit_rate.png", "Clamp-hit rate (fraction of outputs on a bound)",
-         _block_panels(records, r"{block}.*(clamp_hit|at_min|at_max)"), ["fraction", "fraction"]),
-        (f"{pct_family}_percentiles.png", f"{pct_unit} percentiles",
-         _block_panels(records, rf"{pct_family}_{{block}}_p(50|90|99)$"),
-         ["1/rad", "1/m"] if pct_family == "sqrt_info" else ["rad", "m"]),
-        ("residual_distribution.png", "Residual percentiles |r|",
-         _block_panels(records, r"residual_{block}_p\d+$"), ["rad", "m"]),
+        ("calibration.png", "Calibration: mean Mahalanobis d² per block", _calibration_panels(records), ["d²", "d²"]),
+        (
+            "clamp_hit_rate.png",
+            "Clamp-hit rate (fraction of outputs on a bound)",
+            _block_panels(records, r"{block}.*(clamp_hit|at_min|at_max)"),
+            ["fraction", "fraction"],
+        ),
+        (
+            f"{pct_family}_percentiles.png",
+            f"{pct_unit} percentiles",
+            _block_panels(records, rf"{pct_family}_{{block}}_p(50|90|99)$"),
+            ["1/rad", "1/m"] if pct_family == "sqrt_info" else ["rad", "m"],
+        ),
+        (
+            "residual_distribution.png",
+            "Residual percentiles |r|",
+            _block_panels(records, r"residual_{block}_p\d+$"),
+            ["rad", "m"],
+        ),
         ("scale_fitting.png", "Scale fitting", _scale_panel(records), ["m"]),
         ("sigma_mean.png", "Mean σ per block", _block_panels(records, r"sigma_{block}_mean$"), ["rad", "m"]),
     ]
@@ -227,8 +237,10 @@ def draw_charts(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
             _log.warning("%s: no matching metric in %s/metrics.jsonl; drew an empty figure", fname, run_dir)
         written.append(path)
     summary = out_dir / "summary.md"
-    summary.write_text(f"# Run {run_dir.name}: final metrics\n\nparameterization: `{param}`\n\n"
-                       + summary_table(records), encoding="utf-8")
+    summary.write_text(
+        f"# Run {run_dir.name}: final metrics\n\nparameterization: `{param}`\n\n" + summary_table(records),
+        encoding="utf-8",
+    )
     written.append(summary)
     _log.info("wrote %d charts and summary.md to %s", len(written) - 1, out_dir)
     return written

@@ -56,10 +56,17 @@ def generate_synthetic(cfg: SyntheticConfig, cache_dir: str | Path) -> tuple[lis
             if root.exists():  # an interrupted earlier attempt
                 shutil.rmtree(root)
             root.mkdir(parents=True)
-            _log.info("writing synthetic sequence seed=%d (%d frames, %dx%d) to %s", seed, cfg.n_frames,
-                      cfg.width, cfg.height, root)
-            result = synth.generate(root, seed=seed, n_frames=cfg.n_frames, formats=(cfg.format,),
-                                    width=cfg.width, height=cfg.height)
+            _log.info(
+                "writing synthetic sequence seed=%d (%d frames, %dx%d) to %s",
+                seed,
+                cfg.n_frames,
+                cfg.width,
+                cfg.height,
+                root,
+            )
+            result = synth.generate(
+                root, seed=seed, n_frames=cfg.n_frames, formats=(cfg.format,), width=cfg.width, height=cfg.height
+            )
             marker.write_text(Path(result.paths[cfg.format]).relative_to(root).as_posix() + "\n", encoding="utf-8")
         specs.append(SequenceSpec(path=str(root / marker.read_text(encoding="utf-8").strip())))
     return specs[: cfg.train], specs[cfg.train :]
@@ -67,8 +74,9 @@ def generate_synthetic(cfg: SyntheticConfig, cache_dir: str | Path) -> tuple[lis
 
 def manifest_spec(entry: ManifestEntry) -> SequenceSpec:
     """The trainer's :class:`SequenceSpec` of one dataset-manifest entry."""
-    return SequenceSpec(path=str(entry.path), gt_path=str(entry.gt_path) if entry.gt_path else None,
-                        image_topic=entry.image_topic)
+    return SequenceSpec(
+        path=str(entry.path), gt_path=str(entry.gt_path) if entry.gt_path else None, image_topic=entry.image_topic
+    )
 
 
 def split_sequences(cfg: DataConfig, cache_dir: str | Path, seed: int) -> tuple[list[SequenceSpec], list[SequenceSpec]]:
@@ -98,6 +106,7 @@ def split_sequences(cfg: DataConfig, cache_dir: str | Path, seed: int) -> tuple[
         syn_train, syn_val = generate_synthetic(cfg.synthetic, cache_dir)
         train += syn_train
         val += syn_val
+
     def paths(specs: Sequence[SequenceSpec]) -> set[str]:
         return {str(Path(s.path).resolve()) for s in specs}
 
@@ -197,8 +206,12 @@ def build_window_set(sequences: Sequence[CachedSequence], input_feature: str, mi
         # windows where the backbone lost a frame carry no usable residual: left out
         keep = np.asarray(seq.valid, dtype=bool).all(axis=1)
         if not keep.all():
-            _log.warning("%s: %d of %d windows have frames without a backbone estimate; left out",
-                         seq.name, int((~keep).sum()), keep.size)
+            _log.warning(
+                "%s: %d of %d windows have frames without a backbone estimate; left out",
+                seq.name,
+                int((~keep).sum()),
+                keep.size,
+            )
         part = window_residuals(seq, min_motion_m)
         parts.append({k: v[keep] for k, v in part.items()})
         feats.append(seq.features(input_feature)[keep])
@@ -212,8 +225,12 @@ def build_window_set(sequences: Sequence[CachedSequence], input_feature: str, mi
     bad = cat["scale_reason"][~cat["scale_ok"]]
     if bad.size:
         counts = {SCALE_REASONS[k]: int(np.sum(bad == k)) for k in np.unique(bad)}
-        _log.info("scale protocol: %d of %d windows have no trustworthy scale (%s); their translation is masked",
-                  bad.size, len(names), ", ".join(f"{k} {v}" for k, v in counts.items()))
+        _log.info(
+            "scale protocol: %d of %d windows have no trustworthy scale (%s); their translation is masked",
+            bad.size,
+            len(names),
+            ", ".join(f"{k} {v}" for k, v in counts.items()),
+        )
     return WindowSet(
         features=torch.from_numpy(np.concatenate(feats)).float(),
         residual=torch.from_numpy(cat["residual"]).float(),

@@ -176,5 +176,6 @@ def _start_wandb(run_dir: Path, mode: str, project: str, config: Mapping[str, An
     id_file = run_dir / "wandb_id.txt"
     run_id = id_file.read_text(encoding="utf-8").strip() if id_file.exists() else wandb.util.generate_id()
     id_file.write_text(run_id + "\n", encoding="utf-8")
-    return wandb.init(project=project, mode=mode, dir=str(run_dir), config=dict(config), id=run_id,
-                      resume="allow", name=run_dir.name)
+    return wandb.init(
+        project=project, mode=mode, dir=str(run_dir), config=dict(config), id=run_id, resume="allow", name=run_dir.name
+    )

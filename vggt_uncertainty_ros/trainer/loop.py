@@ -195,10 +195,10 @@ class HeadTrainer:
         self.cfg = cfg
         self.device = device
         torch.manual_seed(cfg.train.seed)
-        self.head = UncertaintyHead(in_dim=in_dim, hidden=cfg.head.hidden,
-                                    parameterization=cfg.head.parameterization).to(device)
-        self.optimizer = torch.optim.AdamW(self.head.parameters(), lr=cfg.optim.lr,
-                                           weight_decay=cfg.optim.weight_decay)
+        self.head = UncertaintyHead(
+            in_dim=in_dim, hidden=cfg.head.hidden, parameterization=cfg.head.parameterization
+        ).to(device)
+        self.optimizer = torch.optim.AdamW(self.head.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.sampler = torch.Generator(device="cpu")
         self.sampler.manual_seed(cfg.train.seed)
         self.loss_config = cfg.loss
@@ -215,8 +215,9 @@ class HeadTrainer:
             return torch.randperm(n_windows, generator=self.sampler)[:b]
         return torch.randint(n_windows, (b,), generator=self.sampler)
 
-    def predict(self, features: torch.Tensor, log_scale: torch.Tensor,
-                log_motion: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self, features: torch.Tensor, log_scale: torch.Tensor, log_motion: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Head output and its log-variance in the residual's units.
 
         Args:
@@ -240,8 +241,9 @@ class HeadTrainer:
         """One AdamW step on windows ``idx`` of ``ws`` (tensors already on the device)."""
         self.head.train()
         log_var, log_var_m = self.predict(ws.features[idx], ws.log_scale[idx], _opt(ws.log_motion, idx))
-        out = pose_uncertainty_loss(ws.residual[idx], log_var_m, config=self.loss_config, t_gt=ws.t_gt[idx],
-                                    trans_mask=_opt(ws.trans_ok, idx))
+        out = pose_uncertainty_loss(
+            ws.residual[idx], log_var_m, config=self.loss_config, t_gt=ws.t_gt[idx], trans_mask=_opt(ws.trans_ok, idx)
+        )
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         if self.cfg.optim.grad_clip > 0:
@@ -255,8 +257,9 @@ class HeadTrainer:
         self.head.eval()
         sel = slice(None) if idx is None else idx
         log_var, log_var_m = self.predict(ws.features[sel], ws.log_scale[sel], _opt(ws.log_motion, sel))
-        out = pose_uncertainty_loss(ws.residual[sel], log_var_m, config=self.loss_config, t_gt=ws.t_gt[sel],
-                                    trans_mask=_opt(ws.trans_ok, sel))
+        out = pose_uncertainty_loss(
+            ws.residual[sel], log_var_m, config=self.loss_config, t_gt=ws.t_gt[sel], trans_mask=_opt(ws.trans_ok, sel)
+        )
         return window_metrics(self.cfg.head.parameterization, ws, sel, log_var, log_var_m, out.components)
 
 
@@ -322,8 +325,9 @@ def _to_device(ws: WindowSet, device: torch.device) -> WindowSet:
     )
 
 
-def _probe_backbone(model: Any, window_size: int, image_hw: tuple[int, int], device: torch.device,
-                    repeats: int = 2) -> float:
+def _probe_backbone(
+    model: Any, window_size: int, image_hw: tuple[int, int], device: torch.device, repeats: int = 2
+) -> float:
     """Seconds per ``backbone.predict`` over a random window of the cached image size (after warm-up)."""
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (*image_hw, 3), dtype=np.uint8) for _ in range(window_size)]
@@ -478,8 +482,13 @@ def _train(
         _log.warning("no validation sequence: validating on the training windows (best/early stop are not held-out)")
     eval_set = _to_device(val_set if val_set is not None else train_set, device)
     train_dev = _to_device(train_set, device)
-    _log.info("windows: %d train, %d validation; head input %s [%d]", train_set.n_windows,
-              eval_set.n_windows, cfg.head.input_feature, train_set.features.shape[-1])
+    _log.info(
+        "windows: %d train, %d validation; head input %s [%d]",
+        train_set.n_windows,
+        eval_set.n_windows,
+        cfg.head.input_feature,
+        train_set.features.shape[-1],
+    )
 
     trainer = HeadTrainer(cfg, int(train_set.features.shape[-1]), device)
     loop = LoopState()
@@ -490,11 +499,21 @@ def _train(
             raise CheckpointError(f"state is at step {loop.step}, beyond train.iterations={cfg.train.iterations}")
     trainer.set_lr(cfg.optim.lr * loop.lr_scale)
     logger = MetricLogger(
-        run_dir, tensorboard=cfg.output.tensorboard, wandb=cfg.output.wandb, wandb_mode=cfg.output.wandb_mode,
-        wandb_project=cfg.output.wandb_project, config=cfg.to_dict(), resume_step=loop.step if resume else None,
+        run_dir,
+        tensorboard=cfg.output.tensorboard,
+        wandb=cfg.output.wandb,
+        wandb_mode=cfg.output.wandb_mode,
+        wandb_project=cfg.output.wandb_project,
+        config=cfg.to_dict(),
+        resume_step=loop.step if resume else None,
     )
-    _log.info("head: %s, %d trainable parameters, %s; AdamW lr %.3g", cfg.head.parameterization,
-              trainer.head.n_parameters(), device, cfg.optim.lr * loop.lr_scale)
+    _log.info(
+        "head: %s, %d trainable parameters, %s; AdamW lr %.3g",
+        cfg.head.parameterization,
+        trainer.head.n_parameters(),
+        device,
+        cfg.optim.lr * loop.lr_scale,
+    )
 
     wall_before = loop.wall_s_before
 
@@ -509,8 +528,12 @@ def _train(
     step_times: list[float] = []
     status = "completed"
     try:
-        with _SigintFlag() as sigint, tqdm(total=cfg.train.iterations, initial=loop.step, desc="train",
-                                           unit="step", disable=None, leave=False) as bar:
+        with (
+            _SigintFlag() as sigint,
+            tqdm(
+                total=cfg.train.iterations, initial=loop.step, desc="train", unit="step", disable=None, leave=False
+            ) as bar,
+        ):
             while loop.step < cfg.train.iterations:
                 _sync(device)
                 t0 = time.perf_counter()
@@ -522,8 +545,9 @@ def _train(
                 bar.update(1)
                 done = loop.step == cfg.train.iterations
                 if loop.step % cfg.train.log_every == 0 or done:
-                    _log_train(cfg, trainer, train_dev, idx, out, loop.step, logger, wall(),
-                               step_times[-cfg.train.log_every:])
+                    _log_train(
+                        cfg, trainer, train_dev, idx, out, loop.step, logger, wall(), step_times[-cfg.train.log_every :]
+                    )
                 if loop.step % cfg.train.val_every == 0 or done:
                     stop = _validate(cfg, trainer, eval_set, loop, logger, run_dir, info, wall())
                     checkpoint_and_state()
@@ -543,52 +567,104 @@ def _train(
     finally:
         speed = _speed_report(cfg, info, step_times, device)
         if speed is not None:
-            logger.log(loop.step, "speed", {
-                "time/head_step_ms": 1e3 * speed.head_step_s,
-                "time/backbone_window_ms": 1e3 * speed.backbone_window_s,
-                "time/backbone_over_head": speed.ratio,
-            }, wall())
+            logger.log(
+                loop.step,
+                "speed",
+                {
+                    "time/head_step_ms": 1e3 * speed.head_step_s,
+                    "time/backbone_window_ms": 1e3 * speed.backbone_window_s,
+                    "time/backbone_over_head": speed.ratio,
+                },
+                wall(),
+            )
         logger.close()
     held_out: dict[str, Any] = {}
     if status in ("completed", "early_stopped") and cfg.train.recalibrate and val_set is not None:
         from vggt_uncertainty_ros.trainer.recalibrate import held_out_evaluation
 
         held_out = held_out_evaluation(cfg, run_dir, val_set, info.get("test_set"))
-    _write_json(run_dir / FINAL_FILE, {"status": status, "step": loop.step, "best_step": loop.best_step,
-                                       "best_score": loop.best_score, "val": loop.last_val, **held_out})
+    _write_json(
+        run_dir / FINAL_FILE,
+        {
+            "status": status,
+            "step": loop.step,
+            "best_step": loop.best_step,
+            "best_score": loop.best_score,
+            "val": loop.last_val,
+            **held_out,
+        },
+    )
     if speed is not None:
         _write_json(run_dir / SPEED_FILE, asdict(speed))
-    _log.info("run %s: %s at step %d; best score %.3f at step %d; checkpoints in %s", run_dir, status, loop.step,
-              loop.best_score, loop.best_step, run_dir / "checkpoints")
+    _log.info(
+        "run %s: %s at step %d; best score %.3f at step %d; checkpoints in %s",
+        run_dir,
+        status,
+        loop.step,
+        loop.best_score,
+        loop.best_step,
+        run_dir / "checkpoints",
+    )
     return TrainResult(
-        run_dir=run_dir, status=status, step=loop.step, val_metrics=dict(loop.last_val),
-        best_score=loop.best_score, best_step=loop.best_step, cache_hits=info["cache_hits"],
-        cache_misses=info["cache_misses"], speed=speed, n_train_windows=train_set.n_windows,
+        run_dir=run_dir,
+        status=status,
+        step=loop.step,
+        val_metrics=dict(loop.last_val),
+        best_score=loop.best_score,
+        best_step=loop.best_step,
+        cache_hits=info["cache_hits"],
+        cache_misses=info["cache_misses"],
+        speed=speed,
+        n_train_windows=train_set.n_windows,
         n_val_windows=eval_set.n_windows,
     )
 
 
-def _log_train(cfg: TrainConfig, trainer: HeadTrainer, train_set: WindowSet, idx: torch.Tensor,
-               out: dict[str, Any], step: int, logger: MetricLogger, wall_s: float, recent_s: list[float]) -> None:
+def _log_train(
+    cfg: TrainConfig,
+    trainer: HeadTrainer,
+    train_set: WindowSet,
+    idx: torch.Tensor,
+    out: dict[str, Any],
+    step: int,
+    logger: MetricLogger,
+    wall_s: float,
+    recent_s: list[float],
+) -> None:
     """Log the calibration metrics of the step's batch, the learning rate and timings."""
-    metrics = window_metrics(cfg.head.parameterization, train_set, idx, out["log_var"], out["log_var_m"],
-                             out["loss"].components)
+    metrics = window_metrics(
+        cfg.head.parameterization, train_set, idx, out["log_var"], out["log_var_m"], out["loss"].components
+    )
     metrics["train/lr"] = trainer.optimizer.param_groups[0]["lr"]
     metrics["time/wall_s"] = wall_s
     metrics["time/head_step_ms"] = 1e3 * float(np.mean(recent_s))
     logger.log(step, "train", metrics, wall_s)
 
 
-def _validate(cfg: TrainConfig, trainer: HeadTrainer, eval_set: WindowSet, loop: LoopState,
-              logger: MetricLogger, run_dir: Path, info: dict[str, Any], wall_s: float) -> bool:
+def _validate(
+    cfg: TrainConfig,
+    trainer: HeadTrainer,
+    eval_set: WindowSet,
+    loop: LoopState,
+    logger: MetricLogger,
+    run_dir: Path,
+    info: dict[str, Any],
+    wall_s: float,
+) -> bool:
     """Validate, log, update ``best``, drop the LR / early-stop; returns True to stop."""
     metrics = trainer.evaluate(eval_set)
     score = calibration_score(metrics)
     metrics["calibration/score"] = score
     loop.last_val = metrics
     logger.log(loop.step, "val", metrics, wall_s)
-    _log.info("step %d val: nll %.3f, d2 rot %.2f trans %.2f, score %.3f", loop.step,
-              metrics["loss/pose_uncertainty_nll"], metrics[D2_ROT_MEAN], metrics[D2_TRANS_MEAN], score)
+    _log.info(
+        "step %d val: nll %.3f, d2 rot %.2f trans %.2f, score %.3f",
+        loop.step,
+        metrics["loss/pose_uncertainty_nll"],
+        metrics[D2_ROT_MEAN],
+        metrics[D2_TRANS_MEAN],
+        score,
+    )
     eligible = loop.step >= selection_start(cfg) or loop.step == cfg.train.iterations
     if eligible and score < loop.best_score:
         loop.best_score, loop.best_step = score, loop.step
@@ -599,8 +675,9 @@ def _validate(cfg: TrainConfig, trainer: HeadTrainer, eval_set: WindowSet, loop:
         loop.lr_drops += 1
         loop.lr_scale /= cfg.optim.lr_drop_factor
         trainer.set_lr(cfg.optim.lr * loop.lr_scale)
-        _log.info("d² within %.2f of 3: learning rate dropped to %.3g", cfg.optim.lr_drop_tol,
-                  cfg.optim.lr * loop.lr_scale)
+        _log.info(
+            "d² within %.2f of 3: learning rate dropped to %.3g", cfg.optim.lr_drop_tol, cfg.optim.lr * loop.lr_scale
+        )
     loop.settled = loop.settled + 1 if eligible and score < cfg.train.early_stop_tol else 0
     if cfg.train.early_stop and loop.settled >= cfg.train.early_stop_patience:
         _log.info("early stop: calibration score < %.2f for %d validations", cfg.train.early_stop_tol, loop.settled)
@@ -608,8 +685,9 @@ def _validate(cfg: TrainConfig, trainer: HeadTrainer, eval_set: WindowSet, loop:
     return False
 
 
-def _save_head(path: Path, trainer: HeadTrainer, cfg: TrainConfig, info: dict[str, Any],
-               metrics: dict[str, float], step: int) -> None:
+def _save_head(
+    path: Path, trainer: HeadTrainer, cfg: TrainConfig, info: dict[str, Any], metrics: dict[str, float], step: int
+) -> None:
     clean = {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}
     clean["step"] = float(step)
     meta = HeadMetadata.for_head(
@@ -624,8 +702,9 @@ def _save_head(path: Path, trainer: HeadTrainer, cfg: TrainConfig, info: dict[st
     save_head(path, trainer.head, meta)
 
 
-def _speed_report(cfg: TrainConfig, info: dict[str, Any], step_times: list[float],
-                  device: torch.device) -> SpeedReport | None:
+def _speed_report(
+    cfg: TrainConfig, info: dict[str, Any], step_times: list[float], device: torch.device
+) -> SpeedReport | None:
     if not step_times:
         return None
     timed = step_times[1:] if len(step_times) > 1 else step_times
@@ -643,8 +722,14 @@ def _speed_report(cfg: TrainConfig, info: dict[str, Any], step_times: list[float
     _log.info(
         "speed: head step %.3f ms on cached features (batch %d x %d frames), backbone %.1f ms per window "
         "(%s, %dx%d, %s) -> a head step is %.0fx cheaper than a backbone window",
-        1e3 * report.head_step_s, report.batch_size, report.window_size, 1e3 * report.backbone_window_s,
-        cfg.backbone.weights, *report.image_hw, report.backbone_source, report.ratio,
+        1e3 * report.head_step_s,
+        report.batch_size,
+        report.window_size,
+        1e3 * report.backbone_window_s,
+        cfg.backbone.weights,
+        *report.image_hw,
+        report.backbone_source,
+        report.ratio,
     )
     return report
 

@@ -126,17 +126,23 @@ def recalibrate_head(
     replaced (the factors are always fitted on the head's own output).
     """
     seqs = sequence_arrays(val, head_log_var_m(head, meta.scale_convention, val))
-    recal = fit_recalibration({n: v["r"] for n, v in seqs.items()}, {n: v["log_var"] for n, v in seqs.items()},
-                              trans_valid={n: v["trans_valid"] for n, v in seqs.items()}, method=method)
+    recal = fit_recalibration(
+        {n: v["r"] for n, v in seqs.items()},
+        {n: v["log_var"] for n, v in seqs.items()},
+        trans_valid={n: v["trans_valid"] for n, v in seqs.items()},
+        method=method,
+    )
     n_windows = max(int(v["window"].max()) + 1 for v in seqs.values() if v["window"].size)
     block = default_block_length(n_windows, val.window_size, stride)
     before = unseen_summary(seqs, block_length=block, n_boot=n_boot)
     after = unseen_summary(_recalibrated(seqs, recal), block_length=block, n_boot=n_boot)
-    table = "\n\n".join([
-        block_factors_summary(recal),
-        format_summary_table(before, "before recalibration (validation sequences):"),
-        format_summary_table(after, "after recalibration (in-sample: fitted on these sequences):"),
-    ])
+    table = "\n\n".join(
+        [
+            block_factors_summary(recal),
+            format_summary_table(before, "before recalibration (validation sequences):"),
+            format_summary_table(after, "after recalibration (in-sample: fitted on these sequences):"),
+        ]
+    )
     report = RecalibrationReport(recalibration=recal, before=before, after=after, table=table)
     if out is not None:
         record = {**recal.to_dict(), "before": before["pooled"], "after": after["pooled"]}
@@ -165,8 +171,9 @@ def _window_set(cfg: TrainConfig, paths: Sequence[str | Path]) -> WindowSet:
     dtype = resolve_dtype(cfg.backbone.dtype, device)
     model = load_backbone(cfg.backbone.weights, device, dtype)
     model.eval()
-    cache = FeatureCache(cfg.output.cache_dir, model, backbone_identity(model), device, dtype,
-                         cfg.backbone.preprocess_mode, cfg.window)
+    cache = FeatureCache(
+        cfg.output.cache_dir, model, backbone_identity(model), device, dtype, cfg.backbone.preprocess_mode, cfg.window
+    )
     cached = [cache.get(SequenceSpec(path=str(p))) for p in paths]
     return build_window_set(cached, cfg.head.input_feature, cfg.loss.min_motion_m)
 
@@ -203,17 +210,20 @@ def recalibrate_run(
     cfg = load_config(config)
     syn = cfg.data.synthetic
     trained = [Path(s.path).resolve() for s in cfg.data.train] + [
-        synthetic_root(cfg.output.cache_dir, syn, syn.seed + k).resolve() for k in range(syn.train)]
-    reused = sorted(str(p) for p in data if any(Path(p).resolve() == t or t in Path(p).resolve().parents
-                                                  for t in trained))
+        synthetic_root(cfg.output.cache_dir, syn, syn.seed + k).resolve() for k in range(syn.train)
+    ]
+    reused = sorted(
+        str(p) for p in data if any(Path(p).resolve() == t or t in Path(p).resolve().parents for t in trained)
+    )
     if reused:
         raise ConfigError(f"calibration sequences must be held out, but the run trained on {reused}")
     head_path = _run_head(run_dir, head)
     model, meta = load_head(head_path)
     val = _window_set(cfg, data)
     if int(val.features.shape[-1]) != meta.in_dim:
-        raise CheckpointError(f"head {head_path} expects {meta.in_dim}-d features but the backbone gives "
-                              f"{int(val.features.shape[-1])}")
+        raise CheckpointError(
+            f"head {head_path} expects {meta.in_dim}-d features but the backbone gives {int(val.features.shape[-1])}"
+        )
     return recalibrate_head(model, meta, val, stride=cfg.window.stride, method=method, out=out, n_boot=n_boot)
 
 
@@ -240,8 +250,11 @@ def held_out_evaluation(cfg: TrainConfig, run_dir: Path, val: WindowSet, test: W
 
     head, meta = load_head(run_dir / "checkpoints" / "best.safetensors")
     report = recalibrate_head(head, meta, val, stride=cfg.window.stride, out=run_dir / RECALIBRATED_FILE)
-    _log.info("recalibration of the best head on %d validation sequence(s): %s", len(report.recalibration.sequences),
-              block_factors_summary(report.recalibration))
+    _log.info(
+        "recalibration of the best head on %d validation sequence(s): %s",
+        len(report.recalibration.sequences),
+        block_factors_summary(report.recalibration),
+    )
     out: dict[str, Any] = {"recalibration": dict(report.recalibration.factors), "test_pooled": None}
     if test is None:
         return out
@@ -250,9 +263,15 @@ def held_out_evaluation(cfg: TrainConfig, run_dir: Path, val: WindowSet, test: W
     block = default_block_length(n_windows, test.window_size, cfg.window.stride)
     before = unseen_summary(seqs, block_length=block)
     after = unseen_summary(_recalibrated(seqs, report.recalibration), block_length=block)
-    doc = {"sequences": after["sequences"], "pooled": after["pooled"],
-           "recalibration": {"factors": dict(report.recalibration.factors), "before": before["pooled"],
-                             "after": after["pooled"]}}
+    doc = {
+        "sequences": after["sequences"],
+        "pooled": after["pooled"],
+        "recalibration": {
+            "factors": dict(report.recalibration.factors),
+            "before": before["pooled"],
+            "after": after["pooled"],
+        },
+    }
     (run_dir / TEST_FILE).write_text(json.dumps(jsonable(doc), indent=2, sort_keys=True, allow_nan=False) + "\n")
     _log.info("held-out test sequences:\n%s", format_summary_table(after, "after recalibration:"))
     out["test_pooled"] = after["pooled"]

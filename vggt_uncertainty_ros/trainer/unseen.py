@@ -176,8 +176,12 @@ def score_sequence(
             try:
                 pred = backbone.predict([f.image for f in frames], frame_ids=[f.stamp_ns for f in frames])
             except Exception as err:  # noqa: BLE001 (a backbone bug on one window: dropped and counted, not fatal)
-                _log.warning("%s: window at %d ns dropped, backbone error: %s", name or path, frames[0].stamp_ns,
-                             str(err).splitlines()[-1] if str(err) else type(err).__name__)
+                _log.warning(
+                    "%s: window at %d ns dropped, backbone error: %s",
+                    name or path,
+                    frames[0].stamp_ns,
+                    str(err).splitlines()[-1] if str(err) else type(err).__name__,
+                )
                 backbone_errors += 1
                 continue
             Tw = np.stack([f.T_world_cam for f in frames])
@@ -211,7 +215,8 @@ def score_sequence(
         # scale class "odometry": the fit the node's odometry scale source makes, against a
         # simulated odometry (ground truth with a per-window scale error and position noise)
         t_odom = T_gt_a[w, :, :3, 3] * (1.0 + rng.normal(0.0, ODOMETRY_NOISE[1])) + rng.normal(
-            0.0, ODOMETRY_NOISE[0], (S, 3))
+            0.0, ODOMETRY_NOISE[0], (S, 3)
+        )
         t_odom[0] = 0.0
         use_o = rot_mask[w] & tvalid_a[w]
         fit_o = fit_scale(t_odom[use_o], T_pred_a[w, use_o, :3, 3], min_motion_m=min_motion_m)
@@ -239,9 +244,19 @@ def score_sequence(
             trans_mask[w] = False
         residual[w, ~trans_mask[w], 3:] = 0.0
         log_motion[w] = math.log(float(window_motion(T_scaled[w, :, :3, 3])))
-    return ScoredSequence(name=name or str(path), features=feats_a, residual=residual, rot_mask=rot_mask,
-                          trans_mask=trans_mask, log_motion=log_motion, T_scaled=T_scaled, stamps_ns=stamps_a,
-                          gt_world=gt_world, counts=dict(counts), odometry=odom)
+    return ScoredSequence(
+        name=name or str(path),
+        features=feats_a,
+        residual=residual,
+        rot_mask=rot_mask,
+        trans_mask=trans_mask,
+        log_motion=log_motion,
+        T_scaled=T_scaled,
+        stamps_ns=stamps_a,
+        gt_world=gt_world,
+        counts=dict(counts),
+        odometry=odom,
+    )
 
 
 def _cat(seqs: Sequence[ScoredSequence]) -> dict[str, torch.Tensor]:
@@ -265,7 +280,7 @@ def _log_var_m(head: UncertaintyHead, batch: Mapping[str, torch.Tensor], idx: An
 def _d2_means(head: UncertaintyHead, batch: Mapping[str, torch.Tensor]) -> tuple[float, float]:
     with torch.no_grad():
         lv = _log_var_m(head.eval(), batch).double()
-    d2 = (batch["residual"].double() ** 2 * torch.exp(-lv))
+    d2 = batch["residual"].double() ** 2 * torch.exp(-lv)
     rot = d2[..., :3].sum(-1)[batch["rot_mask"]]
     tr = d2[..., 3:].sum(-1)[batch["trans_mask"]]
     return (float(rot.mean()) if rot.numel() else math.nan, float(tr.mean()) if tr.numel() else math.nan)
@@ -312,8 +327,13 @@ def train_head(
     for step in range(1, steps + 1):
         head.train()
         idx = torch.randint(n, (batch_size,), generator=gen)
-        out = pose_uncertainty_loss(tr["residual"][idx], _log_var_m(head, tr, idx), config=cfg,
-                                    mask=tr["rot_mask"][idx], trans_mask=tr["trans_mask"][idx])
+        out = pose_uncertainty_loss(
+            tr["residual"][idx],
+            _log_var_m(head, tr, idx),
+            config=cfg,
+            mask=tr["rot_mask"][idx],
+            trans_mask=tr["trans_mask"][idx],
+        )
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
@@ -334,8 +354,9 @@ def train_head(
     return TrainedHead(head=head, best_step=best[1], history=history)
 
 
-def predict_log_var(head: UncertaintyHead, seq: ScoredSequence, recal: Recalibration | None = None,
-                    scale_class: str = "gt") -> np.ndarray:
+def predict_log_var(
+    head: UncertaintyHead, seq: ScoredSequence, recal: Recalibration | None = None, scale_class: str = "gt"
+) -> np.ndarray:
     """log σ² ``[W, S, 6]`` in metres (rad², m²) of a ``relative`` head, optionally recalibrated.
 
     ``scale_class`` ``gt`` (per-window ground-truth fit) or ``odometry`` (the simulated
@@ -370,8 +391,12 @@ def pgo_ate(seq: ScoredSequence, log_var: np.ndarray, huber_k: float | None = No
     node = {int(s): k for k, s in enumerate(stamps.tolist())}
     m = seq.rot_mask
     r = seq.residual
-    tuned = np.concatenate([np.mean(r[m][:, :3] ** 2, 0), np.mean(r[seq.trans_mask][:, 3:] ** 2, 0)
-                            if seq.trans_mask.any() else np.ones(3)])
+    tuned = np.concatenate(
+        [
+            np.mean(r[m][:, :3] ** 2, 0),
+            np.mean(r[seq.trans_mask][:, 3:] ** 2, 0) if seq.trans_mask.any() else np.ones(3),
+        ]
+    )
     tuned = np.maximum(tuned, 1e-12)
     T_gt = np.stack([seq.gt_world[int(s)] for s in stamps])
     out: dict[str, float | None] = {}
@@ -435,8 +460,16 @@ class UnseenConfig:
     @classmethod
     def small(cls, **overrides: Any) -> UnseenConfig:
         """The CI variant (tens of seconds on 2 cores)."""
-        base = {"n_train": 3, "n_val": 2, "n_test": 2, "n_frames": 60, "width": 320, "height": 240,
-                "steps": 200, "n_boot": 200}
+        base = {
+            "n_train": 3,
+            "n_val": 2,
+            "n_test": 2,
+            "n_frames": 60,
+            "width": 320,
+            "height": 240,
+            "steps": 200,
+            "n_boot": 200,
+        }
         base.update(overrides)
         return cls(**base)
 
@@ -455,8 +488,9 @@ def _synthesise(out: Path, seed: int, cfg: UnseenConfig, level: float) -> Path:
         kwargs: dict[str, Any] = {}
         if "difficulty" in inspect.signature(generate).parameters:  # degradations, when the renderer has them
             kwargs["difficulty"] = level
-        res = generate(out, seed=seed, n_frames=cfg.n_frames, formats=("tum",), width=cfg.width, height=cfg.height,
-                       **kwargs)
+        res = generate(
+            out, seed=seed, n_frames=cfg.n_frames, formats=("tum",), width=cfg.width, height=cfg.height, **kwargs
+        )
         done.write_text(str(Path(res.paths["tum"]).relative_to(out)) + "\n")
     return out / done.read_text().strip()
 
@@ -501,30 +535,51 @@ def run_unseen(
         raise DataError(f"a split has no usable sequence (skipped: {skipped}); use more frames or seeds")
     timings["data_and_backbone_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    trained = train_head(scored["train"], scored["val"], steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                         hidden=cfg.hidden, seed=cfg.seed)
+    trained = train_head(
+        scored["train"],
+        scored["val"],
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        hidden=cfg.hidden,
+        seed=cfg.seed,
+    )
     timings["train_s"] = time.perf_counter() - t1
     head = trained.head
 
     val_in = {s.name: summary_inputs(s, predict_log_var(head, s)) for s in scored["val"]}
-    recal = fit_recalibration({n: v["r"] for n, v in val_in.items()}, {n: v["log_var"] for n, v in val_in.items()},
-                              trans_valid={n: v["trans_valid"] for n, v in val_in.items()})
+    recal = fit_recalibration(
+        {n: v["r"] for n, v in val_in.items()},
+        {n: v["log_var"] for n, v in val_in.items()},
+        trans_valid={n: v["trans_valid"] for n, v in val_in.items()},
+    )
     _log.info("recalibration on validation: %s", block_factors_summary(recal))
     n_windows = max(s.n_windows for s in scored["test"])
     block = default_block_length(n_windows, cfg.window_size, cfg.stride)
     raw = {s.name: predict_log_var(head, s) for s in scored["test"]}
-    before = unseen_summary({n: summary_inputs(s, raw[n]) for n, s in ((s.name, s) for s in scored["test"])},
-                            block_length=block, n_boot=cfg.n_boot)
+    before = unseen_summary(
+        {n: summary_inputs(s, raw[n]) for n, s in ((s.name, s) for s in scored["test"])},
+        block_length=block,
+        n_boot=cfg.n_boot,
+    )
     after_lv = {s.name: predict_log_var(head, s, recal) for s in scored["test"]}
-    after = unseen_summary({s.name: summary_inputs(s, after_lv[s.name]) for s in scored["test"]},
-                           block_length=block, n_boot=cfg.n_boot)
+    after = unseen_summary(
+        {s.name: summary_inputs(s, after_lv[s.name]) for s in scored["test"]}, block_length=block, n_boot=cfg.n_boot
+    )
     pgo = {s.name: pgo_ate(s, after_lv[s.name]) for s in scored["test"]}
     methods: dict[str, Any] = {}
     for method in METHODS:  # the other fits, for comparison (details only)
-        alt = fit_recalibration({n: v["r"] for n, v in val_in.items()}, {n: v["log_var"] for n, v in val_in.items()},
-                                trans_valid={n: v["trans_valid"] for n, v in val_in.items()}, method=method)
-        pooled = unseen_summary({s.name: summary_inputs(s, predict_log_var(head, s, alt)) for s in scored["test"]},
-                                block_length=block, n_boot=cfg.n_boot)["pooled"]
+        alt = fit_recalibration(
+            {n: v["r"] for n, v in val_in.items()},
+            {n: v["log_var"] for n, v in val_in.items()},
+            trans_valid={n: v["trans_valid"] for n, v in val_in.items()},
+            method=method,
+        )
+        pooled = unseen_summary(
+            {s.name: summary_inputs(s, predict_log_var(head, s, alt)) for s in scored["test"]},
+            block_length=block,
+            n_boot=cfg.n_boot,
+        )["pooled"]
         methods[method] = {"factors": dict(alt.factors), "test_pooled": pooled}
     timings["total_s"] = time.perf_counter() - t0
 
@@ -543,8 +598,13 @@ def run_unseen(
         "scale_classes": {
             "gt": after["pooled"],
             "odometry": unseen_summary(
-                {s.name: summary_inputs(s, predict_log_var(head, s, recal, "odometry"), "odometry")
-                 for s in scored["test"]}, block_length=block, n_boot=cfg.n_boot)["pooled"],
+                {
+                    s.name: summary_inputs(s, predict_log_var(head, s, recal, "odometry"), "odometry")
+                    for s in scored["test"]
+                },
+                block_length=block,
+                n_boot=cfg.n_boot,
+            )["pooled"],
             "odometry_noise": {"position_m": ODOMETRY_NOISE[0], "scale_rel": ODOMETRY_NOISE[1]},
         },
         "scale_protocol": {s.name: s.counts for split in scored.values() for s in split},
@@ -555,8 +615,6 @@ def run_unseen(
         "timings_s": timings,
     }
     return doc, details
-
-
 
 
 def jsonable(value: Any) -> Any:

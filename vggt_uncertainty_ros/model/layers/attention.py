@@ -80,6 +80,7 @@ def select_attention(model: nn.Module, backend: str, device: torch.device, dtype
             module.impl, module.flash = backend, flash
     return backend
 
+
 #: Kernel preference orders for ``F.scaled_dot_product_attention`` (the first that supports
 #: the inputs runs). "auto" keeps PyTorch's own order, which on an H100 with torch 2.11
 #: already runs cuDNN's fused attention, the fastest there for VGGT's 64-wide heads (the
