@@ -27,8 +27,13 @@ venv: $(VENV)/.installed
 demo: venv
 	$(VENV)/bin/vggt-uncertainty demo --out demo_out
 
+# Typed core (setup.cfg [mypy]): the numpy core, the data layer and the node's runtime.
+TYPED := vggt_uncertainty_ros/geometry vggt_uncertainty_ros/calibration vggt_uncertainty_ros/data vggt_uncertainty_ros/online
+
 test: venv $(VENV)/bin/ros2
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(TYPED)
 	$(PY) -m pytest -q test
 
 clean:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -209,14 +210,14 @@ def _both_blocks(
     }
 
 
-def format_summary_table(summary: Mapping[str, object], title: str = "") -> str:
+def format_summary_table(summary: Mapping[str, Any], title: str = "") -> str:
     """Plain-text table (one row per sequence and block, then the pool) for terminals and logs."""
     lines = [title] if title else []
     lines.append(
         f"{'sequence':<28} {'block':<5} {'d2 mean':>8} {'95% CI':>17} {'cov68':>6} {'cov95':>6} "
         f"{'cov99':>6} {'spearman':>8} {'nll/dof':>8} {'frames':>7}"
     )
-    rows = [*((n, v) for n, v in dict(summary["sequences"]).items()), ("POOLED", summary["pooled"])]
+    rows = [*summary["sequences"].items(), ("POOLED", summary["pooled"])]
 
     def f(x: object) -> float:  # None (JSON's NaN) prints as nan
         return math.nan if x is None else float(x)  # type: ignore[arg-type]

@@ -142,7 +142,7 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _offline_error(url: str, err: BaseException) -> DataError:
+def _offline_error(url: str, err: BaseException | str) -> DataError:
     host = urlsplit(url).netloc
     return DataError(
         f"cannot reach {host} to download {url} ({err}); are you offline? "

@@ -722,7 +722,7 @@ def degrade(
             covered |= mask
     kernel = _blur_kernel(blur_px, blur_angle)
     if kernel is not None:
-        img = cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REFLECT)
+        img = np.asarray(cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REFLECT), dtype=np.float32)
     img += rng.normal(0.0, plan.noise_sigma[frame], img.shape).astype(np.float32)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), depth, float(covered.mean())
 

@@ -172,7 +172,7 @@ class FrameStream:
         if backwards_to_reset < 1:
             raise ConfigError(f"backwards_to_reset must be >= 1, got {backwards_to_reset}")
         self._config = config
-        self._builder = WindowBuilder(config)
+        self._builder: WindowBuilder[Any] = WindowBuilder(config)
         self._backwards_to_reset = backwards_to_reset
         self._clock_jump_ns = int(clock_jump_s * _NS_PER_S)
         self._last_stamp_ns: int | None = None
