@@ -11,8 +11,13 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vggt_uncertainty_ros.cli.options import add_backbone_arguments, backbone_spec
+
+if TYPE_CHECKING:
+    from vggt_uncertainty_ros.evaluate import EvalConfig
+    from vggt_uncertainty_ros.model.spec import BackboneSpec
 
 HELP = "evaluate predicted covariances, trajectory error (evo) and pose-graph benefit (GTSAM) of a sequence"
 
@@ -89,17 +94,17 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plots", action="store_true", help="skip PNG plots and report.md")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the evaluation; returns 0, or 1 when no window could be evaluated."""
+def eval_config(args: argparse.Namespace, data: Path, backbone: BackboneSpec, *, gt: Path | None = None) -> EvalConfig:
+    """The :class:`EvalConfig` the options of :func:`add_evaluation_arguments` name, for ``data``."""
     # lazy: the CLI starts fast; only the command that runs imports its stack
-    from vggt_uncertainty_ros.evaluate import EvalConfig, SourceKind, evaluate
+    from vggt_uncertainty_ros.evaluate import EvalConfig, SourceKind
 
-    cfg = EvalConfig(
-        data=args.data,
+    return EvalConfig(
+        data=data,
         out_dir=args.out,
         source=SourceKind.POSES_TOPIC if args.poses_topic else SourceKind.RUN_MODEL,
-        gt=args.gt,
-        backbone=backbone_spec(args),
+        gt=gt,
+        backbone=backbone,
         head=args.head,
         params=args.params,
         poses_topic=args.poses_topic,
@@ -112,6 +117,14 @@ def run(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         plots=not args.no_plots,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the evaluation; returns 0, or 1 when no window could be evaluated."""
+    # lazy: the CLI starts fast; only the command that runs imports its stack
+    from vggt_uncertainty_ros.evaluate import evaluate
+
+    cfg = eval_config(args, args.data, backbone_spec(args), gt=args.gt)
     result = evaluate(cfg, progress=True)
     report = result.report
     if not result.ok:

@@ -59,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate the sequences; returns 0, or 1 when no window at all was evaluated."""
     # lazy: the evaluator (evo, GTSAM) and torch load only when this subcommand runs
     from vggt_uncertainty_ros.distributed import init_distributed, shutdown
-    from vggt_uncertainty_ros.evaluate import EvalConfig, SourceKind
     from vggt_uncertainty_ros.evaluate.batch import POOLED_FILE, evaluate_many
     from vggt_uncertainty_ros.model.device import resolve_device
 
@@ -71,23 +70,7 @@ def run(args: argparse.Namespace) -> int:
         import dataclasses
 
         backbone = dataclasses.replace(backbone, device=str(ctx.device))
-    base = EvalConfig(
-        data=entries[0].path,
-        out_dir=args.out,
-        source=SourceKind.POSES_TOPIC if args.poses_topic else SourceKind.RUN_MODEL,
-        backbone=backbone,
-        head=args.head,
-        params=args.params,
-        poses_topic=args.poses_topic,
-        image_topic=args.image_topic,
-        scale_mode=args.scale_mode,
-        sigma_rot_rad=args.sigma_rot,
-        sigma_trans=args.sigma_trans,
-        max_dt_s=args.max_dt,
-        huber_k=args.huber_k,
-        max_frames=args.max_frames,
-        plots=not args.no_plots,
-    )
+    base = eval_cli.eval_config(args, entries[0].path, backbone)
     try:
         result = evaluate_many(entries, base, args.out, ctx, progress=True)
     finally:
