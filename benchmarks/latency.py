@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vggt_uncertainty_ros.model.preprocess import preprocess_images_with_transforms
 from vggt_uncertainty_ros.model.spec import BackboneSpec
 from vggt_uncertainty_ros.online.estimator import WindowEstimator, build_estimator
 
@@ -83,12 +82,23 @@ def measure(
         seconds = _timed(lambda w=window, i=ids: estimator.estimate(w, stamps_ns=i, frame_ids=i), device)
         if k >= warmup:
             node.append(seconds)
-    batch, _ = preprocess_images_with_transforms(frames[:size], mode=estimator.preprocess_mode)
-    batch = batch.to(device)[None]
+    backbone = estimator.backbone
+    network = getattr(backbone, "model", None)  # a camera network (VGGT, VGGT-Ω) behind the protocol
+    if network is not None:
+        batch, _ = backbone.preprocess(frames[:size])
+        batch = batch.to(device)[None]
+
+        def model_alone() -> object:
+            return network(batch)
+    else:  # no separate network (the geometric backbone): its whole prediction on one window
+
+        def model_alone() -> object:
+            return backbone.predict(frames[:size])
+
     model: list[float] = []
     with torch.inference_mode():
         for k in range(len(starts)):
-            seconds = _timed(lambda: estimator.backbone(batch), device)
+            seconds = _timed(model_alone, device)
             if k >= warmup:
                 model.append(seconds)
     return LatencyStats.of(node), LatencyStats.of(model)

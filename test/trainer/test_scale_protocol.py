@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vggt_uncertainty_ros.calibration import D2_ROT_MEAN, D2_TRANS_MEAN
-from vggt_uncertainty_ros.geometry import extri_intri_to_pose_encoding, invert_transform, se3_exp
+from vggt_uncertainty_ros.geometry import se3_exp
 from vggt_uncertainty_ros.head import pose_uncertainty_loss
 from vggt_uncertainty_ros.trainer import loop as loop_mod
 from vggt_uncertainty_ros.trainer.cache import CachedSequence
@@ -33,15 +33,13 @@ def _cached(step_m: float, pred_unit: float, n_windows: int = 1, name: str = "se
     T_pred[..., :3, 3] /= pred_unit
     T_pred = T_pred @ se3_exp(np.concatenate([rng.normal(0, 1e-3, (n_windows, S, 3)), np.zeros((n_windows, S, 3))], -1))
     T_pred[:, 0] = np.eye(4)
-    E = invert_transform(T_pred)  # camera-from-world with world = camera 0
-    K = np.tile(np.array([[70.0, 0, 40], [0, 70.0, 30], [0, 0, 1]]), (n_windows, S, 1, 1))
-    pose_enc = np.asarray(extri_intri_to_pose_encoding(E[..., :3, :], K, HW), dtype=np.float32)
     feats = rng.normal(size=(n_windows, S, 4)).astype(np.float32)
     return CachedSequence(
         name=name,
         camera_features=feats,
         camera_trunk_features=feats,
-        pose_enc=pose_enc,
+        T_0_i_pred=T_pred,
+        valid=np.ones((n_windows, S), bool),
         T_0_i_gt=T_gt,
         stamps_ns=np.zeros((n_windows, S), np.int64),
         frame_index=np.zeros((n_windows, S), np.int64),

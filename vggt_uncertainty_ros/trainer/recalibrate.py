@@ -162,18 +162,11 @@ def _run_head(run_dir: Path, which: str) -> Path:
 
 def _window_set(cfg: TrainConfig, paths: Sequence[str | Path]) -> WindowSet:
     """Run (or read from the run's feature cache) the run's backbone on ``paths``."""
-    from vggt_uncertainty_ros.model import backbone_identity, load_backbone
-    from vggt_uncertainty_ros.model.device import resolve_device, resolve_dtype
-    from vggt_uncertainty_ros.trainer.cache import FeatureCache
+    from vggt_uncertainty_ros.model.device import resolve_device
     from vggt_uncertainty_ros.trainer.data import build_window_set
+    from vggt_uncertainty_ros.trainer.shards import open_feature_cache
 
-    device = resolve_device(cfg.backbone.device)
-    dtype = resolve_dtype(cfg.backbone.dtype, device)
-    model = load_backbone(cfg.backbone.weights, device, dtype)
-    model.eval()
-    cache = FeatureCache(
-        cfg.output.cache_dir, model, backbone_identity(model), device, dtype, cfg.backbone.preprocess_mode, cfg.window
-    )
+    cache = open_feature_cache(cfg, resolve_device(cfg.backbone.device))
     cached = [cache.get(SequenceSpec(path=str(p))) for p in paths]
     return build_window_set(cached, cfg.head.input_feature, cfg.loss.min_motion_m)
 
