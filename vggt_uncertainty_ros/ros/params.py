@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -293,26 +292,21 @@ def coerce(name: str, value: Any) -> Any:
     return value
 
 
-def make_on_set_callback(is_running: Callable[[], bool]) -> Callable[[list[Parameter]], SetParametersResult]:
-    """On-set callback: validates values; refuses changes once the node is running.
+def refuse_changes(params: list[Parameter]) -> SetParametersResult:
+    """On-set callback of the running node: every parameter is read once at start-up.
 
-    Args:
-        is_running: returns True once start-up has finished (parameters are then fixed).
+    An invalid value is refused with the validation error; a valid one with "restart the node".
+    ``use_sim_time`` (handled by rclpy) and parameters the node does not own pass.
     """
-
-    def on_set(params: list[Parameter]) -> SetParametersResult:
-        for param in params:
-            if param.name == "use_sim_time" or param.name not in DESCRIPTIONS:
-                continue
-            try:
-                check_value(param.name, coerce(param.name, param.value))
-            except ConfigError as err:
-                return SetParametersResult(successful=False, reason=str(err))
-            if is_running():
-                return SetParametersResult(
-                    successful=False,
-                    reason=f"parameter {param.name} is read at start-up; edit the params file and restart the node",
-                )
-        return SetParametersResult(successful=True)
-
-    return on_set
+    for param in params:
+        if param.name == "use_sim_time" or param.name not in DESCRIPTIONS:
+            continue
+        try:
+            check_value(param.name, coerce(param.name, param.value))
+        except ConfigError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        return SetParametersResult(
+            successful=False,
+            reason=f"parameter {param.name} is read at start-up; edit the params file and restart the node",
+        )
+    return SetParametersResult(successful=True)

@@ -81,7 +81,7 @@ from vggt_uncertainty_ros.ros.conversions import (
     stamp_to_ns,
     transform_msg,
 )
-from vggt_uncertainty_ros.ros.params import NodeParams, declare_parameters, make_on_set_callback
+from vggt_uncertainty_ros.ros.params import NodeParams, declare_parameters, refuse_changes
 from vggt_uncertainty_ros.ros.shutdown import ShutdownGuard
 
 try:  # tf2_msgs is not among the pip wheels; TF output is optional
@@ -155,7 +155,7 @@ class VggtUncertaintyNode(Node):
         kwargs.setdefault("automatically_declare_parameters_from_overrides", True)
         super().__init__(NODE_NAME, **kwargs)
         self.params = declare_parameters(self)
-        self.add_on_set_parameters_callback(make_on_set_callback(lambda: True))
+        self.add_on_set_parameters_callback(refuse_changes)
         p = self.params
         self._estimator = estimator if estimator is not None else build_estimator(p)
         factors = getattr(self._estimator, "recalibration", {})
