@@ -132,12 +132,16 @@ def check_keys(
     path: Path | str,
     found: dict[str, tuple[int, ...]],
     expected: dict[str, tuple[int, ...]],
+    *,
+    model: str = "VGGT",
+    dropped: tuple[str, ...] = DROPPED_PREFIXES,
 ) -> None:
     """Raise :class:`CheckpointError` unless ``found`` has exactly ``expected``'s names and shapes.
 
-    Keys of the dropped heads (``DROPPED_PREFIXES``) in ``found`` are ignored.
+    Keys of the heads we do not build (``dropped`` prefixes) in ``found`` are ignored; the error
+    names ``path``, ``model`` and the first offending keys.
     """
-    kept = {k: v for k, v in found.items() if not k.startswith(DROPPED_PREFIXES)}
+    kept = {k: v for k, v in found.items() if not k.startswith(dropped)}
     missing = [k for k in expected if k not in kept]
     unexpected = [k for k in kept if k not in expected]
     wrong = [
@@ -154,7 +158,7 @@ def check_keys(
         problems.append(f"{len(wrong)} shape mismatches: {_listing(wrong)}")
     if problems:
         raise CheckpointError(
-            f"{path}: checkpoint does not match the VGGT aggregator + camera head: " + "; ".join(problems)
+            f"{path}: checkpoint does not match the {model} aggregator + camera head: " + "; ".join(problems)
         )
 
 

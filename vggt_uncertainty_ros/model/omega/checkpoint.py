@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from vggt_uncertainty_ros.errors import CheckpointError
-from vggt_uncertainty_ros.model.checkpoint import _listing, _read_safetensors, _read_torch, _safetensors_header
+from vggt_uncertainty_ros.model.checkpoint import _read_safetensors, _read_torch, _safetensors_header, check_keys
 from vggt_uncertainty_ros.model.omega.config import OMEGA_PRESETS, get_omega_config
 from vggt_uncertainty_ros.model.omega.model import VGGTOmega
 
@@ -76,21 +76,7 @@ def resolve_weights(spec: str | os.PathLike) -> Path:
 
 def check_omega_keys(path: Path | str, found: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]]) -> None:
     """Raise :class:`CheckpointError` unless ``found`` (minus dropped heads) equals ``expected`` exactly."""
-    kept = {k: tuple(v) for k, v in found.items() if not k.startswith(DROPPED_PREFIXES)}
-    missing = [k for k in expected if k not in kept]
-    unexpected = [k for k in kept if k not in expected]
-    wrong = [f"{k} {kept[k]} != {tuple(expected[k])}" for k in expected if k in kept and kept[k] != tuple(expected[k])]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
-    if wrong:
-        problems.append(f"{len(wrong)} shape mismatches: {_listing(wrong)}")
-    if problems:
-        raise CheckpointError(
-            f"{path}: checkpoint does not match the VGGT-Omega aggregator + camera head: " + "; ".join(problems)
-        )
+    check_keys(path, found, expected, model="VGGT-Omega", dropped=DROPPED_PREFIXES)
 
 
 def expected_shapes(config: str) -> dict[str, tuple[int, ...]]:
