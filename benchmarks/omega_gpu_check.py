@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         model = build_bench_model(settings, inference_precision=False)  # float32 weights
         ref = model(images)
-        model.set_amp(torch.bfloat16 if cuda else None)
+        model.amp_dtype = torch.bfloat16 if cuda else None
         out = model(images)
         tok = (out.camera_and_register_tokens - ref.camera_and_register_tokens).abs().max().item()
         pose = (out.pose_enc - ref.pose_enc).abs().max().item()

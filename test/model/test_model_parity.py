@@ -15,19 +15,12 @@ from safetensors.torch import load_file
 from torch.testing import assert_close
 
 from vggt_uncertainty_ros.model import VGGT
-from vggt_uncertainty_ros.model.layers import Attention
+from vggt_uncertainty_ros.model.layers import set_attention_impl
 
 pytestmark = [pytest.mark.golden, pytest.mark.slow]
 
 TOK = {"rtol": 1e-4, "atol": 1e-4}
 POSE = {"rtol": 1e-4, "atol": 1e-5}
-
-
-def set_attention_impl(model: torch.nn.Module, impl: str) -> None:
-    """Switch every attention layer to ``"sdpa"`` or ``"manual"`` (the reference softmax)."""
-    for module in model.modules():
-        if isinstance(module, Attention):
-            module.impl = impl
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,7 @@ from vggt_uncertainty_ros.model import (
     backbone_identity,
     load_backbone,
 )
-from vggt_uncertainty_ros.model.layers import Attention
-
-
-def set_attention_impl(model: torch.nn.Module, impl: str) -> None:
-    """Switch every attention layer to ``"sdpa"`` or ``"manual"`` (the reference softmax)."""
-    for module in model.modules():
-        if isinstance(module, Attention):
-            module.impl = impl
+from vggt_uncertainty_ros.model.layers import set_attention_impl
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from torch.testing import assert_close
 
 from vggt_uncertainty_ros.errors import ModelError
 from vggt_uncertainty_ros.model import TokenCache, VGGTOmega, intrinsics_to_original
+from vggt_uncertainty_ros.model.layers import set_attention_impl
 from vggt_uncertainty_ros.model.omega import (
     encoding_to_camera,
     load_and_preprocess_images,
@@ -132,7 +133,7 @@ def test_manual_attention_equals_sdpa():
     model = VGGTOmega("tiny").eval()
     images = torch.rand(1, 2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     fused = model(images).camera_and_register_tokens
-    model.set_attention_impl("manual")
+    set_attention_impl(model, "manual")
     assert_close(model(images).camera_and_register_tokens, fused, rtol=1e-5, atol=1e-5)
 
 
@@ -161,7 +162,7 @@ def test_bf16_autocast_stays_close_to_float32():
     model = VGGTOmega("tiny").eval()
     images = torch.rand(1, 3, 3, 32, 48, generator=torch.Generator().manual_seed(5))
     ref = model(images)
-    model.set_amp(torch.bfloat16)
+    model.amp_dtype = torch.bfloat16
     out = model(images)
     assert out.pose_enc.dtype == torch.float32 and out.camera_features.dtype == torch.float32  # head in float32
     assert_close(out.camera_features, ref.camera_features, rtol=0.05, atol=0.05)

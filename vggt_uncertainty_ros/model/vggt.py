@@ -13,7 +13,6 @@ with autocast disabled.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Hashable, Iterator, Sequence
@@ -21,25 +20,19 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import nn
-from torch.nn.attention import sdpa_kernel
 
 from vggt_uncertainty_ros.errors import ModelError
 from vggt_uncertainty_ros.model.aggregator import Aggregator
 from vggt_uncertainty_ros.model.camera_head import CameraHead
 from vggt_uncertainty_ros.model.config import VGGTConfig, get_config
 from vggt_uncertainty_ros.model.init import deterministic_init_
-from vggt_uncertainty_ros.model.layers import SDPA_BACKENDS, Block
+from vggt_uncertainty_ros.model.network import CameraNetwork
 from vggt_uncertainty_ros.model.pose_encoding import pose_encoding_to_extri_intri
 from vggt_uncertainty_ros.model.token_cache import TokenCache
 
 logger = logging.getLogger(__name__)
 
 InitMode = Literal["auto", "torch", "deterministic", "empty", "meta"]
-
-#: Compiled variants of ``Block.forward`` allowed by :meth:`VGGT.compile_blocks`: about 6
-#: block kinds x the DINOv2 batch sizes of a window (1..S new frames) x grad modes.
-COMPILE_GRAPH_LIMIT = 64
 
 
 @dataclass
@@ -92,7 +85,7 @@ class VGGTOutput:
 _OUTPUT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(VGGTOutput))
 
 
-class VGGT(nn.Module):
+class VGGT(CameraNetwork):
     """VGGT aggregator + camera head.
 
     Args:
@@ -115,7 +108,7 @@ class VGGT(nn.Module):
     def __init__(
         self, config: str | VGGTConfig = "full", init: InitMode = "auto", amp_dtype: torch.dtype | None = None
     ) -> None:
-        super().__init__()
+        super().__init__(amp_dtype)
         self.config = get_config(config)
         if init == "auto":
             init = "deterministic" if self.config.name == "tiny" else "torch"
@@ -132,57 +125,10 @@ class VGGT(nn.Module):
             elif init != "torch":
                 raise ModelError(f"unknown init mode {init!r}")
         self.feature_dim = self.config.feature_dim
-        if amp_dtype not in (None, torch.bfloat16, torch.float16):
-            raise ModelError(f"amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype!r}")
-        self.amp_dtype: torch.dtype | None = amp_dtype
-        self.sdpa_backend = "auto"
 
     def _build(self) -> None:
         self.aggregator = Aggregator(self.config)
         self.camera_head = CameraHead(self.config)
-
-    # ------------------------------------------------------------------ settings
-    def set_sdpa_backend(self, name: str) -> None:
-        """Prefer a fused-attention kernel: a key of :data:`SDPA_BACKENDS` ("auto", "cudnn", ...).
-
-        Blocks compiled by :meth:`compile_blocks` keep the kernel chosen when they were
-        compiled: set the backend first.
-        """
-        if name not in SDPA_BACKENDS:
-            raise ModelError(f"unknown SDPA backend {name!r}; expected one of {sorted(SDPA_BACKENDS)}")
-        self.sdpa_backend = name
-
-    def compile_blocks(self, **kwargs: object) -> None:
-        """``torch.compile`` every transformer block in place (fuses norms, RoPE, GELU, casts).
-
-        Blocks of one kind share a compiled graph, so this compiles a handful of graphs
-        instead of the whole unrolled model. Shapes are static (``dynamic=False``): each
-        DINOv2 batch size the token cache produces gets its own specialised graph rather
-        than slower shape-generic kernels. All block kinds (DINOv2, frame, global, the
-        camera-only last global block, camera head) and batch sizes share ``Block.forward``,
-        so dynamo's per-function recompile limit is raised to :data:`COMPILE_GRAPH_LIMIT`;
-        past it dynamo would silently run the remaining variants eagerly. ``kwargs`` go to
-        :meth:`nn.Module.compile`.
-        """
-        import torch._dynamo.config as dynamo_config  # lazy: dynamo only when compiling
-
-        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, COMPILE_GRAPH_LIMIT)
-        kwargs.setdefault("dynamic", False)
-        for module in self.modules():
-            if isinstance(module, Block):
-                module.compile(**kwargs)
-
-    # ------------------------------------------------------------------ forward
-    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=self.amp_dtype)
-
-    def _sdpa_preference(self) -> contextlib.AbstractContextManager:
-        order = SDPA_BACKENDS[self.sdpa_backend]
-        if order is None:
-            return contextlib.nullcontext()
-        return sdpa_kernel(list(order), set_priority=True)
 
     def forward(
         self,

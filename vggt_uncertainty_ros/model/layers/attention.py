@@ -54,6 +54,15 @@ def flash4_attention(flash: FlashFunc, q: torch.Tensor, k: torch.Tensor, v: torc
     return out.transpose(1, 2)
 
 
+def set_attention_impl(model: nn.Module, impl: str) -> None:
+    """Set every attention layer of ``model`` to ``"sdpa"`` or ``"manual"`` (the reference path)."""
+    if impl not in ("sdpa", "manual"):
+        raise ValueError(f"attention impl must be sdpa or manual here, got {impl!r}; flash4: select_attention()")
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.impl, module.flash = impl, None
+
+
 def select_attention(model: nn.Module, backend: str, device: torch.device, dtype: torch.dtype) -> str:
     """Set every attention layer of ``model`` to ``backend`` (``sdpa`` or ``flash4``).
 

@@ -26,7 +26,13 @@ from pathlib import Path
 import torch
 
 from vggt_uncertainty_ros.errors import CheckpointError
-from vggt_uncertainty_ros.model.checkpoint import _read_safetensors, _read_torch, _safetensors_header, check_keys
+from vggt_uncertainty_ros.model.checkpoint import (
+    _read_safetensors,
+    _read_torch,
+    _safetensors_header,
+    check_keys,
+    compact_matrix_weights,
+)
 from vggt_uncertainty_ros.model.omega.config import OMEGA_PRESETS, get_omega_config
 from vggt_uncertainty_ros.model.omega.model import VGGTOmega
 
@@ -151,7 +157,9 @@ def load_omega(
         source = str(path)
     model = model.to(device=device, dtype=torch.float32).eval()
     if dtype != torch.float32:
-        model.set_amp(dtype, compact_weights=device.type == "cuda")
+        model.amp_dtype = dtype
+        if device.type == "cuda":  # autocast casts them anyway: store the aggregator's matrices in dtype
+            compact_matrix_weights(model.aggregator, dtype)
     for p in model.parameters():
         p.requires_grad_(False)
     logger.info("loaded VGGT-Omega %s (%s) on %s, %s", source, model.config.name, device, dtype)

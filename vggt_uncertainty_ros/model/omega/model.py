@@ -21,19 +21,18 @@ Numerics follow the official model: on CUDA the aggregator runs under bf16 autoc
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Hashable, Sequence
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention import sdpa_kernel
 
 from vggt_uncertainty_ros.errors import ModelError
 from vggt_uncertainty_ros.model.init import deterministic_init_
-from vggt_uncertainty_ros.model.layers import ATTENTION_IMPLS, SDPA_BACKENDS, Attention, Block
+from vggt_uncertainty_ros.model.layers import Block
 from vggt_uncertainty_ros.model.layers.attention import flash4_attention
+from vggt_uncertainty_ros.model.network import CameraNetwork
 from vggt_uncertainty_ros.model.omega.config import OmegaConfig, get_omega_config
 from vggt_uncertainty_ros.model.omega.layers import AxialRope, HalfSwapRotation, KeyMaskedLinear
 from vggt_uncertainty_ros.model.omega.pose import encoding_to_camera
@@ -251,7 +250,7 @@ class OmegaOutput(dict):
             raise AttributeError(name) from None
 
 
-class VGGTOmega(nn.Module):
+class VGGTOmega(CameraNetwork):
     """VGGT-Ω aggregator + camera head.
 
     Args:
@@ -285,8 +284,6 @@ class VGGTOmega(nn.Module):
             if init == "deterministic":
                 self._deterministic_init()
         self.feature_dim = self.config.feature_dim
-        self.amp_dtype: torch.dtype | None = None
-        self.sdpa_backend = "auto"
 
     def _build(self) -> None:
         self.aggregator = OmegaAggregator(self.config)
@@ -307,57 +304,6 @@ class VGGTOmega(nn.Module):
         for module in self.modules():
             if isinstance(module, KeyMaskedLinear):
                 module.reset_mask()
-
-    # ------------------------------------------------------------------ settings
-    def set_attention_impl(self, impl: str) -> None:
-        """``"sdpa"`` (fused, default) or ``"manual"`` (explicit softmax) attention."""
-        if impl not in ATTENTION_IMPLS:
-            raise ModelError(f"unknown attention implementation {impl!r}; expected {ATTENTION_IMPLS}")
-        for module in self.modules():
-            if isinstance(module, Attention):
-                module.impl = impl
-
-    def set_sdpa_backend(self, name: str) -> None:
-        """Prefer a fused-attention kernel, a key of ``SDPA_BACKENDS`` (set before compiling)."""
-        if name not in SDPA_BACKENDS:
-            raise ModelError(f"unknown SDPA backend {name!r}; expected one of {sorted(SDPA_BACKENDS)}")
-        self.sdpa_backend = name
-
-    def set_amp(self, dtype: torch.dtype | None, compact_weights: bool = False) -> None:
-        """Run the aggregator under autocast with ``dtype`` (``None``: float32 throughout).
-
-        ``compact_weights`` also stores the aggregator's Linear/Conv weights in ``dtype``
-        (autocast casts them anyway); norms, biases, masks, tokens and the head stay float32.
-        """
-        self.amp_dtype = dtype
-        if compact_weights:
-            if dtype is None:
-                raise ModelError("compact_weights needs an autocast dtype")
-            for module in self.aggregator.modules():
-                if isinstance(module, (nn.Linear, nn.Conv2d)):
-                    module.weight.data = module.weight.data.to(dtype)
-
-    def compile_blocks(self, **kwargs: object) -> None:
-        """``torch.compile`` every transformer block in place (static shapes; see ``VGGT.compile_blocks``)."""
-        import torch._dynamo.config as dynamo_config  # lazy: dynamo is heavy and GPU-only here
-
-        from vggt_uncertainty_ros.model.vggt import COMPILE_GRAPH_LIMIT
-
-        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, COMPILE_GRAPH_LIMIT)
-        kwargs.setdefault("dynamic", False)
-        for module in self.modules():
-            if isinstance(module, Block):
-                module.compile(**kwargs)
-
-    # ------------------------------------------------------------------ forward
-    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=self.amp_dtype)
-
-    def _sdpa_preference(self) -> contextlib.AbstractContextManager:
-        order = SDPA_BACKENDS[self.sdpa_backend]
-        return contextlib.nullcontext() if order is None else sdpa_kernel(list(order), set_priority=True)
 
     def forward(
         self,
