@@ -17,7 +17,9 @@ import pickle
 import re
 import struct
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -167,31 +169,43 @@ def _expected_shapes(config: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _infer_config(found: dict[str, tuple[int, ...]]) -> str:
+def _infer_config(found: dict[str, tuple[int, ...]], presets: Mapping[str, Any]) -> str:
     """The preset whose width matches ``found`` (by ``aggregator.camera_token``); ``full`` otherwise.
 
     Only the width is used, so that a damaged file is compared against the right preset
     and the error lists the keys that are actually wrong.
     """
     shape = found.get("aggregator.camera_token")
-    for name, cfg in PRESETS.items():
+    for name, cfg in presets.items():
         if shape is not None and tuple(shape) == (1, 2, 1, cfg.embed_dim):
             return name
     return "full"
 
 
-def load_vggt_state_dict(path: str | os.PathLike, config: str | None = None) -> tuple[str, dict[str, torch.Tensor]]:
-    """Read and validate a checkpoint file.
+def read_checkpoint(
+    path: str | os.PathLike,
+    config: str | None,
+    *,
+    presets: Mapping[str, Any],
+    expected_shapes: Callable[[str], dict[str, tuple[int, ...]]],
+    model: str,
+    dropped: tuple[str, ...],
+) -> tuple[str, dict[str, torch.Tensor]]:
+    """Read and validate a camera-network checkpoint (VGGT or VGGT-Ω); no pickle is executed.
 
     Args:
         path: ``.safetensors`` file, or a PyTorch file read with ``torch.load(weights_only=True)``.
-        config: Preset the file must match; inferred from the names and shapes when ``None``.
+        config: preset the file must match; inferred from the names and shapes when ``None``.
+        presets: the family's presets (``name -> config`` with ``embed_dim``).
+        expected_shapes: ``preset -> {key: shape}`` of our model.
+        model: the family's name, for errors and logs.
+        dropped: key prefixes of heads we do not build, removed before the strict check.
 
     Returns:
-        ``(config name, state_dict)`` with the dropped heads' keys removed.
+        ``(preset name, state_dict)`` with the dropped heads' keys removed.
 
     Raises:
-        CheckpointError: Missing, unreadable, truncated or mismatched file.
+        CheckpointError: missing, unreadable, truncated or mismatched file.
     """
     path = Path(path)
     if not path.is_file():
@@ -202,19 +216,25 @@ def load_vggt_state_dict(path: str | os.PathLike, config: str | None = None) -> 
             magic = fh.read(9)
         is_safetensors = len(magic) >= 9 and magic[8:9] == b"{"
     if is_safetensors:
-        header = _safetensors_header(path)
-        found = {k: shape for k, (shape, _) in header.items()}
+        found = {k: shape for k, (shape, _) in _safetensors_header(path).items()}
     else:
         tensors = _read_torch(path)
         found = {k: tuple(v.shape) for k, v in tensors.items()}
-    config = config or _infer_config(found)
-    expected = _expected_shapes(config)
-    check_keys(path, found, expected)
+    config = config or _infer_config(found, presets)
+    expected = expected_shapes(config)
+    check_keys(path, found, expected, model=model, dropped=dropped)
     if is_safetensors:
         tensors = _read_safetensors(path, list(expected))
     state = {k: tensors[k] for k in expected}
-    logger.info("read %d tensors (%s config) from %s", len(state), config, path)
+    logger.info("read %d %s tensors (%s config) from %s", len(state), model, config, path)
     return config, state
+
+
+def load_vggt_state_dict(path: str | os.PathLike, config: str | None = None) -> tuple[str, dict[str, torch.Tensor]]:
+    """Read and validate a VGGT checkpoint file (:func:`read_checkpoint`)."""
+    return read_checkpoint(
+        path, config, presets=PRESETS, expected_shapes=_expected_shapes, model="VGGT", dropped=DROPPED_PREFIXES
+    )
 
 
 def compact_matrix_weights(module: nn.Module, dtype: torch.dtype) -> None:

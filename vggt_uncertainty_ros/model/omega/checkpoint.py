@@ -27,11 +27,9 @@ import torch
 
 from vggt_uncertainty_ros.errors import CheckpointError
 from vggt_uncertainty_ros.model.checkpoint import (
-    _read_safetensors,
-    _read_torch,
-    _safetensors_header,
     check_keys,
     compact_matrix_weights,
+    read_checkpoint,
 )
 from vggt_uncertainty_ros.model.omega.config import OMEGA_PRESETS, get_omega_config
 from vggt_uncertainty_ros.model.omega.model import VGGTOmega
@@ -90,16 +88,8 @@ def expected_shapes(config: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in VGGTOmega(config, init="meta").state_dict().items()}
 
 
-def _infer_config(found: dict[str, tuple[int, ...]]) -> str:
-    shape = found.get("aggregator.camera_token")
-    for name, cfg in OMEGA_PRESETS.items():
-        if shape is not None and tuple(shape) == (1, 2, 1, cfg.embed_dim):
-            return name
-    return "full"
-
-
 def load_omega_state_dict(path: str | os.PathLike, config: str | None = None) -> tuple[str, dict[str, torch.Tensor]]:
-    """Read and validate a VGGT-Ω checkpoint file (no pickle is executed).
+    """Read and validate a VGGT-Ω checkpoint file (no pickle is executed; see ``read_checkpoint``).
 
     Returns:
         ``(preset name, state_dict)`` without the dropped heads.
@@ -107,25 +97,14 @@ def load_omega_state_dict(path: str | os.PathLike, config: str | None = None) ->
     Raises:
         CheckpointError: missing, unreadable, truncated, pickled code, or mismatched names/shapes.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    with path.open("rb") as fh:
-        magic = fh.read(9)
-    is_safetensors = path.suffix == ".safetensors" or (len(magic) >= 9 and magic[8:9] == b"{")
-    if is_safetensors:
-        found = {k: shape for k, (shape, _) in _safetensors_header(path).items()}
-    else:
-        tensors = _read_torch(path)
-        found = {k: tuple(v.shape) for k, v in tensors.items()}
-    config = config or _infer_config(found)
-    expected = expected_shapes(config)
-    check_omega_keys(path, found, expected)
-    if is_safetensors:
-        tensors = _read_safetensors(path, list(expected))
-    state = {k: tensors[k] for k in expected}
-    logger.info("read %d VGGT-Omega tensors (%s config) from %s", len(state), config, path)
-    return config, state
+    return read_checkpoint(
+        path,
+        config,
+        presets=OMEGA_PRESETS,
+        expected_shapes=expected_shapes,
+        model="VGGT-Omega",
+        dropped=DROPPED_PREFIXES,
+    )
 
 
 def load_omega(
