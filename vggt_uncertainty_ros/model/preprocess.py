@@ -196,6 +196,16 @@ def preprocess_images_with_transforms(
     done = [_to_tensor(img, hw, mode) for img, hw in _map_images(partial(_resize, mode=mode), images)]
     tensors = [t for t, _ in done]
     geoms = [g for _, g in done]  # sx, sy, ox, oy, H0, W0
+    return stack_with_white_padding(tensors, geoms)
+
+
+def stack_with_white_padding(
+    tensors: list[torch.Tensor], geoms: list[list[float]]
+) -> tuple[torch.Tensor, list[ImageTransform]]:
+    """Stack ``[3, h, w]`` images, padding smaller ones with white (1.0) to the largest, centred,
+    as the official preprocessing does; ``geoms`` rows ``[sx, sy, ox, oy, H0, W0]`` (scale and
+    offset from original to output pixels, original size) get the padding offset added.
+    """
     max_h = max(t.shape[1] for t in tensors)
     max_w = max(t.shape[2] for t in tensors)
     if any(t.shape[1:] != (max_h, max_w) for t in tensors):

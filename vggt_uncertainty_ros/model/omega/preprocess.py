@@ -21,11 +21,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from vggt_uncertainty_ros.errors import ModelError
-from vggt_uncertainty_ros.model.preprocess import ImageLike, ImageTransform, _load_rgb
+from vggt_uncertainty_ros.model.preprocess import ImageLike, ImageTransform, _load_rgb, stack_with_white_padding
 
 logger = logging.getLogger(__name__)
 
@@ -110,26 +109,7 @@ def load_and_preprocess_images_with_transforms(
         tensors.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div(255))
         sx, sy = tw / cw, th / ch
         geoms.append([sx, sy, -left * sx, -top * sy, height0, width0])
-    max_h = max(t.shape[1] for t in tensors)
-    max_w = max(t.shape[2] for t in tensors)
-    if any(t.shape[1:] != (max_h, max_w) for t in tensors):
-        logger.warning("images have different sizes after preprocessing; padding with white to %dx%d", max_h, max_w)
-        for i, t in enumerate(tensors):
-            dh, dw = max_h - t.shape[1], max_w - t.shape[2]
-            if dh or dw:
-                tensors[i] = F.pad(t, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), value=1.0)
-                geoms[i][2] += dw // 2
-                geoms[i][3] += dh // 2
-    transforms = [
-        ImageTransform(
-            original_hw=(int(g[4]), int(g[5])),
-            output_hw=(max_h, max_w),
-            scale_xy=(float(g[0]), float(g[1])),
-            offset_xy=(float(g[2]), float(g[3])),
-        )
-        for g in geoms
-    ]
-    return torch.stack(tensors), transforms
+    return stack_with_white_padding(tensors, geoms)
 
 
 def load_and_preprocess_images(
