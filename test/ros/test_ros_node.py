@@ -280,7 +280,12 @@ def test_origin_pose_carries_the_configured_floor_and_odometry_the_twist(session
 
 def test_over_rate_stream_drops_by_policy_with_flat_memory(session, main_run):
     d = session.driver
-    v0 = d.wait_diag(lambda v: int(v["queue_depth"]) == 0, 10.0, "an idle node")
+
+    def idle(v):  # nothing queued and nothing in flight: every submitted window accounted for
+        accounted = int(v["windows_processed"]) + int(v["windows_failed"]) + int(v["windows_dropped"])
+        return int(v["queue_depth"]) == 0 and accounted == int(v["windows_submitted"])
+
+    v0 = d.wait_diag(idle, 30.0, "an idle node")
     n_frames = 48
     frames = textured_frames(8, 240, 320, seed=7)
     start = T0_NS + 3600 * 1_000_000_000
