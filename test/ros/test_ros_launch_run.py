@@ -96,7 +96,13 @@ def _ctrl_c(proc: subprocess.Popen, log_path: Path) -> float:
     waited = time.monotonic() - t0
     log = log_path.read_text(errors="replace")
     assert code == 0, f"ros2 launch exited {code}\n{log[-3000:]}"
-    assert "process has finished cleanly" in log and "process has died" not in log, log[-3000:]
+    if "Unknown child process pid" in log:
+        # launch's asyncio child watcher lost the exit status of a node that exited within
+        # milliseconds of the signal (it then reports "exit code 255" whatever the code was): a
+        # race inside launch. The node's own log must show its clean shutdown instead.
+        assert "shutdown by SIGINT" in log, log[-3000:]
+    else:
+        assert "process has finished cleanly" in log and "process has died" not in log, log[-3000:]
     assert "Traceback" not in log and "KeyboardInterrupt" not in log, log[-3000:]
     return waited
 
