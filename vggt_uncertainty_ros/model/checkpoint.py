@@ -48,29 +48,48 @@ def _listing(keys: list[str]) -> str:
     return shown + more
 
 
-def _resolve(spec: str | os.PathLike) -> Path:
-    """Local file for ``spec`` (a file, a directory or a Hugging Face id)."""
+def local_checkpoint(spec: str | os.PathLike, names: tuple[str, ...]) -> Path | None:
+    """The file ``spec`` names locally: the file itself, or the first of ``names`` in a directory.
+
+    Returns:
+        The path, or None when ``spec`` is neither a file nor a directory.
+
+    Raises:
+        CheckpointError: a directory that holds none of ``names``.
+    """
     path = Path(spec).expanduser()
     if path.is_file():
         return path
     if path.is_dir():
-        for name in CHECKPOINT_FILES:
+        for name in names:
             if (path / name).is_file():
                 return path / name
-        raise CheckpointError(f"{path}: directory holds none of {', '.join(CHECKPOINT_FILES)}")
+        raise CheckpointError(f"{path}: directory holds none of {', '.join(names)}")
+    return None
+
+
+def hub_client(what: str):  # noqa: ANN201 - the huggingface_hub module
+    """``huggingface_hub``, imported on first use: only a Hugging Face id needs it (the node
+    starts on a robot without it); a clear error when it is not installed."""
+    try:
+        import huggingface_hub  # lazy: see the docstring
+    except ImportError as err:
+        raise CheckpointError(f"{what}: a Hugging Face id needs huggingface_hub (pip install huggingface_hub)") from err
+    return huggingface_hub
+
+
+def _resolve(spec: str | os.PathLike) -> Path:
+    """Local file for ``spec`` (a file, a directory or a Hugging Face id)."""
+    local = local_checkpoint(spec, CHECKPOINT_FILES)
+    if local is not None:
+        return local
     text = str(spec)
     if _HF_ID.match(text) and not text.startswith((".", "/")):
-        # lazy: only a Hugging Face id needs the hub client; the node starts on a robot without it
-        try:
-            import huggingface_hub
-        except ImportError as err:
-            raise CheckpointError(
-                f"{text}: a Hugging Face id needs huggingface_hub (pip install huggingface_hub)"
-            ) from err
+        hub = hub_client(text)
         errors = []
         for name in CHECKPOINT_FILES:
             try:
-                return Path(huggingface_hub.hf_hub_download(repo_id=text, filename=name))
+                return Path(hub.hf_hub_download(repo_id=text, filename=name))
             except Exception as err:  # noqa: BLE001 - hub raises many types; reported below
                 errors.append(f"{name}: {type(err).__name__}: {err}")
         raise CheckpointError(f"{text}: could not download a checkpoint from Hugging Face ({'; '.join(errors)})")

@@ -29,6 +29,8 @@ from vggt_uncertainty_ros.errors import CheckpointError
 from vggt_uncertainty_ros.model.checkpoint import (
     check_keys,
     compact_matrix_weights,
+    hub_client,
+    local_checkpoint,
     read_checkpoint,
 )
 from vggt_uncertainty_ros.model.omega.config import OMEGA_PRESETS, get_omega_config
@@ -54,23 +56,17 @@ def resolve_weights(spec: str | os.PathLike) -> Path:
     Raises:
         CheckpointError: nothing found, or the download failed.
     """
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return path
-    if path.is_dir():
-        for name in CHECKPOINT_FILES:
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"{path}: directory holds none of {', '.join(CHECKPOINT_FILES)}")
+    local = local_checkpoint(spec, CHECKPOINT_FILES)
+    if local is not None:
+        return local
     text = str(spec)
     match = _HF_ID.match(text)
     if match is None or text.startswith((".", "/", "~")):
         raise CheckpointError(f"{text}: no such file or directory, and not a Hugging Face id (repo/name[:file])")
-    import huggingface_hub  # lazy: only needed for downloads
-
+    hub = hub_client(text)
     repo, filename = match["repo"], match["file"] or DEFAULT_HF_FILE
     try:
-        return Path(huggingface_hub.hf_hub_download(repo_id=repo, filename=filename))
+        return Path(hub.hf_hub_download(repo_id=repo, filename=filename))
     except Exception as err:  # noqa: BLE001 - the hub raises many types; all mean "not downloaded"
         raise CheckpointError(
             f"{repo}:{filename}: could not download from Hugging Face ({type(err).__name__}: {err}); "
