@@ -3,15 +3,16 @@
 ``vggt-uncertainty bench-unseen --backbone geometric --out DIR [--small]``:
 
 1. synthesise ``n_train`` + ``n_val`` + ``n_test`` sequences, each its own scene and seed
-   (``data.synth.generate``; with a difficulty level drawn per sequence when the renderer
-   offers degradations);
+   (``data.synth.generate`` with a difficulty level drawn per sequence: blur, noise, exposure,
+   lighting, low texture, fast rotation, occluders); the backbone gets the renderer's K, as the
+   node gets ``camera_info``;
 2. run the backbone on every window (the node's 8-frame, stride-4 rule) and score each frame
    against ground truth (``trainer.unseen.score_sequence``: per-window ground-truth scale =
    what the node's odometry scale source applies; windows without a trustworthy scale are
    excluded from translation, invalid frames from both blocks, all counted);
 3. train a ``relative`` head on the training sequences, select it on validation (no selection
    before 20 % of the steps);
-4. recalibrate on the validation sequences (robust median fit, ``calibration.recalibration``);
+4. recalibrate on the validation sequences (robust ``quantile`` fit, ``calibration.recalibration``);
 5. evaluate every test sequence separately, with 95 % intervals of the d² mean from a block
    bootstrap over windows (``calibration.bootstrap``), and run the pose graph under uniform,
    tuned-constant and predicted weights (ATE RMSE, m).

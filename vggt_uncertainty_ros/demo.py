@@ -3,7 +3,7 @@
 0. **calibration on unseen sequences with the geometric backbone** (CPU, OpenCV): synthesise
    several training, validation and test sequences (each its own scene and seed), train a
    ``relative`` head on the training ones, recalibrate it on the validation ones (robust
-   median fit) and print the calibration table of every test sequence, with block-bootstrap
+   ``quantile`` fit) and print the calibration table of every test sequence, with block-bootstrap
    intervals (``trainer.unseen``, the protocol of ``bench-unseen``). This is the product's
    measured result;
 1. synthesise two TUM-style sequences as ROS 2 bags (one to train, one to evaluate);
@@ -15,10 +15,10 @@
 5. evaluate that recording (``--poses-topic`` mode) against the sequence's ground truth and
    print the calibration, trajectory and pose-graph tables (``report.md`` keeps the plots).
 
-Steps 1-5 are the ROS plumbing: without official weights their backbone is the tiny, randomly
-initialised VGGT configuration, whose poses are meaningless (it outputs the same pose for every
-frame), so their calibration figures say nothing about the product. With
-``VGGT_WEIGHTS=<path or HF id>`` (and a GPU) the same loop runs the real model.
+Steps 1-5 run the node as users run it, by default on the same CPU ``geometric`` backbone
+(``DemoConfig.backbone``). With ``tiny`` they are plumbing only (the tiny, randomly initialised
+VGGT outputs the same pose for every frame); with ``VGGT_WEIGHTS=<path or HF id>`` (and a GPU)
+the same loop runs the real model.
 
 rclpy is imported only inside step 4 (``vggt_uncertainty_ros.ros.replay``), torch, evo and
 GTSAM only inside the steps that use them, so this module imports without ROS or torch.
@@ -68,7 +68,8 @@ class DemoConfig:
 
     Attributes:
         out_dir: everything the demo writes goes here (recreated).
-        backbone: ``tiny`` or official weights (local file or Hugging Face id).
+        backbone: of steps 1-5: ``geometric`` (CPU, no weights), ``tiny`` (random VGGT,
+            plumbing only) or official VGGT weights (local file or Hugging Face id).
         device: ``cpu`` or ``cuda`` (node and trainer).
         train_frames: frames of the training sequence.
         eval_frames: frames of the evaluated sequence.
@@ -86,7 +87,7 @@ class DemoConfig:
     """
 
     out_dir: Path = Path("demo_out")
-    backbone: str = "tiny"
+    backbone: str = "geometric"
     device: str = "cpu"
     train_frames: int = 120
     eval_frames: int = 64
@@ -195,7 +196,7 @@ def train_head(cfg: DemoConfig, seq: _Sequence) -> tuple[Path, list[Path]]:
             "data.synthetic.val": 0,
             "window.size": cfg.window_size,
             "window.stride": cfg.window_stride,
-            "backbone.weights": cfg.backbone,
+            **_backbone_overrides(cfg),
             "backbone.device": cfg.device,
             "backbone.dtype": "bfloat16" if cfg.device.startswith("cuda") else "float32",
             "optim.lr": 1.0e-3,
@@ -212,6 +213,13 @@ def train_head(cfg: DemoConfig, seq: _Sequence) -> tuple[Path, list[Path]]:
     return run_dir / BEST_FILE, charts
 
 
+def _backbone_overrides(cfg: DemoConfig) -> dict[str, str]:
+    """``backbone.name`` / ``backbone.weights`` of the node loop: ``geometric`` or VGGT with ``cfg.backbone``."""
+    if cfg.backbone == "geometric":
+        return {"backbone.name": "geometric", "backbone.weights": "tiny"}  # weights do not apply to it
+    return {"backbone.name": "vggt", "backbone.weights": cfg.backbone}
+
+
 def _node_params(cfg: DemoConfig, head: Path, path: Path) -> Path:
     doc = yaml.safe_load((REPO_CONFIG / "params.yaml").read_text())
     section = doc["/**"]["ros__parameters"]
@@ -223,7 +231,7 @@ def _node_params(cfg: DemoConfig, head: Path, path: Path) -> Path:
         queue_depth=2,
         publish_relative_pose=True,  # opt-in: the evaluator judges these measurements
     )
-    section["backbone"].update(weights=cfg.backbone, device=cfg.device)
+    section["backbone"].update({k.split(".", 1)[1]: v for k, v in _backbone_overrides(cfg).items()}, device=cfg.device)
     path.write_text(yaml.safe_dump(doc))
     return path
 

@@ -50,7 +50,7 @@ inliers (blank, black, blurred-out, occluded frames), or a degenerate/non-finite
 :attr:`GeometricBackbone.stats` (``frames_invalid/<reason>``). Its feature row is still finite
 (the cues say why it failed).
 
-Per-frame features (``[S, D]`` float32, :data:`FEATURE_NAMES`, ``D = 33``): counts are
+Per-frame features (``[S, D]`` float32, :data:`FEATURE_NAMES`, ``D = 39``): counts are
 ``log1p(n) / log1p(n_features)`` (0..1), pixel quantities ``log1p(px) / log1p(100)``,
 angles ``log1p(deg) / log1p(30)``, ratios in 0..1. Frame 0's match cues are 0 and its
 ``is_frame0`` cue is 1. Every cue is observable at run time (no ground truth).
@@ -72,6 +72,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from scipy.optimize import least_squares
 
 from vggt_uncertainty_ros.errors import ConfigError, InvalidWindowError
 from vggt_uncertainty_ros.model.backbone import WindowPrediction, check_images, register_backbone
@@ -122,12 +123,19 @@ FEATURE_NAMES: tuple[str, ...] = (
     "lap_var_i",  # log1p(variance of Laplacian) / log1p(1e4) (blur)
     "brightness_i",  # mean grey / 255
     "brightness_change",  # |mean grey i - mean grey 0| / 255 (exposure changes)
+    "sigma_rot",  # first-order σ of the pair's rotation from its inlier residuals (:func:`_pair_sigmas`)
+    "sigma_tdir",  # first-order σ of the pair's translation direction (0 for rotation-only pairs)
+    "sigma_t_rel",  # σ of the window-unit translation against the 3-D points, relative to |t|
+    "ref_sigma_tdir",  # window-level: sigma_tdir of the reference pair (spreads to every translation)
+    "rot_jerk",  # angle between R_0i and what its window neighbours predict (an outlier cue)
+    "trans_jerk",  # the same for the translation, relative to the window's mean translation
 )
 
 _METHODS = {"ransac": cv2.RANSAC, "magsac": cv2.USAC_MAGSAC, "usac": cv2.USAC_ACCURATE, "lmeds": cv2.LMEDS}
 _F = {name: k for k, name in enumerate(FEATURE_NAMES)}
 _LOG_PX = float(np.log1p(100.0))
 _LOG_DEG = float(np.log1p(30.0))
+_SIGMA_FULL_DEG = 10.0  # sigma cues reach 1 at 10 degrees (see :func:`_sigma_cue`)
 
 
 @dataclass(frozen=True)
@@ -220,6 +228,8 @@ class _Pair:
     n_h_inliers: int = 0
     parallax: float = 0.0
     rotation_only: bool = False  # rotation from the homography, translation unobservable
+    sigma_rot: float = 0.0  # first-order σ (rad) of R and of the direction of t (:func:`_pair_sigmas`)
+    sigma_tdir: float = 0.0
 
 
 class GeometricBackbone:
@@ -313,8 +323,11 @@ class GeometricBackbone:
         feats[0, _F["translation_valid"]] = 1.0
 
         pairs: dict[int, _Pair] = {}
+        hint: tuple[np.ndarray, np.ndarray] | None = None  # the previous frame's (R, t): a second start
         for i in range(1, s):
-            pair = self._pair(frames[0], frames[i], K)
+            pair = self._pair(frames[0], frames[i], K, hint)
+            if not pair.reason and not pair.rotation_only and pair.R is not None and pair.t is not None:
+                hint = (pair.R, pair.t)
             pairs[i] = pair
             self._pair_features(feats[i], pair, K, w, h)
             if pair.reason:
@@ -323,6 +336,7 @@ class GeometricBackbone:
             else:
                 valid[i] = True
         self._scale(frames, pairs, K, T, t_valid, feats)
+        _neighbour_cues(T, valid, t_valid, feats)
         self.stats["windows"] += 1
         self.stats["frames"] += s
         self.stats["frames_translation_unobservable"] += int((valid & ~t_valid).sum())
@@ -386,7 +400,7 @@ class GeometricBackbone:
         ia = [best[k][1] for k in ib]
         return np.asarray(ia, np.int64), np.asarray(ib, np.int64)
 
-    def _pair(self, f0: _Frame, fi: _Frame, K: np.ndarray) -> _Pair:
+    def _pair(self, f0: _Frame, fi: _Frame, K: np.ndarray, hint: tuple[np.ndarray, np.ndarray] | None = None) -> _Pair:
         cfg = self.config
         ia, ib = self._match(f0, fi)
         pair = _Pair(n_matches=len(ia))
@@ -396,13 +410,21 @@ class GeometricBackbone:
         p0 = f0.pts[ia].astype(np.float64)
         pi = fi.pts[ib].astype(np.float64)
         try:
-            return self._solve(pair, ia, p0, pi, K)
+            return self._solve(pair, ia, p0, pi, K, hint)
         except cv2.error as exc:  # OpenCV asserts on degenerate input (e.g. all points identical)
             _log.debug("geometric: OpenCV failed on a pair: %s", exc)
             pair.reason = "degenerate"
             return pair
 
-    def _solve(self, pair: _Pair, ia: np.ndarray, p0: np.ndarray, pi: np.ndarray, K: np.ndarray) -> _Pair:
+    def _solve(
+        self,
+        pair: _Pair,
+        ia: np.ndarray,
+        p0: np.ndarray,
+        pi: np.ndarray,
+        K: np.ndarray,
+        hint: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> _Pair:
         cfg = self.config
         cv2.setRNGSeed(cfg.seed)
         H, hmask = cv2.findHomography(p0, pi, cv2.RANSAC, 2.0 * cfg.ransac_px)
@@ -444,10 +466,67 @@ class GeometricBackbone:
             pair.reason = reason
             return pair
         pair.R, pair.t = R, t.ravel() / max(np.linalg.norm(t), 1e-12)
-        pair.idx0 = ia[inl][good]
-        pair.p0, pair.pi = p0[inl][good], pi[inl][good]
+        refined = self._refine(p0, pi, K, [(pair.R, pair.t)] + ([hint] if hint is not None else []))
+        if refined is not None:
+            pair.R, pair.t, keep = refined
+            pair.n_ess_inliers = max(pair.n_ess_inliers, int(keep.sum()))
+        else:
+            keep = np.zeros(len(p0), bool)
+            keep[np.flatnonzero(inl)[good]] = True
+        pair.idx0 = ia[keep]
+        pair.p0, pair.pi = p0[keep], pi[keep]
         pair.parallax = float(np.median(_parallax(pair.p0, pair.pi, R, K)))
         return pair
+
+    def _refine(
+        self, p0: np.ndarray, pi: np.ndarray, K: np.ndarray, starts: list[tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Robust maximum-likelihood ``(R, t)`` of a pair over all its matches, and its inlier mask.
+
+        USAC's answer is the best *sampled* model polished on its own consensus set; on our
+        renders it often sits in the rotation/translation ambiguity valley with a fraction of the
+        inliers the true motion has (ground truth then fits those same inliers better). Each
+        start (USAC's solution; the previous frame's, whose motion is close) is refined by
+        Levenberg-Marquardt-style trust-region least squares (``scipy.optimize.least_squares``)
+        on the Sampson errors of *all* matches with a Cauchy loss of scale ``ransac_px``, in the
+        left perturbation ``Exp(ω) R`` and two tangent coordinates of the unit ``t``; the start
+        with the lowest robust cost wins. Inliers are the matches within ``ransac_px`` that pass
+        the cheirality test (``cv2.recoverPose`` on the refined ``E``, which also fixes the sign
+        of ``t``). None when no start keeps ``min_inliers`` of them.
+        """
+        cfg = self.config
+        Kinv = np.linalg.inv(K)
+        f = 0.5 * (K[0, 0] + K[1, 1])
+        u0 = np.hstack([p0, np.ones((len(p0), 1))]) @ Kinv.T
+        ui = np.hstack([pi, np.ones((len(pi), 1))]) @ Kinv.T
+        best: tuple[float, np.ndarray, np.ndarray] | None = None
+        for R0, t0 in starts:
+            basis = np.linalg.svd(t0[None, :])[2][1:].T
+
+            def model(theta: np.ndarray, R0: np.ndarray = R0, t0: np.ndarray = t0, basis: np.ndarray = basis) -> tuple:
+                t = t0 + basis @ theta[3:]
+                return cv2.Rodrigues(theta[:3])[0] @ R0, t / np.linalg.norm(t)
+
+            def residual(theta: np.ndarray, model: Any = model) -> np.ndarray:
+                R, t = model(theta)
+                return f * _sampson_normalised(_skew(t) @ R, u0, ui)
+
+            sol = least_squares(residual, np.zeros(5), loss="cauchy", f_scale=cfg.ransac_px, max_nfev=50)
+            if best is None or sol.cost < best[0]:
+                R, t = model(sol.x)
+                best = (float(sol.cost), R, t)
+        if best is None:
+            return None
+        _, R, t = best
+        close = np.abs(f * _sampson_normalised(_skew(t) @ R, u0, ui)) <= cfg.ransac_px
+        if close.sum() < cfg.min_inliers:
+            return None
+        n_pose, R2, t2, pmask = cv2.recoverPose(_skew(t) @ R, p0[close], pi[close], K)
+        if n_pose < cfg.min_inliers or not (np.isfinite(R2).all() and np.isfinite(t2).all()):
+            return None
+        keep = np.zeros(len(p0), bool)
+        keep[np.flatnonzero(close)[pmask.ravel() > 0]] = True
+        return R2, t2.ravel() / max(np.linalg.norm(t2), 1e-12), keep
 
     def _pair_features(self, row: np.ndarray, pair: _Pair, K: np.ndarray, w: int, h: int) -> None:
         log_n = np.log1p(self.config.n_features)
@@ -486,6 +565,9 @@ class GeometricBackbone:
         row[_F["sampson_p90"]] = np.log1p(np.percentile(samp, 90)) / _LOG_PX
         angle = np.degrees(np.linalg.norm(cv2.Rodrigues(pair.R)[0]))
         row[_F["rot_angle"]] = np.log1p(angle) / _LOG_DEG
+        pair.sigma_rot, pair.sigma_tdir = _pair_sigmas(pair, Kinv)
+        row[_F["sigma_rot"]] = _sigma_cue(np.degrees(pair.sigma_rot), _SIGMA_FULL_DEG)
+        row[_F["sigma_tdir"]] = _sigma_cue(np.degrees(pair.sigma_tdir), _SIGMA_FULL_DEG)
 
     def _scale(
         self,
@@ -525,10 +607,11 @@ class GeometricBackbone:
             return
         _, j, n_ref_pts, rows = best
         ref = pairs[j]
+        feats[:, _F["ref_sigma_tdir"]] = _sigma_cue(np.degrees(ref.sigma_tdir), _SIGMA_FULL_DEG)
         feats[:, _F["ref_parallax"]] = np.log1p(ref.parallax) / _LOG_PX
         feats[:, _F["ref_points"]] = np.log1p(n_ref_pts) / np.log1p(cfg.n_features)
         feats[j, _F["is_reference"]] = 1.0
-        for i, (R, t, n_pts, spread, err) in rows.items():
+        for i, (R, t, n_pts, spread, err, sigma_t) in rows.items():
             feats[i, _F["scale_points"]] = np.log1p(n_pts) / np.log1p(cfg.n_features)
             if R is None:
                 continue
@@ -537,15 +620,18 @@ class GeometricBackbone:
             feats[i, _F["translation_valid"]] = 1.0
             feats[i, _F["scale_spread"]] = spread
             feats[i, _F["reproj_median"]] = np.log1p(np.median(err) if len(err) else 100.0) / _LOG_PX
+            feats[i, _F["sigma_t_rel"]] = _sigma_cue(sigma_t, 1.0)
 
     def _fit_reference(
         self, j: int, ok: list[int], pairs: dict[int, _Pair], K: np.ndarray
-    ) -> tuple[float, int, int, dict[int, tuple[Any, Any, int, float, np.ndarray]]] | None:
+    ) -> tuple[float, int, int, dict[int, tuple[Any, Any, int, float, np.ndarray, float]]] | None:
         """Triangulate pair (0, j) and place every other frame against its points.
 
-        Returns ``(score, j, n_points, {i: (R, t, n_points, spread, reprojection errors)})``
-        with ``R = None`` for frames whose translation is not observable; the score is the mean
-        over frames of their median reprojection error (pixels); None when too few points.
+        Returns ``(score, j, n_points, {i: (R, t, n_points, spread, reprojection errors, σ_t)})``
+        with ``R = None`` for frames whose translation is not observable and ``σ_t`` the
+        first-order σ of ``t`` relative to ``|t|`` (:func:`_translation_rel_sigma`; the
+        reference frame's is its direction σ); the score is the mean over frames of their
+        median reprojection error (pixels); None when too few points.
         """
         cfg = self.config
         ref = pairs[j]
@@ -560,7 +646,7 @@ class GeometricBackbone:
         if len(pts3d) < cfg.min_scale_points:
             return None
         Kinv = np.linalg.inv(K)
-        rows: dict[int, tuple[Any, Any, int, float, np.ndarray]] = {}
+        rows: dict[int, tuple[Any, Any, int, float, np.ndarray, float]] = {}
         scores = []
         for i in ok:
             p = pairs[i]
@@ -574,7 +660,7 @@ class GeometricBackbone:
                 sel = [n for n, k in enumerate(p.idx0) if int(k) in pts3d]
                 n_pts = len(sel)
                 if n_pts < cfg.min_scale_points:
-                    rows[i] = (None, None, n_pts, 0.0, np.zeros(0))
+                    rows[i] = (None, None, n_pts, 0.0, np.zeros(0), 0.0)
                     continue
                 Xs = np.array([pts3d[int(p.idx0[n])] for n in sel])
                 obs = p.pi[sel]
@@ -584,7 +670,7 @@ class GeometricBackbone:
                 den = np.sum(a * a, axis=1)
                 use = den > 1e-12
                 if use.sum() < cfg.min_scale_points:
-                    rows[i] = (None, None, n_pts, 0.0, np.zeros(0))
+                    rows[i] = (None, None, n_pts, 0.0, np.zeros(0), 0.0)
                     continue
                 per = -np.sum(a[use] * b[use], axis=1) / den[use]
                 scale = float(np.median(per))
@@ -602,12 +688,129 @@ class GeometricBackbone:
                     if len(err2) and (not len(err) or np.median(err2) < np.median(err)):
                         t, err = t2, err2
                 scores.append(float(np.median(err)) if len(err) else 100.0)
-            rows[i] = (R, t, n_pts, spread, err)
+                sigma_t = _translation_rel_sigma(Xs, _bearings(obs, Kinv), R, t)
+            else:
+                sigma_t = ref.sigma_tdir
+            rows[i] = (R, t, n_pts, spread, err, sigma_t)
         score = float(np.mean(scores)) if scores else 100.0
         return score, j, len(pts3d), rows
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _sigma_cue(value: float, full: float) -> float:
+    """A standard deviation as a cue: ``log1p(1000 value / full) / log1p(1000)`` (0 at 0, 1 at ``full``)."""
+    if not np.isfinite(value):
+        return 1.5
+    return float(min(np.log1p(1000.0 * max(value, 0.0) / full) / np.log1p(1000.0), 1.5))
+
+
+def _pair_sigmas(pair: _Pair, Kinv: np.ndarray, eps: float = 1e-6) -> tuple[float, float]:
+    """First-order standard deviations (rad) of a pair's rotation and translation direction.
+
+    Gauss-Newton covariance ``σ̂² (JᵀJ)⁻¹`` at the estimate: residuals are the inliers' signed
+    Sampson errors of ``E = [t]x R`` in normalised coordinates (for rotation-only pairs the
+    transfer errors of ``R``), ``σ̂`` their robust scale (1.4826 × median |r|, so the units
+    cancel), ``J`` by central differences in the left perturbation ``Exp(ω) R`` (3) and two
+    tangent coordinates of the unit ``t`` (2). Returns ``(sqrt(tr Σ_ω / 3), sqrt(tr Σ_t / 2))``;
+    the translation σ is 0 for rotation-only pairs; a singular ``JᵀJ`` gives ``inf``.
+    """
+    assert pair.R is not None and pair.t is not None
+    u0 = np.hstack([pair.p0, np.ones((len(pair.p0), 1))]) @ Kinv.T
+    ui = np.hstack([pair.pi, np.ones((len(pair.pi), 1))]) @ Kinv.T
+    R0, t0 = pair.R, pair.t
+    if pair.rotation_only:
+        n_par = 3
+
+        def residual(theta: np.ndarray) -> np.ndarray:
+            q = u0 @ (cv2.Rodrigues(theta[:3])[0] @ R0).T
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.nan_to_num((q[:, :2] / q[:, 2:3] - ui[:, :2]).ravel(), nan=0.0, posinf=0.0, neginf=0.0)
+
+    else:
+        n_par = 5
+        basis = np.linalg.svd(t0[None, :])[2][1:].T  # [3, 2] orthonormal, perpendicular to t
+
+        def residual(theta: np.ndarray) -> np.ndarray:
+            t = t0 + basis @ theta[3:]
+            return _sampson_normalised(_skew(t / np.linalg.norm(t)) @ cv2.Rodrigues(theta[:3])[0] @ R0, u0, ui)
+
+    r0 = residual(np.zeros(n_par))
+    if len(r0) <= n_par:
+        return float("inf"), float("inf")
+    J = np.empty((len(r0), n_par))
+    for k in range(n_par):
+        d = np.zeros(n_par)
+        d[k] = eps
+        J[:, k] = (residual(d) - residual(-d)) / (2.0 * eps)
+    sigma2 = (1.4826 * float(np.median(np.abs(r0)))) ** 2
+    try:
+        cov = sigma2 * np.linalg.inv(J.T @ J)
+    except np.linalg.LinAlgError:
+        return float("inf"), float("inf")
+    diag = np.diag(cov)
+    if not np.isfinite(diag).all() or (diag < 0).any():
+        return float("inf"), float("inf")
+    s_rot = float(np.sqrt(diag[:3].sum() / 3.0))
+    s_t = float(np.sqrt(diag[3:].sum() / 2.0)) if n_par == 5 else 0.0
+    return s_rot, s_t
+
+
+def _translation_rel_sigma(X: np.ndarray, x: np.ndarray, R: np.ndarray, t: np.ndarray) -> float:
+    """First-order σ of ``t`` in ``x ~ R X + t`` (bearings ``x``, ``R`` fixed), relative to ``|t|``.
+
+    Least-squares covariance ``σ̂² (AᵀA)⁻¹`` of the linear system of
+    :func:`_translation_from_points` at ``t``; ``σ̂²`` from the per-point residuals
+    ``|[x]x (R X + t)|`` (2 degrees of freedom each) of the points within 3x their median.
+    Returns ``sqrt(tr Σ_t) / |t|`` (``inf`` when undetermined).
+    """
+    S = np.stack([_skew(v) for v in x])  # [N, 3, 3]
+    e = np.linalg.norm(np.einsum("nij,nj->ni", S, X @ R.T + t), axis=1)
+    keep = e <= 3.0 * max(float(np.median(e)), 1e-12)
+    if keep.sum() < 4 or np.linalg.norm(t) < 1e-12:
+        return float("inf")
+    A = S[keep].reshape(-1, 3)
+    sigma2 = float(np.sum(e[keep] ** 2)) / max(2 * int(keep.sum()) - 3, 1)
+    try:
+        cov = sigma2 * np.linalg.inv(A.T @ A)
+    except np.linalg.LinAlgError:
+        return float("inf")
+    tr = float(np.trace(cov))
+    return float(np.sqrt(tr) / np.linalg.norm(t)) if np.isfinite(tr) and tr >= 0 else float("inf")
+
+
+def _neighbour_cues(T: np.ndarray, valid: np.ndarray, t_valid: np.ndarray, feats: np.ndarray) -> None:
+    """``rot_jerk`` / ``trans_jerk``: how far frame i's pose is from what its window neighbours predict.
+
+    Keyframes are evenly spaced in time, so smooth motion puts ``R_0i`` near the geodesic
+    midpoint of ``R_0,i-1`` and ``R_0,i+1`` (the last frame: extrapolated from the two before
+    it); a frame whose two-view solution went wrong sits far from it. Rotation in degrees
+    (``log1p(deg) / log1p(30)``), translation as the distance to the neighbours' midpoint
+    (or extrapolation) over the window's mean translation length (clipped at 2, halved). 0 where
+    the neighbours are not available (frame 0, invalid neighbours).
+    """
+    s = len(T)
+    lengths = [np.linalg.norm(T[k, :3, 3]) for k in range(1, s) if valid[k] and t_valid[k]]
+    mean_len = float(np.mean(lengths)) if lengths else 0.0
+    for i in range(1, s):
+        if not valid[i]:
+            continue
+        if i + 1 < s and valid[i + 1] and valid[i - 1]:
+            a, b, w = i - 1, i + 1, 0.5
+        elif i >= 2 and valid[i - 1] and valid[i - 2]:
+            a, b, w = i - 2, i - 1, 2.0
+        else:
+            continue
+        Ra, Rb = T[a, :3, :3], T[b, :3, :3]
+        step = cv2.Rodrigues(Ra.T @ Rb)[0].ravel()
+        R_pred = Ra @ cv2.Rodrigues(w * step)[0]
+        ang = float(np.degrees(np.linalg.norm(cv2.Rodrigues(R_pred.T @ T[i, :3, :3])[0])))
+        feats[i, _F["rot_jerk"]] = np.log1p(ang) / _LOG_DEG
+        if mean_len > 0 and t_valid[i] and t_valid[a] and t_valid[b]:
+            t_pred = T[a, :3, 3] + w * (T[b, :3, 3] - T[a, :3, 3])
+            dev = float(np.linalg.norm(T[i, :3, 3] - t_pred)) / mean_len
+            feats[i, _F["trans_jerk"]] = min(dev, 2.0) / 2.0
 
 
 def _invert(R: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -677,6 +880,13 @@ def _rotation_from_homography(H: np.ndarray, K: np.ndarray, tol: float = 0.05) -
 
 def _skew(v: np.ndarray) -> np.ndarray:
     return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+
+
+def _sampson_normalised(E: np.ndarray, u0: np.ndarray, ui: np.ndarray) -> np.ndarray:
+    """Signed Sampson errors of homogeneous normalised points ``ui^T E u0 = 0`` (normalised units)."""
+    Eu0, Etui = u0 @ E.T, ui @ E
+    den = Eu0[:, 0] ** 2 + Eu0[:, 1] ** 2 + Etui[:, 0] ** 2 + Etui[:, 1] ** 2
+    return np.sum(ui * Eu0, axis=1) / np.sqrt(np.maximum(den, 1e-24))
 
 
 def _sampson(F: np.ndarray, p0: np.ndarray, pi: np.ndarray) -> np.ndarray:

@@ -170,6 +170,21 @@ class WindowEstimator:
             if head_metadata is not None:
                 check_head_backbone(head_metadata, backbone.name, int(backbone.feature_dim), "the loaded head")
 
+    def use_camera_matrix(self, K: np.ndarray) -> bool:
+        """Give a backbone that takes a calibration (``geometric``) the camera matrix ``K``.
+
+        Args:
+            K: ``[3, 3]`` pixels of the images as they reach :meth:`estimate`.
+
+        Returns:
+            Whether the backbone uses it (VGGT-style backbones estimate their own intrinsics).
+        """
+        setter = getattr(self.backbone, "set_camera_matrix", None)
+        if setter is None:
+            return False
+        setter(np.asarray(K, dtype=np.float64))
+        return True
+
     @property
     def token_cache(self) -> Any | None:
         """The backbone's per-frame token cache, if it has one."""

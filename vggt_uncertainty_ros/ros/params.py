@@ -142,7 +142,9 @@ DESCRIPTIONS: dict[str, str] = {
     "camera_to_base": "pose of camera_frame in base_frame: [x, y, z, qx, qy, qz, qw], metres",
     "scale_source": "none (VGGT normalised units) or odometry (per-window fit against odometry)",
     "odometry_topic": "nav_msgs/Odometry topic used as the scale source",
-    "use_camera_info": "subscribe to camera_info and compare VGGT's focal lengths with its K on /diagnostics",
+    "use_camera_info": (
+        "subscribe to camera_info: the geometric backbone uses its K; VGGT's focal lengths are compared with it"
+    ),
     "camera_info_focal_tolerance": "largest accepted |f_vggt / f_camera_info - 1| before /diagnostics warns, > 0",
     "image_transport": "raw (sensor_msgs/Image on image) or compressed (CompressedImage on image/compressed)",
     "image_qos": "image subscription QoS: sensor_data (best effort) or reliable",

@@ -179,6 +179,7 @@ class VggtUncertaintyNode(Node):
         self._counters = diag.InputCounters()
         self._last_problems = 0
         self._focal = FocalLengthMonitor(p.camera_info_focal_tolerance) if p.use_camera_info else None
+        self._camera_matrix_logged = False
 
         self._pose_pub = self.create_publisher(PoseWithCovarianceStamped, "~/pose", OUTPUT_QOS)
         self._relative_pub = None
@@ -323,6 +324,11 @@ class VggtUncertaintyNode(Node):
                 f"camera_info is for {info.width}x{info.height} images, not the images received: not used",
                 throttle_duration_sec=10.0,
             )
+            return
+        # a backbone that takes a calibration (geometric) uses it; frames reach it unshrunk
+        if self._estimator.use_camera_matrix(info.K) and not self._camera_matrix_logged:
+            self._camera_matrix_logged = True
+            self.get_logger().info(f"backbone uses camera_info K (fx {info.K[0, 0]:.1f}, fy {info.K[1, 1]:.1f})")
 
     def _on_odometry(self, msg: Odometry) -> None:
         self._tracker.add_odometry(stamp_to_ns(msg.header.stamp), odometry_to_matrix(msg))

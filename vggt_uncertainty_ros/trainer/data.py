@@ -161,8 +161,11 @@ class WindowSet:
         return int(self.features.shape[1])
 
 
-def window_residuals(seq: CachedSequence, min_motion_m: float) -> dict[str, np.ndarray]:
+def window_residuals(seq: CachedSequence, min_motion_m: float, keep: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-window scale fit and residuals of one cached sequence (float64 numpy).
+
+    ``keep`` (``[W]`` bool) selects the windows to score (default all); windows with an
+    invalid frame (NaN pose) must be left out by it.
 
     Scale protocol: windows whose fit is not trustworthy (``geometry.fit_scale``'s ``ok``
     False: low motion, zero prediction, out of range) keep their rotation residual; their
@@ -174,7 +177,9 @@ def window_residuals(seq: CachedSequence, min_motion_m: float) -> dict[str, np.n
         ``scale_reason [W]`` int (index into ``geometry.SCALE_REASONS``).
     """
     T_pred = np.array(seq.T_0_i_pred, dtype=np.float64)
-    T_gt = seq.T_0_i_gt
+    T_gt = np.asarray(seq.T_0_i_gt)
+    if keep is not None:
+        T_pred, T_gt = T_pred[keep], T_gt[keep]
     fit = fit_scale(T_gt[..., :3, 3], T_pred[..., :3, 3], min_motion_m=min_motion_m)
     scale = np.asarray(fit.scale, dtype=np.float64)
     T_pred[..., :3, 3] *= scale[:, None, None]
@@ -212,9 +217,13 @@ def build_window_set(sequences: Sequence[CachedSequence], input_feature: str, mi
                 int((~keep).sum()),
                 keep.size,
             )
-        part = window_residuals(seq, min_motion_m)
-        parts.append({k: v[keep] for k, v in part.items()})
+        parts.append(window_residuals(seq, min_motion_m, keep))
         feats.append(seq.features(input_feature)[keep])
+    if not sum(f.shape[0] for f in feats):
+        raise DataError(
+            "no window left: every window has a frame the backbone could not estimate "
+            "(longer sequences, more texture or a higher frame rate give the backbone overlap)"
+        )
     dims = {f.shape[1:] for f in feats}
     if len(dims) != 1:
         raise DataError(f"cached sequences disagree on window/feature shape: {sorted(dims)}")

@@ -27,7 +27,6 @@ Orders and units follow docs/ARCHITECTURE.md: ``[rot (3), trans (3)]``; translat
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import math
 import time
@@ -50,7 +49,7 @@ from vggt_uncertainty_ros.calibration.recalibration import (
     fit_recalibration,
 )
 from vggt_uncertainty_ros.data import WindowBuilder, WindowConfig, open_sequence
-from vggt_uncertainty_ros.data.synth import generate
+from vggt_uncertainty_ros.data.synth import generate, intrinsics_for
 from vggt_uncertainty_ros.errors import ConfigError, DataError, EvaluationError
 from vggt_uncertainty_ros.evaluate.graph import trajectory_metrics
 from vggt_uncertainty_ros.evaluate.pgo import Constraint, chain_poses, optimize
@@ -143,6 +142,7 @@ def score_sequence(
     name: str | None = None,
     min_motion_m: float = 0.02,
     max_frames: int | None = None,
+    camera_matrix: np.ndarray | None = None,
 ) -> ScoredSequence:
     """Run ``backbone.predict`` on every window of the sequence at ``path`` and score it.
 
@@ -155,6 +155,9 @@ def score_sequence(
         name: name in reports (default: the path).
         min_motion_m: scale-fit motion threshold (frames with ‖t_gt‖ above it).
         max_frames: read at most this many frames.
+        camera_matrix: ``[3, 3]`` K of the images (pixels), else the reader's when it has one;
+            handed to backbones that take one (``set_camera_matrix``, as the node does with
+            ``camera_info``).
 
     Raises:
         DataError: the sequence yields no window with ground truth.
@@ -164,6 +167,9 @@ def score_sequence(
     gt_world: dict[int, np.ndarray] = {}
     backbone_errors = 0
     with open_sequence(path) as reader:
+        K = camera_matrix if camera_matrix is not None else reader.intrinsics
+        if K is not None and hasattr(backbone, "set_camera_matrix"):
+            backbone.set_camera_matrix(K)
         for k, frame in enumerate(reader.frames()):
             if max_frames is not None and k >= max_frames:
                 break
@@ -485,11 +491,14 @@ def _build_backbone(name: str) -> Any:
 def _synthesise(out: Path, seed: int, cfg: UnseenConfig, level: float) -> Path:
     done = out / ".complete"
     if not done.exists():
-        kwargs: dict[str, Any] = {}
-        if "difficulty" in inspect.signature(generate).parameters:  # degradations, when the renderer has them
-            kwargs["difficulty"] = level
         res = generate(
-            out, seed=seed, n_frames=cfg.n_frames, formats=("tum",), width=cfg.width, height=cfg.height, **kwargs
+            out,
+            seed=seed,
+            n_frames=cfg.n_frames,
+            formats=("tum",),
+            width=cfg.width,
+            height=cfg.height,
+            difficulty=level,
         )
         done.write_text(str(Path(res.paths["tum"]).relative_to(out)) + "\n")
     return out / done.read_text().strip()
@@ -517,6 +526,7 @@ def run_unseen(
     scored: dict[str, list[ScoredSequence]] = {k: [] for k in splits}
     k = 0
     skipped: list[str] = []
+    K = intrinsics_for(cfg.width, cfg.height)  # the renderer's camera: a robot knows its calibration
     for split, n in splits.items():
         for j in range(n):
             seed = cfg.seed + 1000 * k + 1
@@ -527,7 +537,7 @@ def run_unseen(
                 progress(f"backbone on {name}")
             k += 1
             try:
-                scored[split].append(score_sequence(backbone, path, window, name=name))
+                scored[split].append(score_sequence(backbone, path, window, name=name, camera_matrix=K))
             except DataError as err:  # e.g. every window dropped by the backbone: counted, the split shrinks
                 _log.warning("%s skipped: %s", name, err)
                 skipped.append(name)
