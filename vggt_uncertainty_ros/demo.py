@@ -53,9 +53,9 @@ POSE_TYPE = "geometry_msgs/msg/PoseWithCovarianceStamped"
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"
 
 
-#: Step 0's sizes (``trainer.unseen.UnseenConfig`` fields): 4 training, 2 validation and 2 test
-#: sequences of 90 frames with the geometric backbone; a few minutes on 2 cores.
-DEMO_UNSEEN: dict[str, Any] = {"n_train": 4, "n_val": 2, "n_test": 2, "n_frames": 90, "steps": 600, "n_boot": 500}
+#: Step 0's sizes (``trainer.unseen.UnseenConfig`` fields): 4 training, 3 validation and 2 test
+#: sequences of 150 frames with the geometric backbone; a few minutes on 2 cores.
+DEMO_UNSEEN: dict[str, Any] = {"n_train": 4, "n_val": 3, "n_test": 2, "n_frames": 150, "steps": 800, "n_boot": 500}
 
 
 class DemoError(VggtUncertaintyError):
@@ -197,6 +197,7 @@ def train_head(cfg: DemoConfig, seq: _Sequence) -> tuple[Path, list[Path]]:
             "window.size": cfg.window_size,
             "window.stride": cfg.window_stride,
             **_backbone_overrides(cfg),
+            **_head_overrides(cfg),
             "backbone.device": cfg.device,
             "backbone.dtype": "bfloat16" if cfg.device.startswith("cuda") else "float32",
             "optim.lr": 1.0e-3,
@@ -218,6 +219,14 @@ def _backbone_overrides(cfg: DemoConfig) -> dict[str, str]:
     if cfg.backbone == "geometric":
         return {"backbone.name": "geometric", "backbone.weights": "tiny"}  # weights do not apply to it
     return {"backbone.name": "vggt", "backbone.weights": cfg.backbone}
+
+
+def _head_overrides(cfg: DemoConfig) -> dict[str, Any]:
+    """The geometric backbone's head: 39 cues need a small MLP, and σ_trans relative to the
+    window's own motion (its translation unit is a triangulated baseline, not VGGT's)."""
+    if cfg.backbone == "geometric":
+        return {"head.hidden": 64, "head.scale_convention": "relative"}
+    return {}
 
 
 def _node_params(cfg: DemoConfig, head: Path, path: Path) -> Path:

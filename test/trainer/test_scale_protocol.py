@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vggt_uncertainty_ros.calibration import D2_ROT_MEAN, D2_TRANS_MEAN
+from vggt_uncertainty_ros.errors import DataError
 from vggt_uncertainty_ros.geometry import se3_exp
 from vggt_uncertainty_ros.head import pose_uncertainty_loss
 from vggt_uncertainty_ros.trainer import loop as loop_mod
@@ -61,6 +62,18 @@ def test_windows_without_motion_are_masked_and_counted_not_given_unit_scale(capl
     assert torch.all(ws.residual[1, 1:, :3].abs() > 0)  # rotation still scored
     # relative convention: the window's motion in metres, mean over frames 1..S-1
     assert float(torch.exp(ws.log_motion[0])) == pytest.approx(0.05 * np.mean(np.arange(1, S)), rel=1e-3)
+
+
+def test_windows_with_invalid_frames_are_left_out_before_scoring_and_none_left_is_a_clear_error() -> None:
+    """A backbone that loses frames (geometric: NaN poses) never reaches the residual maths."""
+    seq = _cached(0.05, 0.5, n_windows=3)
+    seq.valid[1, 2] = False
+    seq.T_0_i_pred[1, 2] = np.nan
+    ws = build_window_set([seq], "camera_features", 0.02)
+    assert ws.n_windows == 2 and torch.isfinite(ws.residual).all()
+    seq.valid[:, 1] = False
+    with pytest.raises(DataError, match="no window left"):
+        build_window_set([seq], "camera_features", 0.02)
 
 
 def test_masked_translation_carries_no_loss_and_no_gradient() -> None:

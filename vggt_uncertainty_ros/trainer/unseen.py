@@ -448,9 +448,9 @@ class UnseenConfig:
 
     backbone: str = "geometric"
     n_train: int = 8
-    n_val: int = 2
+    n_val: int = 3
     n_test: int = 4
-    n_frames: int = 180
+    n_frames: int = 360
     width: int = 320
     height: int = 240
     window_size: int = 8
