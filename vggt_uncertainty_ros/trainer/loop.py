@@ -726,7 +726,7 @@ def _speed_report(
         report.batch_size,
         report.window_size,
         1e3 * report.backbone_window_s,
-        cfg.backbone.weights,
+        cfg.backbone.name if cfg.backbone.name == "geometric" else f"{cfg.backbone.name} {cfg.backbone.weights}",
         *report.image_hw,
         report.backbone_source,
         report.ratio,
