@@ -1,7 +1,8 @@
 """Soak benchmark: the real node over DDS, fed faster than it can infer, for a long time.
 
 ``python -m benchmarks.soak [--images 10000] [--over-rate 4] [--width 640 --height 480]
-[--window 8 --stride 4] [--device cpu] [--weights tiny] [--domain 31] [--json out.json]``
+[--window 8 --stride 4] [--device cpu] [--weights tiny] [--image-queue-depth 10] [--domain 31]
+[--json out.json]``
 
 Starts ``vggt_uncertainty_node`` as a process (the shipped ``config/params.yaml`` with the
 options above, reliable image QoS), measures its inference rate on a short warm-up, then
@@ -13,10 +14,12 @@ is published. It prints:
   MiB per 1,000 images, over the second half of the run (after allocator warm-up);
 * **stamp-to-pose latency**: for each ``~/pose`` message, receive time minus its image
   stamp (same host clock): p50 / p95 / max;
-* **drops**: images lost between publisher and node (DDS), images the node dropped or
-  rejected, windows dropped by the latest-wins queue, frames left out of re-anchored windows;
-  and whether every drop is accounted for (``windows_submitted = processed + dropped +
-  failed + stale + skipped``);
+* **drops**: images lost between publisher and node (DDS), as the publisher sees them
+  (published - received) and as the node counts them (``images_lost``, from gaps in the
+  publisher's sequence numbers), images the node dropped or rejected, windows dropped by the
+  latest-wins queue, frames left out of re-anchored windows; and whether every drop is
+  accounted for (``images published = received + lost`` by the node's own counters, and
+  ``windows_submitted = processed + dropped + failed``);
 * **gaps** (trajectory gaps bridged by the motion model, i.e. unbridged by re-anchoring) and
   **resets**.
 
@@ -63,6 +66,7 @@ class SoakConfig:
     weights: str = "tiny"
     domain: int = 31
     queue_depth: int = 2
+    image_queue_depth: int = 10
     warmup_windows: int = 4
     startup_timeout_s: float = 180.0
 
@@ -82,6 +86,7 @@ class SoakResult:
     latency_max_s: float
     poses: int
     dds_lost: int
+    node_lost: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     accounted: bool = False
 
@@ -102,7 +107,8 @@ class SoakResult:
             f"slope {self.rss_slope_mib_per_1000:+.3f} MiB per 1,000 images",
             f"stamp-to-pose        p50 {self.latency_p50_s * 1e3:.0f} ms   p95 {self.latency_p95_s * 1e3:.0f} ms   "
             f"max {self.latency_max_s * 1e3:.0f} ms   ({self.poses} poses)",
-            f"drops                dds_lost {self.dds_lost}, images_dropped {c.get('images_dropped', 0)}, "
+            f"drops                dds_lost {self.dds_lost} (node counted {self.node_lost}), "
+            f"images_dropped {c.get('images_dropped', 0)}, "
             f"images_rejected {c.get('images_rejected', 0)}, windows_dropped {c.get('windows_dropped', 0)}, "
             f"frames_skipped {c.get('frames_skipped', 0)}, windows_failed {c.get('windows_failed', 0)}; "
             f"accounted: {'yes' if self.accounted else 'NO'}",
@@ -146,6 +152,7 @@ def _write_params(path: Path, cfg: SoakConfig) -> Path:
         window_size=cfg.window,
         window_stride=cfg.stride,
         image_qos="reliable",
+        image_queue_depth=cfg.image_queue_depth,
         queue_depth=cfg.queue_depth,
         diagnostics_period_s=0.5,
     )
@@ -305,8 +312,8 @@ def run_soak(cfg: SoakConfig, *, log=print) -> SoakResult:
         rate_hz = cfg.images / max(time.monotonic() - t_start, 1e-9)
         images.append(cfg.images)
         rss.append(rss_mib(proc.pid))
-        # drained: every image counted, the queue empty, every window settled, or (images lost
-        # on the way: reported as dds_lost) nothing changing for 5 s with an empty queue
+        # drained: every image received or counted lost, the queue empty, every window
+        # settled; or nothing changing for 5 s with an empty queue (then not accounted)
         _drain(driver, sent, quiet_s=5.0, timeout_s=300.0)
         final = _counters(driver.diag())
         if proc.poll() is not None:
@@ -326,7 +333,8 @@ def run_soak(cfg: SoakConfig, *, log=print) -> SoakResult:
     lat = np.asarray(driver.latencies or [float("nan")])
     submitted = counters.get("windows_submitted", 0)
     settled = sum(counters.get(k, 0) for k in ("windows_processed", "windows_dropped", "windows_failed"))
-    accounted = final.get("images_received", 0) == sent and submitted == settled
+    node_lost = final.get("images_lost", 0)
+    accounted = final.get("images_received", 0) + node_lost == sent and submitted == settled
     return SoakResult(
         images_published=cfg.images,
         publish_rate_hz=rate_hz,
@@ -339,6 +347,7 @@ def run_soak(cfg: SoakConfig, *, log=print) -> SoakResult:
         latency_max_s=float(np.max(lat)),
         poses=len(driver.latencies),
         dds_lost=sent - final.get("images_received", 0),
+        node_lost=node_lost,
         counters=counters,
         accounted=accounted,
     )
@@ -346,6 +355,7 @@ def run_soak(cfg: SoakConfig, *, log=print) -> SoakResult:
 
 _COUNTER_KEYS = (
     "images_received",
+    "images_lost",
     "images_dropped",
     "images_rejected",
     "windows_submitted",
@@ -378,10 +388,10 @@ def _drain(driver: _Driver, n_images: int, *, quiet_s: float, timeout_s: float) 
 
 
 def _settled(values: dict[str, str], n_images: int) -> bool:
-    """All ``n_images`` received and every submitted window processed, dropped or failed."""
+    """All ``n_images`` received or counted lost, every submitted window processed, dropped or failed."""
     settled = sum(_int(values, k) for k in ("windows_processed", "windows_dropped", "windows_failed"))
     return (
-        _int(values, "images_received") >= n_images
+        _int(values, "images_received") + _int(values, "images_lost") >= n_images
         and _int(values, "queue_depth") == 0
         and settled == _int(values, "windows_submitted")
     )
@@ -401,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=d.height)
     parser.add_argument("--window", type=int, default=d.window)
     parser.add_argument("--stride", type=int, default=d.stride)
+    parser.add_argument("--image-queue-depth", type=int, default=d.image_queue_depth)
     parser.add_argument("--device", default=d.device)
     parser.add_argument("--weights", default=d.weights)
     parser.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", d.domain)))
@@ -415,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         stride=args.stride,
         device=args.device,
         weights=args.weights,
+        image_queue_depth=args.image_queue_depth,
         domain=args.domain,
     )
     result = run_soak(cfg)
