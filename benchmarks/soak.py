@@ -10,8 +10,12 @@ publishes ``--images`` textured frames at ``over-rate`` times the frame rate it 
 (``over_rate * stride`` frames per window latency), each stamped with the wall clock when it
 is published. It prints:
 
-* **RSS slope**: least-squares slope of the node's resident set against images published,
-  MiB per 1,000 images, over the second half of the run (after allocator warm-up);
+* **RSS slope**: least-squares slope of the node's resident set (sampled every 10 images)
+  against images published, MiB per 1,000 images, over the second half of the run (after
+  allocator warm-up); and the slope of its **floor** (the lowest sample of each of 20 equal
+  blocks of that half). Single samples swing by tens of MiB with the window in flight (its
+  temporaries are mmapped and returned after it), which a leak does not do; a leak raises the
+  floor as much as the samples;
 * **stamp-to-pose latency**: for each ``~/pose`` message, receive time minus its image
   stamp (same host clock): p50 / p95 / max;
 * **drops**: images lost between publisher and node (DDS), as the publisher sees them
@@ -81,6 +85,7 @@ class SoakResult:
     rss_start_mib: float
     rss_end_mib: float
     rss_slope_mib_per_1000: float
+    rss_floor_slope_mib_per_1000: float
     latency_p50_s: float
     latency_p95_s: float
     latency_max_s: float
@@ -104,7 +109,8 @@ class SoakResult:
             f"images published     {self.images_published} at {self.publish_rate_hz:.1f} Hz "
             f"(window latency {self.window_latency_s * 1e3:.0f} ms)",
             f"RSS                  {self.rss_start_mib:.1f} -> {self.rss_end_mib:.1f} MiB, "
-            f"slope {self.rss_slope_mib_per_1000:+.3f} MiB per 1,000 images",
+            f"slope {self.rss_slope_mib_per_1000:+.3f} MiB per 1,000 images (floor "
+            f"{self.rss_floor_slope_mib_per_1000:+.3f})",
             f"stamp-to-pose        p50 {self.latency_p50_s * 1e3:.0f} ms   p95 {self.latency_p95_s * 1e3:.0f} ms   "
             f"max {self.latency_max_s * 1e3:.0f} ms   ({self.poses} poses)",
             f"drops                dds_lost {self.dds_lost} (node counted {self.node_lost}), "
@@ -136,6 +142,17 @@ def rss_slope_per_1000(images: list[int], rss: list[float]) -> float:
     if np.ptp(x) == 0:
         return float("nan")
     return float(np.polyfit(x, y, 1)[0] * 1000)
+
+
+def rss_floor_slope_per_1000(images: list[int], rss: list[float], blocks: int = 20) -> float:
+    """Slope (MiB per 1,000 images) of the lowest RSS sample of each of ``blocks`` equal blocks of the second half."""
+    half = len(images) // 2
+    x, y = np.asarray(images[half:], dtype=np.float64), np.asarray(rss[half:], dtype=np.float64)
+    if len(x) < 2 * blocks:
+        return float("nan")
+    lows = [(xb[np.argmin(yb)], yb.min()) for xb, yb in zip(np.array_split(x, blocks), np.array_split(y, blocks))]
+    lx, ly = np.asarray(lows).T
+    return float(np.polyfit(lx, ly, 1)[0] * 1000)
 
 
 def textured_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
@@ -304,7 +321,7 @@ def run_soak(cfg: SoakConfig, *, log=print) -> SoakResult:
                 time.sleep(delay)  # pacing the publisher (a benchmark, not a test)
             publish(n_warm + k)
             sent += 1
-            if k % 50 == 0:
+            if k % 10 == 0:
                 images.append(k)
                 rss.append(rss_mib(proc.pid))
             if k % 1000 == 0 and k:
@@ -342,6 +359,7 @@ def run_soak(cfg: SoakConfig, *, log=print) -> SoakResult:
         rss_start_mib=rss[0],
         rss_end_mib=rss[-1],
         rss_slope_mib_per_1000=rss_slope_per_1000(images, rss),
+        rss_floor_slope_mib_per_1000=rss_floor_slope_per_1000(images, rss),
         latency_p50_s=float(np.percentile(lat, 50)),
         latency_p95_s=float(np.percentile(lat, 95)),
         latency_max_s=float(np.max(lat)),
