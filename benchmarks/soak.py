@@ -201,6 +201,7 @@ class _Driver:
         self.latencies: list[float] = []
         self.last_pose_stamp_ns = 0
         self.diagnostics: dict[str, str] = {}
+        self.diagnostics_received = 0
         self.image_pub = self.node.create_publisher(Image, "/image", qos)
 
         def on_pose(msg) -> None:
@@ -215,6 +216,7 @@ class _Driver:
             if values:
                 with self.lock:
                     self.diagnostics = values
+                    self.diagnostics_received += 1
 
         self.node.create_subscription(PoseWithCovarianceStamped, f"/{NODE}/pose", on_pose, qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, qos)
@@ -388,18 +390,33 @@ _COUNTER_KEYS = (
 )
 
 
+#: fresh /diagnostics reports without a change before a draining node counts as quiet
+QUIET_REPORTS = 10
+
+
 def _drain(driver: _Driver, n_images: int, *, quiet_s: float, timeout_s: float) -> None:
-    """Wait until the node settled (see :func:`_settled`) or went quiet with an empty queue."""
+    """Wait until the node settled (see :func:`_settled`) or went quiet with an empty queue.
+
+    Quiet means: counters unchanged for ``quiet_s`` over at least :data:`QUIET_REPORTS` fresh
+    ``/diagnostics`` reports (a node too busy to report, or a driver too busy to hear it, is
+    not quiet: its last images may still be waiting in the subscription's history).
+    """
     deadline = time.monotonic() + timeout_s
-    last, since = None, time.monotonic()
+    last, since, reports_then = None, time.monotonic(), 0
     while time.monotonic() < deadline:
         values = driver.diag()
+        with driver.lock:
+            reports = driver.diagnostics_received
         if _settled(values, n_images):
             return
         snapshot = _counters(values)
         if snapshot != last:
-            last, since = snapshot, time.monotonic()
-        elif _int(values, "queue_depth") == 0 and time.monotonic() - since > quiet_s:
+            last, since, reports_then = snapshot, time.monotonic(), reports
+        elif (
+            _int(values, "queue_depth") == 0
+            and time.monotonic() - since > quiet_s
+            and reports - reports_then >= QUIET_REPORTS
+        ):
             return
         time.sleep(0.2)
     raise TimeoutError(f"soak: the node did not drain within {timeout_s:.0f} s: {driver.diag()}")

@@ -287,7 +287,8 @@ class VggtUncertaintyNode(Node):
         if gap > 0:
             self.get_logger().warning(
                 f"{gap} image(s) lost in transport before the node took them ({self._transport.lost} in all): "
-                "the node's callbacks fell more than the subscription depth behind the stream",
+                "the callbacks fell more than the subscription's depth behind the stream (or, best effort, "
+                "samples were dropped on the way); see images_lost on /diagnostics",
                 throttle_duration_sec=5.0,
             )
 
