@@ -1,7 +1,8 @@
 """Soak benchmark: the real node over DDS, fed faster than it can infer, for a long time.
 
 ``python -m benchmarks.soak [--images 10000] [--over-rate 4] [--width 640 --height 480]
-[--window 8 --stride 4] [--device cpu] [--weights tiny] [--domain 31] [--json out.json]``
+[--window 8 --stride 4] [--device cpu] [--weights tiny] [--image-queue-depth 10] [--domain 31]
+[--json out.json]``
 
 Starts ``vggt_uncertainty_node`` as a process (the shipped ``config/params.yaml`` with the
 options above, reliable image QoS), measures its inference rate on a short warm-up, then
@@ -9,14 +10,20 @@ publishes ``--images`` textured frames at ``over-rate`` times the frame rate it 
 (``over_rate * stride`` frames per window latency), each stamped with the wall clock when it
 is published. It prints:
 
-* **RSS slope**: least-squares slope of the node's resident set against images published,
-  MiB per 1,000 images, over the second half of the run (after allocator warm-up);
+* **RSS slope**: least-squares slope of the node's resident set (sampled every 10 images)
+  against images published, MiB per 1,000 images, over the second half of the run (after
+  allocator warm-up); and the slope of its **floor** (the lowest sample of each of 20 equal
+  blocks of that half). Single samples swing by tens of MiB with the window in flight (its
+  temporaries are mmapped and returned after it), which a leak does not do; a leak raises the
+  floor as much as the samples;
 * **stamp-to-pose latency**: for each ``~/pose`` message, receive time minus its image
   stamp (same host clock): p50 / p95 / max;
-* **drops**: images lost between publisher and node (DDS), images the node dropped or
-  rejected, windows dropped by the latest-wins queue, frames left out of re-anchored windows;
-  and whether every drop is accounted for (``windows_submitted = processed + dropped +
-  failed + stale + skipped``);
+* **drops**: images lost between publisher and node (DDS), as the publisher sees them
+  (published - received) and as the node counts them (``images_lost``, from gaps in the
+  publisher's sequence numbers), images the node dropped or rejected, windows dropped by the
+  latest-wins queue, frames left out of re-anchored windows; and whether every drop is
+  accounted for (``images published = received + lost`` by the node's own counters, and
+  ``windows_submitted = processed + dropped + failed``);
 * **gaps** (trajectory gaps bridged by the motion model, i.e. unbridged by re-anchoring) and
   **resets**.
 
@@ -63,6 +70,7 @@ class SoakConfig:
     weights: str = "tiny"
     domain: int = 31
     queue_depth: int = 2
+    image_queue_depth: int = 10
     warmup_windows: int = 4
     startup_timeout_s: float = 180.0
 
@@ -77,11 +85,13 @@ class SoakResult:
     rss_start_mib: float
     rss_end_mib: float
     rss_slope_mib_per_1000: float
+    rss_floor_slope_mib_per_1000: float
     latency_p50_s: float
     latency_p95_s: float
     latency_max_s: float
     poses: int
     dds_lost: int
+    node_lost: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     accounted: bool = False
 
@@ -99,10 +109,12 @@ class SoakResult:
             f"images published     {self.images_published} at {self.publish_rate_hz:.1f} Hz "
             f"(window latency {self.window_latency_s * 1e3:.0f} ms)",
             f"RSS                  {self.rss_start_mib:.1f} -> {self.rss_end_mib:.1f} MiB, "
-            f"slope {self.rss_slope_mib_per_1000:+.3f} MiB per 1,000 images",
+            f"slope {self.rss_slope_mib_per_1000:+.3f} MiB per 1,000 images (floor "
+            f"{self.rss_floor_slope_mib_per_1000:+.3f})",
             f"stamp-to-pose        p50 {self.latency_p50_s * 1e3:.0f} ms   p95 {self.latency_p95_s * 1e3:.0f} ms   "
             f"max {self.latency_max_s * 1e3:.0f} ms   ({self.poses} poses)",
-            f"drops                dds_lost {self.dds_lost}, images_dropped {c.get('images_dropped', 0)}, "
+            f"drops                dds_lost {self.dds_lost} (node counted {self.node_lost}), "
+            f"images_dropped {c.get('images_dropped', 0)}, "
             f"images_rejected {c.get('images_rejected', 0)}, windows_dropped {c.get('windows_dropped', 0)}, "
             f"frames_skipped {c.get('frames_skipped', 0)}, windows_failed {c.get('windows_failed', 0)}; "
             f"accounted: {'yes' if self.accounted else 'NO'}",
@@ -132,6 +144,17 @@ def rss_slope_per_1000(images: list[int], rss: list[float]) -> float:
     return float(np.polyfit(x, y, 1)[0] * 1000)
 
 
+def rss_floor_slope_per_1000(images: list[int], rss: list[float], blocks: int = 20) -> float:
+    """Slope (MiB per 1,000 images) of the lowest RSS sample of each of ``blocks`` equal blocks of the second half."""
+    half = len(images) // 2
+    x, y = np.asarray(images[half:], dtype=np.float64), np.asarray(rss[half:], dtype=np.float64)
+    if len(x) < 2 * blocks:
+        return float("nan")
+    lows = [(xb[np.argmin(yb)], yb.min()) for xb, yb in zip(np.array_split(x, blocks), np.array_split(y, blocks))]
+    lx, ly = np.asarray(lows).T
+    return float(np.polyfit(lx, ly, 1)[0] * 1000)
+
+
 def textured_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
     """``n`` RGB frames: one random texture seen through a sliding crop (apparent motion)."""
     rng = np.random.default_rng(seed)
@@ -146,6 +169,7 @@ def _write_params(path: Path, cfg: SoakConfig) -> Path:
         window_size=cfg.window,
         window_stride=cfg.stride,
         image_qos="reliable",
+        image_queue_depth=cfg.image_queue_depth,
         queue_depth=cfg.queue_depth,
         diagnostics_period_s=0.5,
     )
@@ -177,6 +201,7 @@ class _Driver:
         self.latencies: list[float] = []
         self.last_pose_stamp_ns = 0
         self.diagnostics: dict[str, str] = {}
+        self.diagnostics_received = 0
         self.image_pub = self.node.create_publisher(Image, "/image", qos)
 
         def on_pose(msg) -> None:
@@ -191,6 +216,7 @@ class _Driver:
             if values:
                 with self.lock:
                     self.diagnostics = values
+                    self.diagnostics_received += 1
 
         self.node.create_subscription(PoseWithCovarianceStamped, f"/{NODE}/pose", on_pose, qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, qos)
@@ -297,7 +323,7 @@ def run_soak(cfg: SoakConfig, *, log=print) -> SoakResult:
                 time.sleep(delay)  # pacing the publisher (a benchmark, not a test)
             publish(n_warm + k)
             sent += 1
-            if k % 50 == 0:
+            if k % 10 == 0:
                 images.append(k)
                 rss.append(rss_mib(proc.pid))
             if k % 1000 == 0 and k:
@@ -305,8 +331,8 @@ def run_soak(cfg: SoakConfig, *, log=print) -> SoakResult:
         rate_hz = cfg.images / max(time.monotonic() - t_start, 1e-9)
         images.append(cfg.images)
         rss.append(rss_mib(proc.pid))
-        # drained: every image counted, the queue empty, every window settled, or (images lost
-        # on the way: reported as dds_lost) nothing changing for 5 s with an empty queue
+        # drained: every image received or counted lost, the queue empty, every window
+        # settled; or nothing changing for 5 s with an empty queue (then not accounted)
         _drain(driver, sent, quiet_s=5.0, timeout_s=300.0)
         final = _counters(driver.diag())
         if proc.poll() is not None:
@@ -326,7 +352,8 @@ def run_soak(cfg: SoakConfig, *, log=print) -> SoakResult:
     lat = np.asarray(driver.latencies or [float("nan")])
     submitted = counters.get("windows_submitted", 0)
     settled = sum(counters.get(k, 0) for k in ("windows_processed", "windows_dropped", "windows_failed"))
-    accounted = final.get("images_received", 0) == sent and submitted == settled
+    node_lost = final.get("images_lost", 0)
+    accounted = final.get("images_received", 0) + node_lost == sent and submitted == settled
     return SoakResult(
         images_published=cfg.images,
         publish_rate_hz=rate_hz,
@@ -334,11 +361,13 @@ def run_soak(cfg: SoakConfig, *, log=print) -> SoakResult:
         rss_start_mib=rss[0],
         rss_end_mib=rss[-1],
         rss_slope_mib_per_1000=rss_slope_per_1000(images, rss),
+        rss_floor_slope_mib_per_1000=rss_floor_slope_per_1000(images, rss),
         latency_p50_s=float(np.percentile(lat, 50)),
         latency_p95_s=float(np.percentile(lat, 95)),
         latency_max_s=float(np.max(lat)),
         poses=len(driver.latencies),
         dds_lost=sent - final.get("images_received", 0),
+        node_lost=node_lost,
         counters=counters,
         accounted=accounted,
     )
@@ -346,6 +375,7 @@ def run_soak(cfg: SoakConfig, *, log=print) -> SoakResult:
 
 _COUNTER_KEYS = (
     "images_received",
+    "images_lost",
     "images_dropped",
     "images_rejected",
     "windows_submitted",
@@ -360,28 +390,43 @@ _COUNTER_KEYS = (
 )
 
 
+#: fresh /diagnostics reports without a change before a draining node counts as quiet
+QUIET_REPORTS = 10
+
+
 def _drain(driver: _Driver, n_images: int, *, quiet_s: float, timeout_s: float) -> None:
-    """Wait until the node settled (see :func:`_settled`) or went quiet with an empty queue."""
+    """Wait until the node settled (see :func:`_settled`) or went quiet with an empty queue.
+
+    Quiet means: counters unchanged for ``quiet_s`` over at least :data:`QUIET_REPORTS` fresh
+    ``/diagnostics`` reports (a node too busy to report, or a driver too busy to hear it, is
+    not quiet: its last images may still be waiting in the subscription's history).
+    """
     deadline = time.monotonic() + timeout_s
-    last, since = None, time.monotonic()
+    last, since, reports_then = None, time.monotonic(), 0
     while time.monotonic() < deadline:
         values = driver.diag()
+        with driver.lock:
+            reports = driver.diagnostics_received
         if _settled(values, n_images):
             return
         snapshot = _counters(values)
         if snapshot != last:
-            last, since = snapshot, time.monotonic()
-        elif _int(values, "queue_depth") == 0 and time.monotonic() - since > quiet_s:
+            last, since, reports_then = snapshot, time.monotonic(), reports
+        elif (
+            _int(values, "queue_depth") == 0
+            and time.monotonic() - since > quiet_s
+            and reports - reports_then >= QUIET_REPORTS
+        ):
             return
         time.sleep(0.2)
     raise TimeoutError(f"soak: the node did not drain within {timeout_s:.0f} s: {driver.diag()}")
 
 
 def _settled(values: dict[str, str], n_images: int) -> bool:
-    """All ``n_images`` received and every submitted window processed, dropped or failed."""
+    """All ``n_images`` received or counted lost, every submitted window processed, dropped or failed."""
     settled = sum(_int(values, k) for k in ("windows_processed", "windows_dropped", "windows_failed"))
     return (
-        _int(values, "images_received") >= n_images
+        _int(values, "images_received") + _int(values, "images_lost") >= n_images
         and _int(values, "queue_depth") == 0
         and settled == _int(values, "windows_submitted")
     )
@@ -401,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=d.height)
     parser.add_argument("--window", type=int, default=d.window)
     parser.add_argument("--stride", type=int, default=d.stride)
+    parser.add_argument("--image-queue-depth", type=int, default=d.image_queue_depth)
     parser.add_argument("--device", default=d.device)
     parser.add_argument("--weights", default=d.weights)
     parser.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", d.domain)))
@@ -415,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         stride=args.stride,
         device=args.device,
         weights=args.weights,
+        image_queue_depth=args.image_queue_depth,
         domain=args.domain,
     )
     result = run_soak(cfg)

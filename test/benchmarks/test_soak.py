@@ -1,8 +1,8 @@
 """Short form of the soak benchmark (issue 14, item 6): the real node over DDS at 4x over-rate.
 
 The long form's targets (RSS slope < 1 MiB per 1,000 images over >= 10,000 images) need a long
-run; this one checks what a short run can: the figures are produced, nothing is lost or left
-unaccounted, no window goes unbridged and nothing resets.
+run; this one checks what a short run can: the figures are produced, every image is received or
+counted lost by the node, no window goes unbridged and nothing resets.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def test_short_soak_at_four_times_over_rate_keeps_the_chain(capsys):
         soak.SoakConfig(images=160, over_rate=4, width=128, height=96, window=4, stride=2, domain=domain),
         log=lambda *_: None,
     )
-    assert result.dds_lost == 0 and result.accounted
+    # every image published was received or counted lost by the node itself (sequence gaps)
+    assert result.accounted and result.node_lost == result.dds_lost
     assert result.counters["windows_dropped"] > 0, "4x over-rate must make the queue drop windows"
     assert result.counters["windows_rebased"] > 0
     assert result.gaps == 0 and result.resets == 0

@@ -115,3 +115,17 @@ def test_camera_info_applies_roi_and_binning():
     info = conv.camera_info_intrinsics(msg)
     assert (info.width, info.height) == (300, 230)
     np.testing.assert_allclose(info.K, [[250.0, 0.0, 150.0], [0.0, 250.0, 115.0], [0.0, 0.0, 1.0]])
+
+
+def test_publisher_sequence_reads_rclpy_message_info():
+    info = {
+        "source_timestamp": 1,
+        "received_timestamp": 2,
+        "publication_sequence_number": 17,
+        "reception_sequence_number": None,
+        "publisher_gid": {"implementation_identifier": "rmw_fastrtps_cpp", "data": b"\x01" * 16},
+    }
+    assert conv.publisher_sequence(info) == (b"\x01" * 16, 17)
+    assert conv.publisher_sequence({**info, "publication_sequence_number": None}) == (b"\x01" * 16, None)
+    assert conv.publisher_sequence({**info, "publisher_gid": None}) == (None, 17)
+    assert conv.publisher_sequence(None) == (None, None)

@@ -321,6 +321,44 @@ def test_over_rate_stream_drops_by_policy_with_flat_memory(session, main_run):
     assert session.proc.poll() is None
 
 
+def test_images_lost_in_transport_are_counted_by_the_node(session, main_run):
+    """A burst far faster than the node's callbacks overflows its reliable depth-10 image queue.
+
+    DDS evicts the oldest waiting images; the node never sees them, only the gaps in the
+    publisher's sequence numbers. Every image published is then either received or counted
+    lost (the newest image of the burst is always kept, so no loss goes unrevealed).
+    """
+    d = session.driver
+
+    def idle(v):
+        accounted = int(v["windows_processed"]) + int(v["windows_failed"]) + int(v["windows_dropped"])
+        return int(v["queue_depth"]) == 0 and accounted == int(v["windows_submitted"])
+
+    v0 = d.wait_diag(idle, 60.0, "an idle node")  # main_run's images set this publisher's baseline
+    n_burst = 150
+    frames = textured_frames(4, 480, 640, seed=11)
+    start = T0_NS + 7200 * 1_000_000_000
+    for k in range(n_burst):  # back to back: 0.9 MiB each, decoded and resized by the node one by one
+        d.image_pub.publish(_image_msg(frames[k % 4], start + k * DT_NS, "rgb8"))
+
+    def delta(v, key):
+        return int(v[key]) - int(v0[key])
+
+    try:
+        v = d.wait_diag(
+            lambda v: delta(v, "images_received") + delta(v, "images_lost") == n_burst and idle(v),
+            120.0,
+            "every burst image received or counted lost",
+        )
+    except AssertionError as err:
+        raise AssertionError(f"{err}: {d.latest_diagnostics()} (before: {v0})\n{session.log()}") from None
+    lost = delta(v, "images_lost")
+    assert lost > 0, "the burst must outrun the node's 10-deep image queue, or this test shows nothing"
+    assert delta(v, "images_received") == n_burst - lost
+    assert delta(v, "images_unsequenced") == 0
+    assert "lost in transport" in session.log()
+
+
 @pytest.mark.slow
 def test_repeated_sigint_and_sigterm_while_busy_exit_zero_within_5_s(tmp_path):
     """Its own node process: SIGINT, SIGINT, SIGTERM while images keep arriving."""

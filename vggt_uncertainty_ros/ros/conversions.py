@@ -6,6 +6,9 @@
 * calibration: ``sensor_msgs/CameraInfo`` -> the published image's pinhole ``K`` (ROI and
   binning applied, :func:`~vggt_uncertainty_ros.online.intrinsics_check.effective_intrinsics`);
 * stamps: ``builtin_interfaces/Time`` <-> integer nanoseconds;
+* message info: a subscription callback's ``MessageInfo`` -> (publisher GID, publication
+  sequence number), the input of the transport-loss count
+  (:mod:`vggt_uncertainty_ros.online.transport_loss`);
 * poses: 4x4 ``T_parent_child`` + 6x6 covariance (ROS order ``[x, y, z, rotX, rotY, rotZ]``
   in the parent/header frame) -> ``PoseWithCovarianceStamped``, ``Odometry``,
   ``TransformStamped``; ``Odometry`` -> 4x4.
@@ -17,6 +20,8 @@ The relative-pose frame-id convention is re-exported from
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -45,6 +50,7 @@ __all__ = [
     "odometry_msg",
     "odometry_to_matrix",
     "parse_anchor_frame_id",
+    "publisher_sequence",
     "pose_with_covariance_msg",
     "rgb_to_compressed_msg",
     "rgb_to_image_msg",
@@ -58,6 +64,22 @@ _NS = 1_000_000_000
 def stamp_to_ns(stamp: Time) -> int:
     """``builtin_interfaces/Time`` -> integer nanoseconds."""
     return int(stamp.sec) * _NS + int(stamp.nanosec)
+
+
+def publisher_sequence(info: Mapping[str, Any] | None) -> tuple[bytes | None, int | None]:
+    """The publisher's GID bytes and the sample's publication sequence number from a ``MessageInfo``.
+
+    ``MessageInfo`` is the dict rclpy passes as a subscription callback's second argument
+    (``publisher_gid`` = ``{"implementation_identifier", "data"}``, and
+    ``publication_sequence_number``, 1, 2, ... per publisher). Either is None where the
+    middleware does not fill it.
+    """
+    if not info:
+        return None, None
+    gid = info.get("publisher_gid")
+    data = gid.get("data") if isinstance(gid, Mapping) else None
+    sequence = info.get("publication_sequence_number")
+    return (bytes(data) if data else None), (int(sequence) if sequence is not None else None)
 
 
 def ns_to_stamp(stamp_ns: int) -> Time:

@@ -2,7 +2,8 @@
 
 :class:`InputCounters` counts what happened to incoming images (thread-safe); the node turns
 them, the worker's and the tracker's counters into one ``DiagnosticStatus`` whose key/value
-pairs are stable names (``images_received``, ``images_rejected/unsupported_encoding``, ...)
+pairs are stable names (``images_received``, ``images_lost`` (lost in transport before the
+node received them, from publisher sequence-number gaps), ``images_rejected/unsupported_encoding``, ...)
 so tests and dashboards can read them back with :func:`status_values`.
 """
 
@@ -34,11 +35,13 @@ DROP_OUT_OF_ORDER = "out_of_order"  # older than the last accepted image, not (y
 
 
 class InputCounters:
-    """Thread-safe counters of received, rejected, dropped images and stream events."""
+    """Thread-safe counters of received, lost, rejected, dropped images and stream events."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.received = 0
+        self.lost = 0
+        self.unsequenced = 0
         self.rejected: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self.events: Counter[str] = Counter()
@@ -47,6 +50,20 @@ class InputCounters:
         """Count one incoming image."""
         with self._lock:
             self.received += 1
+
+    def lose(self, count: int) -> None:
+        """Count ``count`` images lost in transport before the node received them.
+
+        A negative ``count`` takes back images counted lost that arrived late after all
+        (:meth:`~vggt_uncertainty_ros.online.transport_loss.SequenceGapCounter.observe`).
+        """
+        with self._lock:
+            self.lost = max(0, self.lost + count)
+
+    def unsequenced_image(self) -> None:
+        """Count an image without publisher id or sequence number (its losses cannot be counted)."""
+        with self._lock:
+            self.unsequenced += 1
 
     def reject(self, reason: str) -> None:
         """Count an image that could not be used (bad input)."""
@@ -68,6 +85,8 @@ class InputCounters:
         with self._lock:
             out: dict[str, float] = {
                 "images_received": self.received,
+                "images_lost": self.lost,
+                "images_unsequenced": self.unsequenced,
                 "images_rejected": sum(self.rejected.values()),
                 "images_dropped": sum(self.dropped.values()),
             }

@@ -57,6 +57,7 @@ class NodeParams:
     camera_info_focal_tolerance: float = 0.2
     image_transport: str = "raw"
     image_qos: str = "sensor_data"
+    image_queue_depth: int = 10
     queue_depth: int = 2
     publish_odometry: bool = True
     publish_relative_pose: bool = False
@@ -148,6 +149,7 @@ DESCRIPTIONS: dict[str, str] = {
     "camera_info_focal_tolerance": "largest accepted |f_vggt / f_camera_info - 1| before /diagnostics warns, > 0",
     "image_transport": "raw (sensor_msgs/Image on image) or compressed (CompressedImage on image/compressed)",
     "image_qos": "image subscription QoS: sensor_data (best effort) or reliable",
+    "image_queue_depth": "history depth of the reliable image subscription (images DDS holds for the node), >= 1",
     "queue_depth": "windows waiting for inference; older ones are dropped beyond it, >= 1",
     "publish_odometry": "publish nav_msgs/Odometry (pose and body twist of base_frame) on ~/odometry",
     "publish_relative_pose": "publish the anchor-frame measurements on ~/relative_pose (pose-graph consumers)",
@@ -171,6 +173,7 @@ _MIN_INT = {
     "window_stride": 1,
     "keyframe_every": 1,
     "queue_depth": 1,
+    "image_queue_depth": 1,
     "max_image_pixels": 1,
     "stamp_backwards_to_reset": 1,
 }

@@ -48,6 +48,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from vggt_uncertainty_ros.data.image_codec import SUPPORTED_ENCODINGS
@@ -68,6 +69,7 @@ from vggt_uncertainty_ros.online.tracking import (
     WindowOutput,
     check_stamp,
 )
+from vggt_uncertainty_ros.online.transport_loss import SequenceGapCounter
 from vggt_uncertainty_ros.online.velocity import window_twists
 from vggt_uncertainty_ros.online.worker import InferenceWorker, classify_error
 from vggt_uncertainty_ros.ros import diagnostics as diag
@@ -78,6 +80,7 @@ from vggt_uncertainty_ros.ros.conversions import (
     odometry_msg,
     odometry_to_matrix,
     pose_with_covariance_msg,
+    publisher_sequence,
     stamp_to_ns,
     transform_msg,
 )
@@ -98,7 +101,11 @@ SPIN_SLICE_S = 0.1
 #: QoS of every output: reliable, keep last 10. robot_localization's ekf subscribes with
 #: SensorDataQoS (best effort), which a reliable publisher serves as well.
 OUTPUT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
-RELIABLE_IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+
+
+def reliable_image_qos(depth: int) -> QoSProfile:
+    """QoS of the image (and camera_info) subscription with ``image_qos: reliable``: keep last ``depth``."""
+    return QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=depth)
 
 
 def build_estimator(params: NodeParams) -> WindowEstimator:
@@ -177,6 +184,7 @@ class VggtUncertaintyNode(Node):
         self._chainer = WindowChainer(p.window_config.overlap)
         self._last_breaks = 0
         self._counters = diag.InputCounters()
+        self._transport = SequenceGapCounter()  # images lost before the node took them
         self._last_problems = 0
         self._focal = FocalLengthMonitor(p.camera_info_focal_tolerance) if p.use_camera_info else None
         self._camera_matrix_logged = False
@@ -194,7 +202,7 @@ class VggtUncertaintyNode(Node):
             else:
                 self._tf_pub = self.create_publisher(TFMessage, "/tf", OUTPUT_QOS)
 
-        image_qos = qos_profile_sensor_data if p.image_qos == "sensor_data" else RELIABLE_IMAGE_QOS
+        image_qos = qos_profile_sensor_data if p.image_qos == "sensor_data" else reliable_image_qos(p.image_queue_depth)
         if p.image_transport == "compressed":
             # image_transport's naming: the resolved base topic (remaps applied) + "/compressed"
             topic = self.resolve_topic_name("image") + "/compressed"
@@ -223,8 +231,9 @@ class VggtUncertaintyNode(Node):
 
     # -- executor callbacks (short, never wait for the model) ------------------------------
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image, info: MessageInfo) -> None:
         self._counters.receive()
+        self._count_transport_loss(info)
         now_ns = self._stamp_ok(msg.header.stamp)
         if now_ns is None:
             return
@@ -241,8 +250,9 @@ class VggtUncertaintyNode(Node):
             return
         self._admit(image, stamp_to_ns(msg.header.stamp), now_ns)
 
-    def _on_compressed(self, msg: CompressedImage) -> None:
+    def _on_compressed(self, msg: CompressedImage, info: MessageInfo) -> None:
         self._counters.receive()
+        self._count_transport_loss(info)
         now_ns = self._stamp_ok(msg.header.stamp)
         if now_ns is None:
             return
@@ -260,6 +270,28 @@ class VggtUncertaintyNode(Node):
             self._reject(reason, f"compressed image decodes to {image.shape[0]}x{image.shape[1]}")
             return
         self._admit(image, stamp_to_ns(msg.header.stamp), now_ns)
+
+    def _count_transport_loss(self, info: MessageInfo) -> None:
+        """Count images lost between the publisher and this callback (sequence-number gaps).
+
+        With a KEEP_LAST subscription DDS evicts the oldest waiting image when the executor
+        falls more than the history depth behind; the node never sees those, only the gap in
+        the publisher's sequence numbers the next image reveals.
+        """
+        publisher, sequence = publisher_sequence(info)
+        if publisher is None or sequence is None:
+            self._counters.unsequenced_image()
+            return
+        gap = self._transport.observe(publisher, sequence)
+        if gap:
+            self._counters.lose(gap)
+        if gap > 0:
+            self.get_logger().warning(
+                f"{gap} image(s) lost in transport before the node took them ({self._transport.lost} in all): "
+                "the callbacks fell more than the subscription's depth behind the stream (or, best effort, "
+                "samples were dropped on the way); see images_lost on /diagnostics",
+                throttle_duration_sec=5.0,
+            )
 
     def _stamp_ok(self, stamp: Any) -> int | None:
         """The node clock's now (ns) if the header stamp is usable; else reject, count and None."""
@@ -444,10 +476,10 @@ class VggtUncertaintyNode(Node):
 
     def _publish_diagnostics(self) -> None:
         values = self.diagnostic_values()
-        problems = int(values["images_rejected"]) + int(values["windows_failed"]) + int(values["windows_dropped"])
+        problems = sum(int(values[k]) for k in ("images_lost", "images_rejected", "windows_failed", "windows_dropped"))
         warnings = []
         if problems > self._last_problems:
-            warnings.append("inputs rejected, windows dropped or failed since last report")
+            warnings.append("inputs lost or rejected, windows dropped or failed since last report")
         breaks = int(values["trajectory_gaps"])
         if breaks > self._last_breaks:
             warnings.append(
