@@ -66,7 +66,7 @@ import hashlib
 import json
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -501,11 +501,7 @@ class GeometricBackbone:
         ui = np.hstack([pi, np.ones((len(pi), 1))]) @ Kinv.T
         best: tuple[float, np.ndarray, np.ndarray] | None = None
         for R0, t0 in starts:
-            basis = np.linalg.svd(t0[None, :])[2][1:].T
-
-            def model(theta: np.ndarray, R0: np.ndarray = R0, t0: np.ndarray = t0, basis: np.ndarray = basis) -> tuple:
-                t = t0 + basis @ theta[3:]
-                return cv2.Rodrigues(theta[:3])[0] @ R0, t / np.linalg.norm(t)
+            model = _relative_pose_chart(R0, t0)
 
             def residual(theta: np.ndarray, model: Any = model) -> np.ndarray:
                 R, t = model(theta)
@@ -706,6 +702,22 @@ def _sigma_cue(value: float, full: float) -> float:
     return float(min(np.log1p(1000.0 * max(value, 0.0) / full) / np.log1p(1000.0), 1.5))
 
 
+def _relative_pose_chart(R0: np.ndarray, t0: np.ndarray) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Local coordinates ``θ = (ω, β)`` (5) of a two-view pose around ``(R0, unit t0)``.
+
+    ``θ -> (Exp(ω) R0, (t0 + B β) / |t0 + B β|)`` with ``B`` ``[3, 2]`` orthonormal and
+    perpendicular to ``t0``: the rotation's left perturbation and the unit translation's tangent
+    plane, the minimal parameters of an essential matrix.
+    """
+    basis = np.linalg.svd(t0[None, :])[2][1:].T
+
+    def at(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = t0 + basis @ theta[3:]
+        return cv2.Rodrigues(theta[:3])[0] @ R0, t / np.linalg.norm(t)
+
+    return at
+
+
 def _pair_sigmas(pair: _Pair, Kinv: np.ndarray, eps: float = 1e-6) -> tuple[float, float]:
     """First-order standard deviations (rad) of a pair's rotation and translation direction.
 
@@ -730,11 +742,11 @@ def _pair_sigmas(pair: _Pair, Kinv: np.ndarray, eps: float = 1e-6) -> tuple[floa
 
     else:
         n_par = 5
-        basis = np.linalg.svd(t0[None, :])[2][1:].T  # [3, 2] orthonormal, perpendicular to t
+        model = _relative_pose_chart(R0, t0)
 
         def residual(theta: np.ndarray) -> np.ndarray:
-            t = t0 + basis @ theta[3:]
-            return _sampson_normalised(_skew(t / np.linalg.norm(t)) @ cv2.Rodrigues(theta[:3])[0] @ R0, u0, ui)
+            R, t = model(theta)
+            return _sampson_normalised(_skew(t) @ R, u0, ui)
 
     r0 = residual(np.zeros(n_par))
     if len(r0) <= n_par:
