@@ -103,6 +103,9 @@ def test_window_motion_is_the_mean_norm_of_frames_after_the_reference():
     t_nan = t.copy()
     t_nan[0, 2] = np.nan  # a frame without a pose does not count
     np.testing.assert_allclose(window_motion(t_nan), [0.5])
+    t_zero = t.copy()
+    t_zero[0, 2] = 0.0  # nor one whose translation was not observed (exactly zero)
+    np.testing.assert_allclose(window_motion(t_zero), [0.5])
 
 
 def test_fit_scale_batched():

@@ -82,7 +82,11 @@ SCALE_REASONS = ("ok", "low_motion", "zero_prediction", "out_of_range")
 def window_motion(t_pred: np.ndarray) -> np.ndarray:
     """Mean ``‖t_i‖`` over frames 1…S-1 of ``t_pred[..., S, 3]`` (frame 0 is the reference).
 
-    Frames with a non-finite translation (not estimated) are left out of the mean.
+    Frames with a non-finite translation (not estimated) or an exactly zero one (a backbone
+    that could not observe it, e.g. ``geometric`` without parallax) are left out of the mean:
+    the unit is the motion that was measured. Counting such frames as zero motion shrank the
+    unit, and with it σ_trans, in the windows where translation is hardest (bench-unseen: the
+    few windows with 2 of 7 frames observable held most of the translation d²).
 
     The motion scale of the ``relative`` convention, floored at :data:`MIN_RELATIVE_MOTION`.
     """
@@ -92,7 +96,7 @@ def window_motion(t_pred: np.ndarray) -> np.ndarray:
     if t.shape[-2] < 2:
         raise GeometryError("window_motion needs at least 2 frames")
     norms = np.linalg.norm(t[..., 1:, :], axis=-1)
-    finite = np.isfinite(norms)  # frames whose pose was not estimated (NaN) do not count
+    finite = np.isfinite(norms) & (norms > 0.0)  # not estimated (NaN) or not observed (0): left out
     n = finite.sum(-1)
     m = np.where(finite, norms, 0.0).sum(-1) / np.maximum(n, 1)
     return np.maximum(m, MIN_RELATIVE_MOTION)
