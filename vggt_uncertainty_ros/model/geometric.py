@@ -777,7 +777,7 @@ def _translation_rel_sigma(X: np.ndarray, x: np.ndarray, R: np.ndarray, t: np.nd
     ``|[x]x (R X + t)|`` (2 degrees of freedom each) of the points within 3x their median.
     Returns ``sqrt(tr Σ_t) / |t|`` (``inf`` when undetermined).
     """
-    S = np.stack([_skew(v) for v in x])  # [N, 3, 3]
+    S = _skews(x)  # [N, 3, 3]
     e = np.linalg.norm(np.einsum("nij,nj->ni", S, X @ R.T + t), axis=1)
     keep = e <= 3.0 * max(float(np.median(e)), 1e-12)
     if keep.sum() < 4 or np.linalg.norm(t) < 1e-12:
@@ -845,8 +845,9 @@ def _translation_from_points(X: np.ndarray, x: np.ndarray, R: np.ndarray, iters:
     for _ in range(iters):
         if keep.sum() < 4:
             return t
-        A = np.stack([_skew(v) for v in x[keep]]).reshape(-1, 3)
-        rhs = -np.einsum("nij,nj->ni", np.stack([_skew(v) for v in x[keep]]), RX[keep]).reshape(-1)
+        S = _skews(x[keep])
+        A = S.reshape(-1, 3)
+        rhs = -np.einsum("nij,nj->ni", S, RX[keep]).reshape(-1)
         t, *_ = np.linalg.lstsq(A, rhs, rcond=None)
         res = np.linalg.norm(np.cross(x, RX + t), axis=1) / np.maximum(np.linalg.norm(RX + t, axis=1), 1e-12)
         keep = res <= 3.0 * max(float(np.median(res)), 1e-9)
@@ -892,6 +893,14 @@ def _rotation_from_homography(H: np.ndarray, K: np.ndarray, tol: float = 0.05) -
 
 def _skew(v: np.ndarray) -> np.ndarray:
     return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+
+
+def _skews(v: np.ndarray) -> np.ndarray:
+    """``[N, 3, 3]`` cross-product matrices of the rows of ``v`` ``[N, 3]``."""
+    out = np.zeros((len(v), 3, 3))
+    out[:, 0, 1], out[:, 0, 2], out[:, 1, 2] = -v[:, 2], v[:, 1], -v[:, 0]
+    out[:, 1, 0], out[:, 2, 0], out[:, 2, 1] = v[:, 2], -v[:, 1], v[:, 0]
+    return out
 
 
 def _sampson_normalised(E: np.ndarray, u0: np.ndarray, ui: np.ndarray) -> np.ndarray:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from vggt_uncertainty_ros.online.transport_loss import SequenceGapCounter
 from vggt_uncertainty_ros.ros.conversions import ns_to_stamp
 
 STATUS_NAME = "vggt_uncertainty_node: inference"
@@ -40,8 +41,7 @@ class InputCounters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.received = 0
-        self.lost = 0
-        self.unsequenced = 0
+        self.transport = SequenceGapCounter()  # images lost before the node took them
         self.rejected: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self.events: Counter[str] = Counter()
@@ -51,19 +51,12 @@ class InputCounters:
         with self._lock:
             self.received += 1
 
-    def lose(self, count: int) -> None:
-        """Count ``count`` images lost in transport before the node received them.
-
-        A negative ``count`` takes back images counted lost that arrived late after all
-        (:meth:`~vggt_uncertainty_ros.online.transport_loss.SequenceGapCounter.observe`).
-        """
+    def observe_sequence(self, publisher: Hashable | None, sequence: int | None) -> int:
+        """Check a received image's publisher sequence number; return the images it reveals as
+        lost in transport (negative: a late one taken back; see
+        :meth:`~vggt_uncertainty_ros.online.transport_loss.SequenceGapCounter.observe`)."""
         with self._lock:
-            self.lost = max(0, self.lost + count)
-
-    def unsequenced_image(self) -> None:
-        """Count an image without publisher id or sequence number (its losses cannot be counted)."""
-        with self._lock:
-            self.unsequenced += 1
+            return self.transport.observe(publisher, sequence)
 
     def reject(self, reason: str) -> None:
         """Count an image that could not be used (bad input)."""
@@ -85,8 +78,8 @@ class InputCounters:
         with self._lock:
             out: dict[str, float] = {
                 "images_received": self.received,
-                "images_lost": self.lost,
-                "images_unsequenced": self.unsequenced,
+                "images_lost": self.transport.lost,
+                "images_unsequenced": self.transport.untracked,
                 "images_rejected": sum(self.rejected.values()),
                 "images_dropped": sum(self.dropped.values()),
             }

@@ -69,7 +69,6 @@ from vggt_uncertainty_ros.online.tracking import (
     WindowOutput,
     check_stamp,
 )
-from vggt_uncertainty_ros.online.transport_loss import SequenceGapCounter
 from vggt_uncertainty_ros.online.velocity import window_twists
 from vggt_uncertainty_ros.online.worker import InferenceWorker, classify_error
 from vggt_uncertainty_ros.ros import diagnostics as diag
@@ -184,7 +183,6 @@ class VggtUncertaintyNode(Node):
         self._chainer = WindowChainer(p.window_config.overlap)
         self._last_breaks = 0
         self._counters = diag.InputCounters()
-        self._transport = SequenceGapCounter()  # images lost before the node took them
         self._last_problems = 0
         self._focal = FocalLengthMonitor(p.camera_info_focal_tolerance) if p.use_camera_info else None
         self._camera_matrix_logged = False
@@ -278,16 +276,10 @@ class VggtUncertaintyNode(Node):
         falls more than the history depth behind; the node never sees those, only the gap in
         the publisher's sequence numbers the next image reveals.
         """
-        publisher, sequence = publisher_sequence(info)
-        if publisher is None or sequence is None:
-            self._counters.unsequenced_image()
-            return
-        gap = self._transport.observe(publisher, sequence)
-        if gap:
-            self._counters.lose(gap)
+        gap = self._counters.observe_sequence(*publisher_sequence(info))
         if gap > 0:
             self.get_logger().warning(
-                f"{gap} image(s) lost in transport before the node took them ({self._transport.lost} in all): "
+                f"{gap} image(s) lost in transport before the node took them ({self._counters.transport.lost} in all): "
                 "the callbacks fell more than the subscription's depth behind the stream (or, best effort, "
                 "samples were dropped on the way); see images_lost on /diagnostics",
                 throttle_duration_sec=5.0,
