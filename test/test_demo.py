@@ -50,6 +50,8 @@ def test_demo_runs_the_whole_loop(tmp_path):
     n_windows = (cfg.eval_frames - cfg.window_size) // cfg.window_stride + 1
     assert n_windows <= relative <= n_windows * (cfg.window_size - 1)
     assert 0 < result.recorded["/vggt_uncertainty_node/pose"] <= cfg.eval_frames
+    # the bag's camera_info travelled with the images and the backbone took its K (the renderer's)
+    assert "backbone uses camera_info K (fx 262.5, fy 262.5)" in (cfg.out_dir / "node.log").read_text()
 
     # step 5: the evaluator judged exactly that recording
     report = json.loads((cfg.out_dir / "eval" / "report.json").read_text())

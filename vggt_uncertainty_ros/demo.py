@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from vggt_uncertainty_ros.calibration.bootstrap import format_summary_table
 from vggt_uncertainty_ros.data import DEFAULT_IMAGE_TOPIC as IMAGE_TOPIC
+from vggt_uncertainty_ros.data.layout import RGB_INFO_TOPIC
 from vggt_uncertainty_ros.data.synth import generate
 from vggt_uncertainty_ros.errors import VggtUncertaintyError
 
@@ -239,6 +240,9 @@ def _node_params(cfg: DemoConfig, head: Path, path: Path) -> Path:
         image_qos="reliable",
         queue_depth=2,
         publish_relative_pose=True,  # opt-in: the evaluator judges these measurements
+        # the geometric backbone takes the camera's K from camera_info (replayed with the images);
+        # for VGGT it is the focal-length check on /diagnostics
+        use_camera_info=True,
     )
     section["backbone"].update({k.split(".", 1)[1]: v for k, v in _backbone_overrides(cfg).items()}, device=cfg.device)
     path.write_text(yaml.safe_dump(doc))
@@ -272,6 +276,8 @@ def run_node_and_record(cfg: DemoConfig, head: Path, seq: _Sequence) -> tuple[Pa
         str(params),
         "-r",
         f"image:={IMAGE_TOPIC}",
+        "-r",
+        f"camera_info:={RGB_INFO_TOPIC}",
     ]
     _step(3, f"starting the node (domain {env['ROS_DOMAIN_ID']}, log {log_path})")
     with log_path.open("wb") as log:
@@ -287,6 +293,7 @@ def run_node_and_record(cfg: DemoConfig, head: Path, seq: _Sequence) -> tuple[Pa
             stats = replay_and_record(
                 seq.bag,
                 IMAGE_TOPIC,
+                companions=(RGB_INFO_TOPIC,),
                 record={relative_topic: POSE_TYPE, pose_topic: POSE_TYPE},
                 out_bag=recording,
                 wait_for_subscribers_s=120.0,

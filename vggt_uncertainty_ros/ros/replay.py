@@ -8,6 +8,8 @@ through real rclpy publishers and subscriptions.
 
 * Images from a ROS 2 bag are published as their stored CDR bytes (no re-encoding); images
   from a ROS 1 bag are deserialised with ``rosbags`` and rebuilt as ``sensor_msgs/Image``.
+* Companion topics (``camera_info``) travel with the images, in recorded order: stored CDR from a
+  ROS 2 bag, rebuilt ``sensor_msgs/CameraInfo`` from a ROS 1 bag.
 * Recorded messages are written as the serialized CDR that rclpy received, with the
   receive time (ns) as the bag timestamp, so a recording is byte-exact.
 """
@@ -18,16 +20,19 @@ import importlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 
 from vggt_uncertainty_ros.data import BagFile, RawRos2BagWriter
+from vggt_uncertainty_ros.errors import DataError
 
 _log = logging.getLogger(__name__)
 
@@ -42,9 +47,10 @@ RELIABLE_IMAGES = QoSProfile(
 
 @dataclass
 class ReplayStats:
-    """What a replay did: counts of published images and of recorded messages per topic."""
+    """What a replay did: counts of published images and companion messages, and of recorded messages per topic."""
 
     images_published: int = 0
+    companions_published: int = 0
     recorded: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
 
@@ -86,6 +92,21 @@ class _Recorder:
                 writer.write(topic, self._types[topic], t_ns, data)
 
 
+def _companion_publisher(node: Node, reader: BagFile, topic: str) -> tuple[Any, Callable[[Any], Any] | None]:
+    """Publisher of a companion topic, and how a ROS 1 message is rebuilt (None: publish the stored CDR)."""
+    reader.require_topic(topic)
+    types = reader.msgtypes(topic)
+    if len(types) != 1:
+        raise DataError(f"{reader.path}: companion topic {topic} has several types {sorted(types)}")
+    (msgtype,) = types
+    if reader.is_ros2:
+        return node.create_publisher(message_class(msgtype), topic, RELIABLE_IMAGES), None
+    if msgtype not in _REBUILD:
+        raise DataError(f"{reader.path}: cannot republish {msgtype} from a ROS 1 bag (supported: {sorted(_REBUILD)})")
+    cls, rebuild = _REBUILD[msgtype]
+    return node.create_publisher(cls, topic, RELIABLE_IMAGES), rebuild
+
+
 def message_class(type_name: str) -> type:
     """``"geometry_msgs/msg/PoseWithCovarianceStamped"`` -> the rclpy message class."""
     package, kind, name = type_name.split("/")
@@ -111,11 +132,37 @@ def _image_from_rosbags(msg) -> Image:
     return out
 
 
+def _camera_info_from_rosbags(msg) -> CameraInfo:
+    """A ROS 1 ``sensor_msgs/CameraInfo`` (rosbags object, upper-case matrix names) as the ROS 2 message."""
+    out = CameraInfo()
+    out.header.stamp.sec = int(msg.header.stamp.sec)
+    out.header.stamp.nanosec = int(msg.header.stamp.nanosec)
+    out.header.frame_id = str(msg.header.frame_id)
+    out.height, out.width = int(msg.height), int(msg.width)
+    out.distortion_model = str(msg.distortion_model)
+    out.d = [float(v) for v in msg.D]
+    out.k = [float(v) for v in msg.K]
+    out.r = [float(v) for v in msg.R]
+    out.p = [float(v) for v in msg.P]
+    out.binning_x, out.binning_y = int(msg.binning_x), int(msg.binning_y)
+    roi = msg.roi
+    out.roi.x_offset, out.roi.y_offset = int(roi.x_offset), int(roi.y_offset)
+    out.roi.height, out.roi.width, out.roi.do_rectify = int(roi.height), int(roi.width), bool(roi.do_rectify)
+    return out
+
+
+_REBUILD = {
+    "sensor_msgs/msg/Image": (Image, _image_from_rosbags),
+    "sensor_msgs/msg/CameraInfo": (CameraInfo, _camera_info_from_rosbags),
+}
+
+
 def replay_and_record(
     bag: Path,
     image_topic: str,
     *,
     publish_topic: str | None = None,
+    companions: tuple[str, ...] = (),
     record: dict[str, type | str] | None = None,
     out_bag: Path | None = None,
     rate: float = 1.0,
@@ -131,6 +178,9 @@ def replay_and_record(
         bag: ROS 1 ``.bag`` or ROS 2 bag directory/file holding ``sensor_msgs/Image`` messages.
         image_topic: the topic to replay from the bag.
         publish_topic: topic to publish on (default: the same name).
+        companions: more topics of the bag to publish under their own names, in recorded order
+            with the images (``sensor_msgs/CameraInfo``, or any type from a ROS 2 bag), e.g.
+            ``("/camera/rgb/camera_info",)``.
         record: ``{topic: message class or type name}`` to record into ``out_bag`` (ROS 2,
             sqlite3), e.g. ``{"/pose": "geometry_msgs/msg/PoseWithCovarianceStamped"}``.
         out_bag: the bag to write; must not exist.
@@ -145,7 +195,7 @@ def replay_and_record(
         Counts of what was published and recorded.
 
     Raises:
-        TopicNotFoundError: if ``image_topic`` is not in ``bag``.
+        TopicNotFoundError: if ``image_topic`` or a companion is not in ``bag``.
         DataError: the bag cannot be read (names the file and the failing message).
     """
     if rate <= 0:
@@ -159,6 +209,7 @@ def replay_and_record(
     executor.add_node(node)
     recorder = _Recorder(node, Path(out_bag), record) if record else None
     publisher = node.create_publisher(Image, publish_topic or image_topic, RELIABLE_IMAGES)
+    others: dict[str, tuple[Any, Callable[[Any], Any] | None]] = {}  # topic -> (publisher, ROS 1 rebuild)
     spinning = threading.Event()
     spinning.set()
 
@@ -183,9 +234,11 @@ def replay_and_record(
         with BagFile(bag) as reader:
             reader.require_topic(image_topic)
             raw_cdr = reader.is_ros2 and reader.msgtypes(image_topic) == {"sensor_msgs/msg/Image"}
+            for topic in companions:
+                others[topic] = _companion_publisher(node, reader, topic)
             t_first_bag: int | None = None
             t_first_wall = 0.0
-            for message in reader.messages([image_topic]):
+            for message in reader.messages([image_topic, *companions]):
                 t_ns = message.log_time_ns
                 if t_first_bag is None:
                     t_first_bag, t_first_wall = t_ns, time.monotonic()
@@ -193,6 +246,11 @@ def replay_and_record(
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+                if message.topic in others:
+                    pub, rebuild = others[message.topic]
+                    pub.publish(bytes(message.raw) if rebuild is None else rebuild(reader.deserialize(message)))
+                    stats.companions_published += 1
+                    continue
                 publisher.publish(bytes(message.raw) if raw_cdr else _image_from_rosbags(reader.deserialize(message)))
                 stats.images_published += 1
                 if progress is not None:
