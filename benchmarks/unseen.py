@@ -3,9 +3,10 @@
 ``vggt-uncertainty bench-unseen --backbone geometric --out DIR [--small]``:
 
 1. synthesise ``n_train`` + ``n_val`` + ``n_test`` sequences, each its own scene and seed
-   (``data.synth.generate`` with a difficulty level drawn per sequence: blur, noise, exposure,
-   lighting, low texture, fast rotation, occluders); the backbone gets the renderer's K, as the
-   node gets ``camera_info``;
+   (``data.synth.generate`` with a difficulty level per sequence: blur, noise, exposure,
+   lighting, low texture, fast rotation, occluders; levels stratified so that every split spans
+   clean to hardest, ``trainer.unseen.plan_sequences``); the backbone gets the renderer's K, as
+   the node gets ``camera_info``;
 2. run the backbone on every window (the node's 8-frame, stride-4 rule) and score each frame
    against ground truth (``trainer.unseen.score_sequence``: per-window ground-truth scale =
    what the node's odometry scale source applies; windows without a trustworthy scale are
@@ -18,8 +19,8 @@
    tuned-constant and predicted weights (ATE RMSE, m).
 
 Writes ``DIR/unseen.json`` with exactly the schema of issue 12 and ``DIR/unseen_details.json``
-(configuration, scale-protocol counts per sequence, validation history, timings, the
-before-recalibration per-sequence figures).
+(configuration, difficulty level and scale-protocol counts per sequence, validation history,
+timings, the before-recalibration per-sequence figures).
 """
 
 from __future__ import annotations

@@ -223,7 +223,7 @@ def _backbone_overrides(cfg: DemoConfig) -> dict[str, str]:
 
 
 def _head_overrides(cfg: DemoConfig) -> dict[str, Any]:
-    """The geometric backbone's head: 39 cues need a small MLP, and σ_trans relative to the
+    """The geometric backbone's head: 42 cues need a small MLP, and σ_trans relative to the
     window's own motion (its translation unit is a triangulated baseline, not VGGT's)."""
     if cfg.backbone == "geometric":
         return {"head.hidden": 64, "head.scale_convention": "relative"}

@@ -12,6 +12,7 @@ from vggt_uncertainty_ros.model.geometric import (
     FEATURE_NAMES,
     GeometricBackbone,
     GeometricConfig,
+    _ambiguity,
     _Pair,
     _pair_sigmas,
     build_geometric,
@@ -95,6 +96,22 @@ def test_output_is_deterministic_and_keypoint_reuse_does_not_change_it(easy_wind
         np.testing.assert_array_equal(a.valid, other.valid)
 
 
+def _rot(axis_angle_deg) -> np.ndarray:
+    return cv2.Rodrigues(np.radians(np.asarray(axis_angle_deg, float)))[0]
+
+
+def test_ambiguity_reads_the_near_optimal_minima_of_the_refinement() -> None:
+    R, t = _rot([0, 5, 0]), np.array([1.0, 0.0, 0.0])
+    assert _ambiguity([(100.0, R, t), (100.0 + 1e-9, R, -t)]) == (0.0, 0.0, 1.0)  # one solution (t sign-free)
+    tilted = np.array([np.cos(np.radians(60)), 0.0, np.sin(np.radians(60))])
+    rot, tdir, gap = _ambiguity([(100.0, R, t), (110.0, R @ _rot([0, 3, 0]), tilted), (200.0, _rot([9, 0, 0]), t)])
+    assert rot == pytest.approx(3.0, abs=1e-6) and tdir == pytest.approx(60.0, abs=1e-6)
+    assert gap == pytest.approx(0.1)  # the 3-degree minimum costs 10 % more
+    # a clearly worse minimum (cost +100 %) is a different solution but not an ambiguity
+    assert _ambiguity([(100.0, R, t), (200.0, _rot([9, 0, 0]), t)]) == (0.0, 0.0, 1.0)
+    assert _ambiguity([(100.0, R, t), (150.0, _rot([9, 0, 0]), t)])[2] == pytest.approx(0.5)
+
+
 def test_default_focal_guess_and_configured_k(easy_window) -> None:
     images, _, K = easy_window
     guess = default_camera_matrix(320, 240)
@@ -117,6 +134,8 @@ def test_bad_input_and_settings_are_refused(easy_window) -> None:
         bb.predict(images[:2], frame_ids=[1])
     with pytest.raises(ConfigError):
         GeometricConfig(detector="akaze")
+    with pytest.raises(ConfigError, match="ambiguity_probes"):
+        GeometricConfig(ambiguity_probes=7)
 
 
 def test_built_from_the_backbone_spec() -> None:

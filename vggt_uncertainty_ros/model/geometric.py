@@ -17,6 +17,10 @@ What it computes for a window of ``S`` RGB frames (frame 0 is the reference):
    (``K^-1 H K`` orthogonal up to scale, rotation-compensated parallax ``< 2 min_parallax_px``)
    and explains at least as many matches, ``R`` comes from it, the frame stays valid, its
    translation is not observable (``rotation_only`` cue).
+   Otherwise ``(R, t)`` is refined by robust least squares over all matches, from USAC's
+   answer, the previous frame's and four probe starts (sideways translations); the spread of the near-optimal local
+   minima they reach is the pair's ambiguity (``rot_ambiguity``, ``tdir_ambiguity``,
+   ``cost_gap``: two motions the data support almost equally well; :meth:`GeometricBackbone._refine`).
 4. **Window-consistent translation.** Each pair gives ``t`` only up to scale. The *reference
    pair* (0, j) is, among the three valid frames with the largest rotation-compensated
    parallax, the one whose triangulated points the other frames reproject best (a wrong
@@ -50,7 +54,7 @@ inliers (blank, black, blurred-out, occluded frames), or a degenerate/non-finite
 :attr:`GeometricBackbone.stats` (``frames_invalid/<reason>``). Its feature row is still finite
 (the cues say why it failed).
 
-Per-frame features (``[S, D]`` float32, :data:`FEATURE_NAMES`, ``D = 39``): counts are
+Per-frame features (``[S, D]`` float32, :data:`FEATURE_NAMES`, ``D = 42``): counts are
 ``log1p(n) / log1p(n_features)`` (0..1), pixel quantities ``log1p(px) / log1p(100)``,
 angles ``log1p(deg) / log1p(30)``, ratios in 0..1. Frame 0's match cues are 0 and its
 ``is_frame0`` cue is 1. Every cue is observable at run time (no ground truth).
@@ -129,6 +133,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "ref_sigma_tdir",  # window-level: sigma_tdir of the reference pair (spreads to every translation)
     "rot_jerk",  # angle between R_0i and what its window neighbours predict (an outlier cue)
     "trans_jerk",  # the same for the translation, relative to the window's mean translation
+    "rot_ambiguity",  # log deg: rotation spread of the pair's near-optimal local minima (:func:`_ambiguity`)
+    "tdir_ambiguity",  # log deg: the same for the translation direction
+    "cost_gap",  # robust-cost margin of the best minimum over the best clearly different one (0..1)
 )
 
 _METHODS = {"ransac": cv2.RANSAC, "magsac": cv2.USAC_MAGSAC, "usac": cv2.USAC_ACCURATE, "lmeds": cv2.LMEDS}
@@ -136,6 +143,12 @@ _F = {name: k for k, name in enumerate(FEATURE_NAMES)}
 _LOG_PX = float(np.log1p(100.0))
 _LOG_DEG = float(np.log1p(30.0))
 _SIGMA_FULL_DEG = 10.0  # sigma cues reach 1 at 10 degrees (see :func:`_sigma_cue`)
+#: Probe starts of the refinement: the translation direction along each camera axis.
+_PROBE_DIRS = tuple(np.array(v, float) for v in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)))
+_PROBE_NFEV = 15  # function evaluations of a probe's refinement (a main start gets 50)
+_PROBE_POINTS = 300  # a probe refines on at most this many matches (evenly spaced); costs use them all
+_NEAR_OPTIMAL = 0.2  # a local minimum within 20 % of the best robust cost counts as ambiguous with it
+_DISTINCT_DEG = 0.5  # minima whose rotations differ by more are different solutions (cost_gap)
 
 
 @dataclass(frozen=True)
@@ -159,6 +172,10 @@ class GeometricConfig:
         min_parallax_px: below this median rotation-compensated parallax a pair cannot fix the
             window's scale.
         min_scale_points: fewer triangulated points seen by a frame -> its translation is not observable.
+        ambiguity_probes: extra starts of the pair refinement, translation along the first n of
+            ±x, ±y, ±z (0..6; default the four sideways ones, where translation trades off
+            against rotation): they find the other local minima behind the ambiguity cues (and
+            the best of all starts is the estimate).
         fov_deg: horizontal field of view of the default focal guess (no ``K`` configured).
         K: optional ``[3][3]`` camera matrix in pixels of the input images.
     """
@@ -173,6 +190,7 @@ class GeometricConfig:
     min_inliers: int = 15
     min_parallax_px: float = 1.0
     min_scale_points: int = 8
+    ambiguity_probes: int = 4
     fov_deg: float = 60.0
     subpixel: bool = True
     equalize: bool = True
@@ -186,6 +204,10 @@ class GeometricConfig:
             raise ConfigError("geometric: need n_features >= 50 and min_matches >= min_inliers >= 8")
         if not 0.0 < self.ratio <= 1.0 or not self.ransac_px > 0 or not 0.5 < self.ransac_prob < 1.0:
             raise ConfigError("geometric: ratio in (0, 1], ransac_px > 0, ransac_prob in (0.5, 1)")
+        if not 0 <= self.ambiguity_probes <= len(_PROBE_DIRS):
+            raise ConfigError(
+                f"geometric ambiguity_probes must be in 0..{len(_PROBE_DIRS)}; got {self.ambiguity_probes}"
+            )
         if self.method not in _METHODS:
             raise ConfigError(f"geometric method must be one of {', '.join(_METHODS)}; got {self.method!r}")
         if not 10.0 <= self.fov_deg <= 170.0:
@@ -230,6 +252,9 @@ class _Pair:
     rotation_only: bool = False  # rotation from the homography, translation unobservable
     sigma_rot: float = 0.0  # first-order σ (rad) of R and of the direction of t (:func:`_pair_sigmas`)
     sigma_tdir: float = 0.0
+    rot_ambiguity: float = 0.0  # degrees; see :func:`_ambiguity`
+    tdir_ambiguity: float = 0.0
+    cost_gap: float = 1.0
 
 
 class GeometricBackbone:
@@ -468,8 +493,9 @@ class GeometricBackbone:
         pair.R, pair.t = R, t.ravel() / max(np.linalg.norm(t), 1e-12)
         refined = self._refine(p0, pi, K, [(pair.R, pair.t)] + ([hint] if hint is not None else []))
         if refined is not None:
-            pair.R, pair.t, keep = refined
+            pair.R, pair.t, keep, minima = refined
             pair.n_ess_inliers = max(pair.n_ess_inliers, int(keep.sum()))
+            pair.rot_ambiguity, pair.tdir_ambiguity, pair.cost_gap = _ambiguity(minima)
         else:
             keep = np.zeros(len(p0), bool)
             keep[np.flatnonzero(inl)[good]] = True
@@ -480,7 +506,7 @@ class GeometricBackbone:
 
     def _refine(
         self, p0: np.ndarray, pi: np.ndarray, K: np.ndarray, starts: list[tuple[np.ndarray, np.ndarray]]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[float, np.ndarray, np.ndarray]]] | None:
         """Robust maximum-likelihood ``(R, t)`` of a pair over all its matches, and its inlier mask.
 
         USAC's answer is the best *sampled* model polished on its own consensus set; on our
@@ -493,27 +519,45 @@ class GeometricBackbone:
         with the lowest robust cost wins. Inliers are the matches within ``ransac_px`` that pass
         the cheirality test (``cv2.recoverPose`` on the refined ``E``, which also fixes the sign
         of ``t``). None when no start keeps ``min_inliers`` of them.
+
+        The valley has other local minima, and on hard frames (noise, a shallow scene, sideways
+        motion) the data may prefer the wrong one by a few per cent of the cost. Probe starts
+        (``ambiguity_probes``: USAC's rotation with the translation along a camera axis, a
+        shorter refinement on a subset of the matches each) find them; every start's minimum
+        ``(cost over all matches, R, t)`` is returned for :func:`_ambiguity`, and a probe's
+        minimum that is the deepest is polished on all matches and becomes the estimate.
         """
         cfg = self.config
         Kinv = np.linalg.inv(K)
         f = 0.5 * (K[0, 0] + K[1, 1])
         u0 = np.hstack([p0, np.ones((len(p0), 1))]) @ Kinv.T
         ui = np.hstack([pi, np.ones((len(pi), 1))]) @ Kinv.T
-        best: tuple[float, np.ndarray, np.ndarray] | None = None
-        for R0, t0 in starts:
+
+        def solve(R0: np.ndarray, t0: np.ndarray, idx: Any, nfev: int) -> tuple[np.ndarray, np.ndarray]:
             model = _relative_pose_chart(R0, t0)
+            a, b = u0[idx], ui[idx]
 
-            def residual(theta: np.ndarray, model: Any = model) -> np.ndarray:
+            def residual(theta: np.ndarray) -> np.ndarray:
                 R, t = model(theta)
-                return f * _sampson_normalised(_skew(t) @ R, u0, ui)
+                return f * _sampson_normalised(_skew(t) @ R, a, b)
 
-            sol = least_squares(residual, np.zeros(5), loss="cauchy", f_scale=cfg.ransac_px, max_nfev=50)
-            if best is None or sol.cost < best[0]:
-                R, t = model(sol.x)
-                best = (float(sol.cost), R, t)
-        if best is None:
-            return None
-        _, R, t = best
+            sol = least_squares(residual, np.zeros(5), loss="cauchy", f_scale=cfg.ransac_px, max_nfev=nfev)
+            return model(sol.x)
+
+        def cost(R: np.ndarray, t: np.ndarray) -> float:  # least_squares' Cauchy cost over every match
+            z = (f * _sampson_normalised(_skew(t) @ R, u0, ui) / cfg.ransac_px) ** 2
+            return 0.5 * cfg.ransac_px**2 * float(np.sum(np.log1p(z)))
+
+        every = slice(None)
+        subset = np.unique(np.linspace(0, len(p0) - 1, min(len(p0), _PROBE_POINTS)).astype(int))
+        found = [solve(R0, t0, every, 50) for R0, t0 in starts]
+        found += [solve(starts[0][0], d, subset, _PROBE_NFEV) for d in _PROBE_DIRS[: cfg.ambiguity_probes]]
+        minima = [(cost(R, t), R, t) for R, t in found]
+        best = min(range(len(minima)), key=lambda k: minima[k][0])
+        _, R, t = minima[best]
+        if best >= len(starts):  # a probe found the deepest minimum: polish it on every match
+            R, t = solve(R, t, every, 50)
+            minima[best] = (cost(R, t), R, t)
         close = np.abs(f * _sampson_normalised(_skew(t) @ R, u0, ui)) <= cfg.ransac_px
         if close.sum() < cfg.min_inliers:
             return None
@@ -522,7 +566,7 @@ class GeometricBackbone:
             return None
         keep = np.zeros(len(p0), bool)
         keep[np.flatnonzero(close)[pmask.ravel() > 0]] = True
-        return R2, t2.ravel() / max(np.linalg.norm(t2), 1e-12), keep
+        return R2, t2.ravel() / max(np.linalg.norm(t2), 1e-12), keep, minima
 
     def _pair_features(self, row: np.ndarray, pair: _Pair, K: np.ndarray, w: int, h: int) -> None:
         log_n = np.log1p(self.config.n_features)
@@ -564,6 +608,9 @@ class GeometricBackbone:
         pair.sigma_rot, pair.sigma_tdir = _pair_sigmas(pair, Kinv)
         row[_F["sigma_rot"]] = _sigma_cue(np.degrees(pair.sigma_rot), _SIGMA_FULL_DEG)
         row[_F["sigma_tdir"]] = _sigma_cue(np.degrees(pair.sigma_tdir), _SIGMA_FULL_DEG)
+        row[_F["rot_ambiguity"]] = np.log1p(pair.rot_ambiguity) / _LOG_DEG
+        row[_F["tdir_ambiguity"]] = np.log1p(pair.tdir_ambiguity) / _LOG_DEG
+        row[_F["cost_gap"]] = pair.cost_gap
 
     def _scale(
         self,
@@ -693,6 +740,29 @@ class GeometricBackbone:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _ambiguity(minima: Sequence[tuple[float, np.ndarray, np.ndarray]]) -> tuple[float, float, float]:
+    """How ambiguous a pair is, from its refinement's local minima ``(robust cost, R, unit t)``.
+
+    Returns ``(rot_deg, tdir_deg, gap)``: the largest rotation angle and translation-line angle
+    (sign-free) between the best minimum and any minimum whose cost is within
+    :data:`_NEAR_OPTIMAL` of it (0 when no other is), and the relative cost margin of the best
+    over the cheapest minimum whose rotation differs by more than :data:`_DISTINCT_DEG`
+    (clipped to 1; 1 when every start ends in the same solution). A pair whose data support two
+    clearly different motions almost equally well is one whose error can be of that size.
+    """
+    best_cost, R_best, t_best = min(minima, key=lambda m: m[0])
+    rot, tdir, other = 0.0, 0.0, np.inf
+    for cost, R, t in minima:
+        angle = float(np.degrees(np.linalg.norm(cv2.Rodrigues(R_best.T @ R)[0])))
+        if cost <= best_cost * (1.0 + _NEAR_OPTIMAL):
+            rot = max(rot, angle)
+            tdir = max(tdir, float(np.degrees(np.arccos(min(abs(float(t_best @ t)), 1.0)))))
+        if angle > _DISTINCT_DEG:
+            other = min(other, cost)
+    gap = 1.0 if not np.isfinite(other) else min((other - best_cost) / max(best_cost, 1e-12), 1.0)
+    return rot, tdir, gap
 
 
 def _sigma_cue(value: float, full: float) -> float:

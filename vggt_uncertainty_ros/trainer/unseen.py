@@ -65,12 +65,14 @@ from vggt_uncertainty_ros.head import LossConfig, UncertaintyHead, pose_uncertai
 _log = logging.getLogger(__name__)
 
 __all__ = [
+    "PlannedSequence",
     "ScoredSequence",
     "TrainedHead",
     "UnseenConfig",
     "jsonable",
     "run_unseen",
     "pgo_ate",
+    "plan_sequences",
     "predict_log_var",
     "score_sequence",
     "summary_inputs",
@@ -442,13 +444,13 @@ class UnseenConfig:
             camera moves ~15 cm/s, so 8 consecutive frames at 30 Hz rarely span the 2 cm the scale
             protocol needs; keyframes every 3rd frame give windows of ~0.8 s.
         steps, batch_size, lr, hidden: head training.
-        seed: base seed (sequence k uses ``seed + 1000 k``).
+        seed: base seed of the sequence plan (:func:`plan_sequences`) and of the head training.
         n_boot: bootstrap replicates.
     """
 
     backbone: str = "geometric"
-    n_train: int = 8
-    n_val: int = 3
+    n_train: int = 12
+    n_val: int = 4
     n_test: int = 4
     n_frames: int = 360
     width: int = 320
@@ -488,6 +490,41 @@ def _build_backbone(name: str) -> Any:
     return GeometricBackbone()
 
 
+@dataclass(frozen=True)
+class PlannedSequence:
+    """One synthetic sequence of the protocol: its split, name, scene/render seed and difficulty level."""
+
+    split: str
+    name: str
+    seed: int
+    level: float
+
+
+_SPLITS = ("train", "val", "test")
+
+
+def plan_sequences(cfg: UnseenConfig) -> list[PlannedSequence]:
+    """The sequences of every split: each its own scene seed; difficulty levels stratified per split.
+
+    Sequence ``j`` of a split of ``n`` gets a level drawn uniformly in ``[j/n, (j+1)/n)``, so each
+    split spans the whole difficulty range (0 = clean … 1 = hardest) instead of depending on a
+    few independent draws: with 3 or 4 sequences, unstratified draws can give a validation split
+    of only hard sequences and a test split of easy ones, and recalibration then fits the
+    difference between the splits. Seeds depend on the split and the index only, so changing
+    one split's size leaves the other splits' sequences as they were.
+    """
+    sizes = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
+    out = []
+    for k, split in enumerate(_SPLITS):
+        rng = np.random.default_rng([cfg.seed, k])
+        n = sizes[split]
+        levels = (np.arange(n) + rng.uniform(size=n)) / max(n, 1)
+        for j in range(n):
+            seed = cfg.seed + 100_000 * k + 1000 * j + 1
+            out.append(PlannedSequence(split, f"{split}{j}_seed{seed}", seed, float(levels[j])))
+    return out
+
+
 def _synthesise(out: Path, seed: int, cfg: UnseenConfig, level: float) -> Path:
     done = out / ".complete"
     if not done.exists():
@@ -521,26 +558,18 @@ def run_unseen(
     timings: dict[str, float] = {}
     backbone = _build_backbone(cfg.backbone)
     window = WindowConfig(size=cfg.window_size, stride=cfg.stride, keyframe_every=cfg.keyframe_every)
-    rng = np.random.default_rng(cfg.seed)
-    splits = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
-    scored: dict[str, list[ScoredSequence]] = {k: [] for k in splits}
-    k = 0
+    scored: dict[str, list[ScoredSequence]] = {k: [] for k in _SPLITS}
     skipped: list[str] = []
     K = intrinsics_for(cfg.width, cfg.height)  # the renderer's camera: a robot knows its calibration
-    for split, n in splits.items():
-        for j in range(n):
-            seed = cfg.seed + 1000 * k + 1
-            level = float(rng.uniform(0.0, 1.0))
-            name = f"{split}{j}_seed{seed}"
-            path = _synthesise(out / "sequences" / name, seed, cfg, level)
-            if progress:
-                progress(f"backbone on {name}")
-            k += 1
-            try:
-                scored[split].append(score_sequence(backbone, path, window, name=name, camera_matrix=K))
-            except DataError as err:  # e.g. every window dropped by the backbone: counted, the split shrinks
-                _log.warning("%s skipped: %s", name, err)
-                skipped.append(name)
+    for planned in plan_sequences(cfg):
+        path = _synthesise(out / "sequences" / planned.name, planned.seed, cfg, planned.level)
+        if progress:
+            progress(f"backbone on {planned.name}")
+        try:
+            scored[planned.split].append(score_sequence(backbone, path, window, name=planned.name, camera_matrix=K))
+        except DataError as err:  # e.g. every window dropped by the backbone: counted, the split shrinks
+            _log.warning("%s skipped: %s", planned.name, err)
+            skipped.append(planned.name)
     if not all(scored.values()):
         raise DataError(f"a split has no usable sequence (skipped: {skipped}); use more frames or seeds")
     timings["data_and_backbone_s"] = time.perf_counter() - t0
@@ -618,6 +647,7 @@ def run_unseen(
             "odometry_noise": {"position_m": ODOMETRY_NOISE[0], "scale_rel": ODOMETRY_NOISE[1]},
         },
         "scale_protocol": {s.name: s.counts for split in scored.values() for s in split},
+        "sequence_levels": {p.name: p.level for p in plan_sequences(cfg)},
         "skipped_sequences": skipped,
         "validation_history": trained.history,
         "selected_step": trained.best_step,
