@@ -119,12 +119,18 @@ def _ros_type_name(msg_type: type) -> str:
     return f"{package}/msg/{msg_type.__name__}"
 
 
-def _image_from_rosbags(msg) -> Image:
-    out = Image()
+def _rebuilt(cls: type, msg) -> Any:
+    """A new ``cls`` message with the header and image size of a rosbags message."""
+    out = cls()
     out.header.stamp.sec = int(msg.header.stamp.sec)
     out.header.stamp.nanosec = int(msg.header.stamp.nanosec)
     out.header.frame_id = str(msg.header.frame_id)
     out.height, out.width = int(msg.height), int(msg.width)
+    return out
+
+
+def _image_from_rosbags(msg) -> Image:
+    out = _rebuilt(Image, msg)
     out.encoding = str(msg.encoding)
     out.is_bigendian = int(msg.is_bigendian)
     out.step = int(msg.step)
@@ -134,11 +140,7 @@ def _image_from_rosbags(msg) -> Image:
 
 def _camera_info_from_rosbags(msg) -> CameraInfo:
     """A ROS 1 ``sensor_msgs/CameraInfo`` (rosbags object, upper-case matrix names) as the ROS 2 message."""
-    out = CameraInfo()
-    out.header.stamp.sec = int(msg.header.stamp.sec)
-    out.header.stamp.nanosec = int(msg.header.stamp.nanosec)
-    out.header.frame_id = str(msg.header.frame_id)
-    out.height, out.width = int(msg.height), int(msg.width)
+    out = _rebuilt(CameraInfo, msg)
     out.distortion_model = str(msg.distortion_model)
     out.d = [float(v) for v in msg.D]
     out.k = [float(v) for v in msg.K]
