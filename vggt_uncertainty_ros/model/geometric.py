@@ -18,9 +18,10 @@ What it computes for a window of ``S`` RGB frames (frame 0 is the reference):
    and explains at least as many matches, ``R`` comes from it, the frame stays valid, its
    translation is not observable (``rotation_only`` cue).
    Otherwise ``(R, t)`` is refined by robust least squares over all matches, from USAC's
-   answer, the previous frame's and four probe starts (sideways translations); the spread of the near-optimal local
-   minima they reach is the pair's ambiguity (``rot_ambiguity``, ``tdir_ambiguity``,
-   ``cost_gap``: two motions the data support almost equally well; :meth:`GeometricBackbone._refine`).
+   answer, the previous frame's and four probe starts (sideways translations); the spread of
+   the near-optimal local minima they reach is the pair's ambiguity (``rot_ambiguity``,
+   ``tdir_ambiguity``, ``cost_gap``: two motions the data support almost equally well;
+   :meth:`GeometricBackbone._refine`).
 4. **Window-consistent translation.** Each pair gives ``t`` only up to scale. The *reference
    pair* (0, j) is, among the three valid frames with the largest rotation-compensated
    parallax, the one whose triangulated points the other frames reproject best (a wrong

@@ -561,7 +561,8 @@ def run_unseen(
     scored: dict[str, list[ScoredSequence]] = {k: [] for k in _SPLITS}
     skipped: list[str] = []
     K = intrinsics_for(cfg.width, cfg.height)  # the renderer's camera: a robot knows its calibration
-    for planned in plan_sequences(cfg):
+    plan = plan_sequences(cfg)
+    for planned in plan:
         path = _synthesise(out / "sequences" / planned.name, planned.seed, cfg, planned.level)
         if progress:
             progress(f"backbone on {planned.name}")
@@ -647,7 +648,7 @@ def run_unseen(
             "odometry_noise": {"position_m": ODOMETRY_NOISE[0], "scale_rel": ODOMETRY_NOISE[1]},
         },
         "scale_protocol": {s.name: s.counts for split in scored.values() for s in split},
-        "sequence_levels": {p.name: p.level for p in plan_sequences(cfg)},
+        "sequence_levels": {p.name: p.level for p in plan},
         "skipped_sequences": skipped,
         "validation_history": trained.history,
         "selected_step": trained.best_step,
