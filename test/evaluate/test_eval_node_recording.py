@@ -128,8 +128,9 @@ def test_recorded_node_output_matches_the_offline_model_run(tmp_path: Path, monk
         )
     )
     offline = evaluate(EvalConfig(data=seq.paths["ros2"], out_dir=tmp_path / "off", params=params, gt=gt, plots=False))
-    # a short recording: at most its ATE is flagged (too few poses), and the same in both
-    assert set(recorded.report["warnings"]) <= {"ate_few_poses"}
+    # a short recording: at most its ATE is flagged (too few poses) and the pose graph's
+    # translation gaps (windows without a trustworthy scale), and the same in both
+    assert set(recorded.report["warnings"]) <= {"ate_few_poses", "pgo_translation_gaps"}
     assert recorded.report["warnings"] == offline.report["warnings"]
     a, b = recorded.table, offline.table
     np.testing.assert_array_equal(a.stamp_ns, b.stamp_ns)

@@ -12,6 +12,7 @@ from vggt_uncertainty_ros.evaluate.pgo import (
     Weighting,
     chain_poses,
     optimize,
+    translation_pieces,
     weighted_constraints,
 )
 from vggt_uncertainty_ros.geometry import (
@@ -128,3 +129,16 @@ def test_constant_tuned_needs_positive_variances() -> None:
 
     with pytest.raises(EvaluationError, match="6 positive variances"):
         weighted_constraints([], Weighting.CONSTANT_TUNED, np.zeros(6))
+
+
+def test_translation_pieces_counts_parts_linked_by_rotation_only() -> None:
+    rot_only = np.diag([1e-4] * 3 + [1e6] * 3)
+    metric = np.diag([1e-4] * 3 + [1e-2] * 3)
+    chain = [
+        Constraint(0, 1, np.eye(4), metric),
+        Constraint(1, 2, np.eye(4), rot_only),
+        Constraint(2, 3, np.eye(4), metric),
+    ]
+    assert translation_pieces(chain, 1e3) == 2
+    assert translation_pieces([*chain, Constraint(0, 3, np.eye(4), metric)], 1e3) == 1
+    assert translation_pieces(chain, 1e7) == 1

@@ -276,6 +276,7 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
             "huber_k": cfg.huber_k,
             "n_nodes": len(graph.stamps_ns),
             "n_constraints": len(graph.constraints),
+            "translation_pieces": graph.translation_pieces,
         }
     else:
         _log.error("no window could be evaluated; see the warnings in %s", out / "report.json")

@@ -22,9 +22,10 @@ from vggt_uncertainty_ros.evaluate.pgo import (
     Weighting,
     chain_poses,
     optimize,
+    translation_pieces,
     weighted_constraints,
 )
-from vggt_uncertainty_ros.evaluate.residuals import WindowEval
+from vggt_uncertainty_ros.evaluate.residuals import UNSCALED_TRANS_VAR, WindowEval
 
 __all__ = ["GraphInputs", "build_constraints", "pgo_results", "trajectory_metrics"]
 
@@ -40,12 +41,15 @@ class GraphInputs:
         constraints: measurements in window order (node indices into ``stamps_ns``).
         T_chain: ``[N, 4, 4]`` dead-reckoned ``T_world_cam`` of every node (evaluation unit).
         chain_breaks: anchors that no earlier window reached.
+        translation_pieces: pieces of the graph when only links that carry a translation count
+            (1 when translation is constrained everywhere; see :func:`pgo.translation_pieces`).
     """
 
     stamps_ns: np.ndarray
     constraints: list[Constraint]
     T_chain: np.ndarray
     chain_breaks: int
+    translation_pieces: int = 1
 
 
 def build_constraints(evals: Sequence[WindowEval], warnings: WarningCounter) -> GraphInputs:
@@ -67,7 +71,16 @@ def build_constraints(evals: Sequence[WindowEval], warnings: WarningCounter) -> 
     T_chain, breaks = chain_poses(len(stamps), constraints)
     if breaks:
         warnings.add("chain_breaks", "a window's anchor was not in an earlier window; zero motion assumed", breaks)
-    return GraphInputs(stamps, constraints, T_chain, breaks)
+    pieces = translation_pieces(constraints, 0.5 * UNSCALED_TRANS_VAR)
+    if pieces > 1:
+        warnings.add(
+            "pgo_translation_gaps",
+            f"the pose graph's translation falls into {pieces} pieces: only rotation links them (windows without "
+            "a trustworthy scale), so the translation between them is free and the pose-graph ATE depends on where "
+            "the optimiser stops",
+            pieces - 1,
+        )
+    return GraphInputs(stamps, constraints, T_chain, breaks, pieces)
 
 
 def trajectory_metrics(stamps_ns: np.ndarray, T_est: np.ndarray, T_gt: np.ndarray) -> dict[str, float] | None:

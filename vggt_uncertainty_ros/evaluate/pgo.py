@@ -42,6 +42,7 @@ __all__ = [
     "build_graph",
     "chain_poses",
     "optimize",
+    "translation_pieces",
     "weighted_constraints",
 ]
 
@@ -176,16 +177,35 @@ def build_graph(
     return graph, values
 
 
+def _find(parent: dict[int, int], n: int) -> int:
+    """Root of ``n`` in a union-find forest (path halving)."""
+    while parent[n] != n:
+        parent[n] = parent[parent[n]]
+        n = parent[n]
+    return n
+
+
+def translation_pieces(constraints: Sequence[Constraint], max_var: float) -> int:
+    """Number of pieces the graph falls into when only translation-carrying links count.
+
+    A constraint whose translation variance exceeds ``max_var`` (e.g. a window without a
+    trustworthy scale) links its frames in rotation only; where such links are the only ones
+    between two parts of the trajectory, the translation between the parts is unconstrained.
+    """
+    parent = {n: n for c in constraints for n in (c.a, c.b)}
+    for c in constraints:
+        if np.max(np.diagonal(c.cov)[3:]) <= max_var:
+            parent[_find(parent, c.a)] = _find(parent, c.b)
+    return len({_find(parent, n) for n in parent})
+
+
 def _bridge_components(
     graph: gtsam.NonlinearFactorGraph, used: list[int], constraints: Sequence[Constraint], initial: np.ndarray
 ) -> None:
     parent = {n: n for n in used}
 
     def find(n: int) -> int:
-        while parent[n] != n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
+        return _find(parent, n)
 
     for c in constraints:
         parent[find(c.a)] = find(c.b)
