@@ -139,3 +139,42 @@ def test_a_head_is_refused_on_another_family(tmp_path, trained, running):
 
 def test_an_old_head_without_family_is_a_vggt_head(tmp_path):
     assert HeadMetadata.from_json('{"in_dim": 128}').backbone_family == "vggt"
+
+
+class _Unobserving:
+    """A backbone whose frames 2 and 3 have no observable translation (geometric without parallax)."""
+
+    name, feature_dim = "geometric", 4
+
+    def __init__(self, t_valid: list[bool], t_norms: list[float]) -> None:
+        self.t_valid, self.t_norms = np.array(t_valid), np.array(t_norms)
+
+    def identity(self) -> str:
+        return "unobserving"
+
+    def predict(self, images, frame_ids=None):
+        s = len(images)
+        T = np.tile(np.eye(4), (s, 1, 1))
+        T[:, 0, 3] = np.where(self.t_valid, self.t_norms, 0.0)
+        return bb.WindowPrediction(
+            T,
+            np.tile(np.eye(3), (s, 1, 1)),
+            np.zeros((s, 4), np.float32),
+            np.ones(s, bool),
+            aux={"translation_valid": self.t_valid},
+        )
+
+
+def test_unobserved_translation_gets_the_window_motion_as_sigma_and_is_counted():
+    backbone = _Unobserving([True, True, False, False], [0.0, 0.2, 0.0, 0.0])
+    est = WindowEstimator(backbone, None, "cpu", constant_sigma=(0.01, 0.003))
+    out = est.estimate(_images(4))
+    sigma_t = np.exp(0.5 * out.log_var[:, 3:])
+    np.testing.assert_allclose(sigma_t[:2], 0.003)  # observed: the head's (here constant) σ
+    np.testing.assert_allclose(sigma_t[2:], 0.2)  # unobserved: the window's motion (frame 1's 0.2)
+    np.testing.assert_allclose(np.exp(0.5 * out.log_var[:, :3]), 0.01)  # rotation untouched
+    assert out.translation_observed.tolist() == [True, True, False, False]
+    assert est.frames_translation_unobserved == 2
+    # no translation observed anywhere in the window: one backbone unit
+    none_seen = WindowEstimator(_Unobserving([True, False, False, False], [0.0] * 4), None, "cpu", constant_sigma=0.1)
+    np.testing.assert_allclose(np.exp(0.5 * none_seen.estimate(_images(4)).log_var[1:, 3:]), 1.0)

@@ -10,6 +10,15 @@ Conventions (docs/ARCHITECTURE.md): ``T_0_i`` maps points of camera ``i`` into c
 (OpenCV axes), translation in VGGT's normalised units; ``log_var`` is log σ² of the right
 perturbation residual in the order ``[rot (3) rad², trans (3) VGGT-units²]`` (for a head
 whose scale convention is ``vggt``; a ``metric`` head gives metres²).
+
+Frames whose translation the backbone could not observe (``aux["translation_valid"]`` False,
+e.g. the geometric backbone without parallax: translation 0) were never in the head's
+translation training, so its σ_trans there means nothing (bench-unseen: d² 4–140 on those
+frames against 2–4 elsewhere). Their published translation σ is the window's own motion
+(:func:`~vggt_uncertainty_ros.geometry.window_motion`, per axis): "0, give or take one
+window motion" (on the same frames: d² 1.8, coverage 95 % 0.95); one backbone unit when no
+frame of the window has an observed translation. Counted in
+:attr:`WindowEstimator.frames_translation_unobserved`.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from vggt_uncertainty_ros.errors import (
     ModelError,
     NonFiniteOutputError,
 )
+from vggt_uncertainty_ros.geometry import MIN_RELATIVE_MOTION, window_motion
 from vggt_uncertainty_ros.head import (
     HeadMetadata,
     InputFeature,
@@ -73,6 +83,9 @@ class WindowEstimate:
         stamps_ns: [S] int64 stamps passed to :meth:`~WindowEstimator.estimate`, or None.
         valid: [S] bool, False for frames the backbone has no estimate for (do not publish
             them); None means all valid.
+        translation_observed: [S] bool, False for frames whose translation the backbone could
+            not observe (their translation σ is the window's motion, module docstring); None
+            when the backbone does not say.
     """
 
     T_0_i: np.ndarray
@@ -82,6 +95,7 @@ class WindowEstimate:
     features: np.ndarray
     stamps_ns: np.ndarray | None = None
     valid: np.ndarray | None = None
+    translation_observed: np.ndarray | None = None
 
     @property
     def sigma(self) -> np.ndarray:
@@ -160,6 +174,9 @@ class WindowEstimator:
             input_feature = head_metadata.input_feature if head_metadata else InputFeature.CAMERA_FEATURES
         self.input_feature = InputFeature(input_feature).value
         self._constant_log_var: np.ndarray | None = None
+        #: frames published with the "not observed" translation σ (module docstring)
+        self.frames_translation_unobserved = 0
+        self._warned_metric_unobserved = False
         if head is None:
             if constant_sigma is None:
                 raise ValueError("WindowEstimator needs a head or a constant_sigma (rot rad, trans unit)")
@@ -259,17 +276,45 @@ class WindowEstimator:
             log_var = np.repeat(self._constant_log_var[None], len(images), axis=0)
         check_finite("log_var", log_var)
         pose_enc = pred.aux.get("pose_enc")
+        T_0_i = np.asarray(pred.T_0_i, dtype=np.float64)
         if self.head is not None:  # scale convention (relative) and stored recalibration factors
-            log_var = head_output_log_var(log_var, np.asarray(pred.T_0_i, dtype=np.float64), self.head_metadata)
+            log_var = head_output_log_var(log_var, T_0_i, self.head_metadata)
+        valid = np.asarray(pred.valid, dtype=bool)
+        observed = pred.aux.get("translation_valid")
+        if observed is not None:
+            observed = np.asarray(observed, dtype=bool).copy()
+            observed[0] = True  # the reference frame
+            log_var = self._unobserved_translation(log_var, T_0_i, valid & ~observed)
         return WindowEstimate(
-            T_0_i=np.asarray(pred.T_0_i, dtype=np.float64),
+            T_0_i=T_0_i,
             log_var=log_var,
             pose_enc=None if pose_enc is None else np.asarray(pose_enc, dtype=np.float64),
             intrinsics=np.asarray(pred.intrinsics, dtype=np.float64),
             features=features,
             stamps_ns=stamps,
-            valid=np.asarray(pred.valid, dtype=bool),
+            valid=valid,
+            translation_observed=observed,
         )
+
+    def _unobserved_translation(self, log_var: np.ndarray, T_0_i: np.ndarray, unobserved: np.ndarray) -> np.ndarray:
+        """Give unobserved translations the window's motion as σ (module docstring)."""
+        if not unobserved.any():
+            return log_var
+        if self.scale_convention != "vggt":  # σ_trans in metres: the window motion has no unit yet
+            if not self._warned_metric_unobserved:
+                _log.warning(
+                    "a metric head keeps its own σ_trans for frames whose translation the backbone "
+                    "could not observe (the window motion is in backbone units)"
+                )
+                self._warned_metric_unobserved = True
+            return log_var
+        motion = float(window_motion(T_0_i[:, :3, 3]))
+        if motion <= MIN_RELATIVE_MOTION:  # no translation observed in the whole window: one unit
+            motion = 1.0
+        out = np.array(log_var, copy=True)
+        out[unobserved, 3:] = 2.0 * math.log(motion)
+        self.frames_translation_unobserved += int(unobserved.sum())
+        return out
 
 
 def build_estimator(

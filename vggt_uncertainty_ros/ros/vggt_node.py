@@ -455,6 +455,7 @@ class VggtUncertaintyNode(Node):
                 "frames_skipped": self._chainer.frames_skipped,
                 "scale_fallbacks": t.scale_fallbacks,
                 "frames_invalid": t.frames_invalid,
+                "frames_translation_unobserved": self._estimator.frames_translation_unobserved,
                 "windows_without_scale": t.windows_without_scale,
                 "odometry_rejected": t.odometry_rejected,
                 "resets": t.resets,
