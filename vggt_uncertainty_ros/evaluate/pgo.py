@@ -203,18 +203,14 @@ def _bridge_components(
     graph: gtsam.NonlinearFactorGraph, used: list[int], constraints: Sequence[Constraint], initial: np.ndarray
 ) -> None:
     parent = {n: n for n in used}
-
-    def find(n: int) -> int:
-        return _find(parent, n)
-
     for c in constraints:
-        parent[find(c.a)] = find(c.b)
+        parent[_find(parent, c.a)] = _find(parent, c.b)
     loose = gtsam.noiseModel.Isotropic.Sigma(6, BRIDGE_SIGMA)
     for prev, node in itertools.pairwise(used):
-        if find(prev) != find(node):
+        if _find(parent, prev) != _find(parent, node):
             rel = np.linalg.inv(initial[prev]) @ initial[node]
             graph.add(gtsam.BetweenFactorPose3(prev, node, gtsam.Pose3(rel), loose))
-            parent[find(prev)] = find(node)
+            parent[_find(parent, prev)] = _find(parent, node)
 
 
 def optimize(

@@ -13,8 +13,8 @@ whose scale convention is ``vggt``; a ``metric`` head gives metres²).
 
 Frames whose translation the backbone could not observe (``aux["translation_valid"]`` False,
 e.g. the geometric backbone without parallax: translation 0) were never in the head's
-translation training, so its σ_trans there means nothing (bench-unseen: d² 4–140 on those
-frames against 2–4 elsewhere). Their published translation σ is the window's own motion
+translation training, so its σ_trans there means nothing (bench-unseen: d² 2.2–140 per
+sequence on those frames). Their published translation σ is the window's own motion
 (:func:`~vggt_uncertainty_ros.geometry.window_motion`, per axis): "0, give or take one
 window motion" (on the same frames: d² 1.8, coverage 95 % 0.95); one backbone unit when no
 frame of the window has an observed translation. Counted in
