@@ -71,7 +71,7 @@ def build_constraints(evals: Sequence[WindowEval], warnings: WarningCounter) -> 
     T_chain, breaks = chain_poses(len(stamps), constraints)
     if breaks:
         warnings.add("chain_breaks", "a window's anchor was not in an earlier window; zero motion assumed", breaks)
-    pieces = translation_pieces(constraints, 0.5 * UNSCALED_TRANS_VAR)
+    pieces = translation_pieces(constraints, UNSCALED_TRANS_VAR)
     if pieces > 1:
         warnings.add(
             "pgo_translation_gaps",

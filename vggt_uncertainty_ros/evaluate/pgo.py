@@ -188,13 +188,13 @@ def _find(parent: dict[int, int], n: int) -> int:
 def translation_pieces(constraints: Sequence[Constraint], max_var: float) -> int:
     """Number of pieces the graph falls into when only translation-carrying links count.
 
-    A constraint whose translation variance exceeds ``max_var`` (e.g. a window without a
+    A constraint whose translation variance reaches ``max_var`` (e.g. a window without a
     trustworthy scale) links its frames in rotation only; where such links are the only ones
     between two parts of the trajectory, the translation between the parts is unconstrained.
     """
     parent = {n: n for c in constraints for n in (c.a, c.b)}
     for c in constraints:
-        if np.max(np.diagonal(c.cov)[3:]) <= max_var:
+        if np.max(np.diagonal(c.cov)[3:]) < max_var:
             parent[_find(parent, c.a)] = _find(parent, c.b)
     return len({_find(parent, n) for n in parent})
 

@@ -423,20 +423,25 @@ def pgo_ate(seq: ScoredSequence, log_var: np.ndarray, huber_k: float | None = No
     )
     tuned = np.maximum(tuned, 1e-12)
     T_gt = np.stack([seq.gt_world[int(s)] for s in stamps])
+    # the measurements once: (anchor, frame, T_0_i, predicted variance, odometry variance or None)
+    meas = []
+    for w in range(seq.n_windows):
+        a = node[int(seq.stamps_ns[w, 0])]
+        for i in np.flatnonzero(m[w]):
+            T, bridge = seq.T_scaled[w, i], None
+            if not seq.trans_mask[w, i]:
+                T = T.copy()
+                T[:3, 3] = seq.odometry.t_source[w, i]
+                bridge = _odometry_trans_var(T[:3, 3])
+            meas.append((a, node[int(seq.stamps_ns[w, i])], T, np.exp(log_var[w, i]), bridge))
     out: dict[str, float | None] = {}
     for scheme in ("uniform", "constant_tuned", "predicted"):
         cons = []
-        for w in range(seq.n_windows):
-            a = node[int(seq.stamps_ns[w, 0])]
-            for i in np.flatnonzero(m[w]):
-                var = {"uniform": np.ones(6), "constant_tuned": tuned, "predicted": np.exp(log_var[w, i])}[scheme]
-                var = np.array(var, dtype=np.float64)
-                T = seq.T_scaled[w, i]
-                if not seq.trans_mask[w, i]:
-                    T = T.copy()
-                    T[:3, 3] = seq.odometry.t_source[w, i]
-                    var[3:] = _odometry_trans_var(seq.odometry.t_source[w, i])
-                cons.append(Constraint(a, node[int(seq.stamps_ns[w, i])], T, np.diag(var)))
+        for a, b, T, pred_var, bridge in meas:
+            var = np.array({"uniform": np.ones(6), "constant_tuned": tuned, "predicted": pred_var}[scheme], np.float64)
+            if bridge is not None:
+                var[3:] = bridge
+            cons.append(Constraint(a, b, T, np.diag(var)))
         init, _ = chain_poses(len(stamps), cons)
         try:
             T_opt = optimize(len(stamps), cons, init, huber_k=huber_k)
