@@ -47,14 +47,20 @@ TARGETS = {"d2_seq": (2.0, 4.5), "coverage_tol": 0.05, "spearman": {"rot": 0.5, 
 __all__ = ["TARGETS", "UnseenConfig", "format_report", "run_unseen", "targets_met"]
 
 
-def run_unseen(cfg: UnseenConfig, out_dir: str | Path, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the protocol (``trainer.unseen.run_unseen``) and write ``unseen.json`` and ``unseen_details.json``."""
+def run_unseen(
+    cfg: UnseenConfig, out_dir: str | Path, progress: Callable[[str], None] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the protocol (``trainer.unseen.run_unseen``), write ``unseen.json`` and ``unseen_details.json``.
+
+    Returns:
+        ``(doc, details)``, the contents of the two files.
+    """
     out = Path(out_dir)
     doc, details = run_protocol(cfg, out, progress)
     details["targets"] = targets_met(doc)
     _write(out / "unseen.json", doc)
     _write(out / "unseen_details.json", details)
-    return doc
+    return doc, details
 
 
 def _write(path: Path, doc: dict[str, Any]) -> None:
@@ -88,8 +94,8 @@ def targets_met(doc: dict[str, Any]) -> dict[str, bool]:
     return out
 
 
-def format_report(doc: dict[str, Any]) -> str:
-    """Terminal summary: per-sequence table after recalibration, factors, PGO ATE, targets."""
+def format_report(doc: dict[str, Any], details: dict[str, Any] | None = None) -> str:
+    """Terminal summary: per-sequence table after recalibration, factors, coverage floor, PGO ATE, targets."""
     lines = [
         format_summary_table(
             {"sequences": doc["sequences"], "pooled": doc["pooled"]},
@@ -103,6 +109,15 @@ def format_report(doc: dict[str, Any]) -> str:
         f"pooled test d2 rot {b['rot']['d2_mean']:.2f} -> {a['rot']['d2_mean']:.2f}, "
         f"trans {b['trans']['d2_mean']:.2f} -> {a['trans']['d2_mean']:.2f}"
     )
+    floor = (details or {}).get("coverage_floor")
+    if floor:
+        lines.append(
+            "coverage floor (the smallest max(|c68 - 68 %|, |c95 - 95 %|) any single factor reaches, in points): "
+            + "; ".join(
+                f"{split} " + ", ".join(f"{blk} {100 * v:.1f}" for blk, v in floor[split].items())
+                for split in ("validation", "test")
+            )
+        )
     lines.append("\npose graph ATE RMSE (m):  uniform / constant_tuned / predicted")
     for name, v in doc["pgo"].items():
         lines.append(f"  {name:<24} " + " / ".join("n/a" if x is None else f"{x:.4f}" for x in v.values()))

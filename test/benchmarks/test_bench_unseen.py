@@ -49,5 +49,9 @@ def test_bench_unseen_small_writes_the_issue_schema(tmp_path: Path, capsys) -> N
     counts = details["scale_protocol"]
     for name, c in counts.items():  # every window is counted in exactly one scale class
         assert sum(v for k, v in c.items() if k.startswith("windows_scale_")) == c["windows"], name
+    floor = details["coverage_floor"]
+    assert set(floor) == {"validation", "test"} and all(0.0 <= v < 1.0 for v in floor["validation"].values())
+    assert floor["validation"] == details["recalibration"]["coverage_floor"]
     text = capsys.readouterr().out
     assert "after recalibration" in text and "pose graph ATE" in text and "targets (issue 12)" in text
+    assert "coverage floor" in text

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from vggt_uncertainty_ros.calibration.bootstrap import (
     block_bootstrap_ci,
@@ -14,8 +15,10 @@ from vggt_uncertainty_ros.calibration.bootstrap import (
 )
 from vggt_uncertainty_ros.calibration.recalibration import (
     CHI2_3_MEDIAN,
+    METHODS,
     Recalibration,
     apply_recalibration,
+    coverage_floor,
     fit_recalibration,
     weighted_median,
 )
@@ -84,10 +87,40 @@ def test_bad_inputs_are_refused() -> None:
         Recalibration.from_dict({"method": "median"})
 
 
+def _coverage_error(d2: np.ndarray, f: float) -> float:
+    q68, q95 = stats.chi2.ppf([0.6827, 0.95], 3)
+    return max(abs(np.mean(d2 / f <= q68) - 0.6827), abs(np.mean(d2 / f <= q95) - 0.95))
+
+
+def test_coverage_floor_is_exact_and_separates_gaussian_from_heavy_tails() -> None:
+    rng = np.random.default_rng(3)
+    gauss = 4.0 * rng.chisquare(3, 20000)
+    f, floor = coverage_floor(gauss)
+    assert f == pytest.approx(4.0, rel=0.05) and floor < 0.005  # a Gaussian block: one factor fits both levels
+    # a scale mixture (each frame's true σ off by a log-normal factor): bulk over-, tail under-covered
+    mix = rng.chisquare(3, 2000) * np.exp(rng.normal(0.0, 1.0, 2000))
+    f, floor = coverage_floor(mix)
+    assert floor > 0.05
+    assert _coverage_error(mix, f) == pytest.approx(floor, abs=1e-12)
+    grid = np.exp(np.linspace(-4.0, 4.0, 4001))
+    assert min(_coverage_error(mix, g) for g in grid) >= floor - 1e-12  # no factor does better
+    # every fit records it, whatever its method; the "coverage" method is the minimiser itself
+    r = np.sqrt(mix[:, None] / 3.0) * np.ones((1, 6))
+    for method in METHODS:
+        rec = fit_recalibration({"a": r}, {"a": np.zeros_like(r)}, method=method)
+        assert rec.coverage_floor["rot"] == pytest.approx(floor, abs=1e-9)
+    rec = fit_recalibration({"a": r}, {"a": np.zeros_like(r)}, method="coverage")
+    assert rec.factors["rot"] == pytest.approx(f, rel=1e-9)
+    with pytest.raises(CalibrationError):
+        coverage_floor(np.array([1.0, np.nan]))
+
+
 def test_round_trip_and_apply() -> None:
     recal = Recalibration(factors={"rot": 2.0, "trans": 0.5}, sequences=["x"], n_frames={"rot": 3, "trans": 2})
     again = Recalibration.from_dict(recal.to_dict())
     assert again == recal
+    floored = Recalibration(factors={"rot": 2.0, "trans": 0.5}, coverage_floor={"rot": 0.05, "trans": 0.07})
+    assert Recalibration.from_dict(floored.to_dict()) == floored
     lv = np.zeros((4, 6))
     out = apply_recalibration(lv, again)
     np.testing.assert_allclose(np.exp(out[0]), [2, 2, 2, 0.5, 0.5, 0.5])

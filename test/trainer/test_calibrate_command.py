@@ -66,9 +66,9 @@ def test_calibrate_fits_stores_and_prints_before_after(tiny_run, tmp_path: Path,
     assert rec["method"] == "quantile" and len(rec["sequences"]) == 2
     assert rec["factors"]["rot"] > 0 and math.isfinite(rec["factors"]["rot"])
     assert set(rec["before"]) == {"rot", "trans"} and set(rec["after"]) == {"rot", "trans"}
-    # the median rule: after recalibration the pooled rotation d² median is χ²₃'s, so the
-    # in-sample d² mean moves towards 3 unless the tail is heavy; coverage 68 near 0.5 at least
     assert rec["after"]["rot"]["n_frames"] == rec["before"]["rot"]["n_frames"] > 0
+    # what no factor can fix is stated beside the factors: the coverage floor, printed and stored
+    assert "coverage floor" in text and 0.0 <= rec["coverage_floor"]["rot"] < 1.0
     # the original checkpoint is untouched, and consumers apply the stored factors
     assert not read_head_metadata(run / "checkpoints" / "best.safetensors").recalibration
     lv = np.zeros((4, 6))
@@ -85,3 +85,18 @@ def test_calibrate_refuses_training_sequences_and_missing_runs(tiny_run, tmp_pat
     assert trained.is_dir()
     assert cli_main(["calibrate", "--run", str(run), "--data", str(trained), "--out", str(tmp_path / "o")]) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_calibrate_offers_every_fitting_method() -> None:
+    from vggt_uncertainty_ros.calibration.recalibration import METHODS
+    from vggt_uncertainty_ros.cli.main import build_parser
+
+    args = build_parser("calibrate").parse_args(["calibrate", "--run", "r", "--data", "d", "--out", "o"])
+    assert args.method == METHODS[0]
+    for method in METHODS:
+        assert (
+            build_parser("calibrate")
+            .parse_args(["calibrate", "--run", "r", "--data", "d", "--out", "o", "--method", method])
+            .method
+            == method
+        )

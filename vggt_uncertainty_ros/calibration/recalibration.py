@@ -15,8 +15,19 @@ Fits (all robust to a heavy tail except ``mean``). For a calibrated Gaussian ``d
   the two coverage levels the product is judged on keeps the bulk *and* the shoulder of the
   distribution in place; a median-only fit calibrates the centre and lets the shoulder go
   (on heavy-tailed translation it shrinks σ until coverage 95 collapses).
+* ``coverage``: the factor that minimises the larger of the two coverage errors
+  ``max(|c68(f) − 0.6827|, |c95(f) − 0.95|)`` (the levels the product is judged on, directly).
 * ``median``: ``f = median(d²)/2.366``.
 * ``mean``: ``f = mean(d²)/3`` (the naive ANEES fit, dominated by the tail), for comparison.
+
+**Coverage floor.** Whatever the method, every fit also records that smallest achievable
+``max(|c68 − 0.6827|, |c95 − 0.95|)`` on the data it was fitted on
+(:attr:`Recalibration.coverage_floor`). One factor per block moves both coverages together;
+when the normalised errors are heavier-tailed than Gaussian (a bulk over-covered, a tail
+under-covered), no factor puts both levels on target, and the floor says by how many points
+at best, in-sample. A floor near 0 means recalibration can calibrate the block; a floor of
+0.05 means ±5-point coverage is out of reach of any factor: the head's ranking of frames, not
+its level, is what has to improve.
 
 Every validation sequence gets the same total weight (each frame is weighted ``1/n_seq``), so
 one long sequence cannot decide the factor alone; the per-sequence factors are kept for
@@ -46,6 +57,7 @@ __all__ = [
     "Recalibration",
     "apply_recalibration",
     "block_factors_summary",
+    "coverage_floor",
     "fit_recalibration",
     "weighted_median",
 ]
@@ -53,7 +65,7 @@ __all__ = [
 #: Median of χ²₃ (the d² of a calibrated 3-DOF block).
 CHI2_3_MEDIAN = float(stats.chi2.median(3))
 #: Supported fitting methods (the first is the default).
-METHODS = ("quantile", "median", "mean")
+METHODS = ("quantile", "coverage", "median", "mean")
 #: χ²₃ quantiles at the coverage levels the ``quantile`` fit matches.
 _CHI2_3_Q = ((0.6827, float(stats.chi2.ppf(0.6827, 3))), (0.95, float(stats.chi2.ppf(0.95, 3))))
 _BLOCKS = {"rot": slice(0, 3), "trans": slice(3, 6)}
@@ -82,6 +94,9 @@ class Recalibration:
         per_sequence: ``{name: {"rot": f, "trans": f}}`` factor each sequence alone would give
             (a block with no frame in a sequence is missing there).
         n_frames: ``{"rot": n, "trans": n}`` frames that entered each fit.
+        coverage_floor: ``{"rot": e, "trans": e}`` the smallest ``max(|c68 − 0.6827|,
+            |c95 − 0.95|)`` (fraction, 0.05 = 5 points) any factor reaches on the fitting data
+            (module docstring); missing for a block without frames.
     """
 
     factors: dict[str, float]
@@ -89,6 +104,7 @@ class Recalibration:
     sequences: list[str] = field(default_factory=list)
     per_sequence: dict[str, dict[str, float]] = field(default_factory=dict)
     n_frames: dict[str, int] = field(default_factory=dict)
+    coverage_floor: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for block in _BLOCKS:
@@ -119,12 +135,47 @@ class Recalibration:
                     str(k): {b: float(x) for b, x in v.items()} for k, v in dict(data.get("per_sequence", {})).items()
                 },
                 n_frames={str(k): int(v) for k, v in dict(data.get("n_frames", {})).items()},
+                coverage_floor={str(k): float(v) for k, v in dict(data.get("coverage_floor", {})).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise CalibrationError(f"malformed recalibration record {data!r}: {err}") from err
 
 
+def coverage_floor(d2: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """The factor closest to both coverage targets, and how close it gets.
+
+    Args:
+        d2: ``[N]`` squared Mahalanobis distances of a 3-DOF block (before any factor).
+        weights: ``[N]`` non-negative frame weights (default equal).
+
+    Returns:
+        ``(f, e)``: the variance factor ``f`` minimising ``e(f) = max(|c68(f) − 0.6827|,
+        |c95(f) − 0.95|)``, where ``c_p(f)`` is the weighted fraction of frames with
+        ``d²/f ≤ χ²₃(p)``, and that minimum ``e`` (a fraction). Exact: the coverages only
+        change where some ``d²/f`` crosses a threshold, so every such crossing is tried.
+    """
+    v = np.asarray(d2, dtype=np.float64).ravel()
+    w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    if v.size == 0 or v.shape != w.shape or np.any(w < 0) or w.sum() <= 0 or not np.all(np.isfinite(v)):
+        raise CalibrationError(f"coverage_floor needs finite d² and positive weights of one shape, got {v.shape}")
+    order = np.argsort(v, kind="stable")
+    v, cum = v[order], np.concatenate([[0.0], np.cumsum(w[order])]) / w.sum()
+    (p68, q68), (p95, q95) = _CHI2_3_Q
+    pos = v[v > 0]
+    cand = np.concatenate([pos / q68, pos / q95, [1.0]])
+    cand = np.concatenate([cand, np.nextafter(cand, np.inf)])  # each step's both sides
+
+    def cov(q: float) -> np.ndarray:
+        return cum[np.searchsorted(v, cand * q, side="right")]
+
+    err = np.maximum(np.abs(cov(q68) - p68), np.abs(cov(q95) - p95))
+    k = int(np.argmin(err))
+    return float(cand[k]), float(err[k])
+
+
 def _factor(d2: np.ndarray, weights: np.ndarray, method: str) -> float:
+    if method == "coverage":
+        return coverage_floor(d2, weights)[0]
     if method == "quantile":
         logs = [math.log(max(weighted_median(d2, weights, p), 1e-300) / chi) for p, chi in _CHI2_3_Q]
         return math.exp(sum(logs) / len(logs))
@@ -147,7 +198,7 @@ def fit_recalibration(
         log_vars: ``{sequence: log σ² [N, 6]}`` predicted (before recalibration).
         trans_valid: ``{sequence: bool [N]}`` frames whose translation is scored (the scale
             protocol masks windows without enough motion); default all.
-        method: ``"quantile"`` (default), ``"median"`` or ``"mean"`` (see module docstring).
+        method: one of :data:`METHODS` (default ``"quantile"``; see module docstring).
 
     Returns:
         :class:`Recalibration`.
@@ -189,6 +240,7 @@ def fit_recalibration(
             weights[block].append(np.full(d2.size, 1.0 / d2.size))  # each sequence weighs the same
     factors: dict[str, float] = {}
     n_frames: dict[str, int] = {}
+    floor: dict[str, float] = {}
     if not pooled["rot"]:
         raise CalibrationError(f"no scored frame in {names}; cannot fit recalibration factors")
     for block in _BLOCKS:
@@ -196,10 +248,18 @@ def fit_recalibration(
             logger.warning("no scored %s frame in %s: its factor stays 1 (n_frames 0 in the record)", block, names)
             factors[block], n_frames[block] = 1.0, 0
             continue
-        d2 = np.concatenate(pooled[block])
-        factors[block] = _factor(d2, np.concatenate(weights[block]), method)
+        d2, w = np.concatenate(pooled[block]), np.concatenate(weights[block])
+        factors[block] = _factor(d2, w, method)
+        floor[block] = coverage_floor(d2, w)[1]
         n_frames[block] = int(d2.size)
-    return Recalibration(factors=factors, method=method, sequences=names, per_sequence=per_sequence, n_frames=n_frames)
+    return Recalibration(
+        factors=factors,
+        method=method,
+        sequences=names,
+        per_sequence=per_sequence,
+        n_frames=n_frames,
+        coverage_floor=floor,
+    )
 
 
 def apply_recalibration(log_var: np.ndarray, recal: Recalibration | None) -> np.ndarray:
@@ -213,9 +273,11 @@ def apply_recalibration(log_var: np.ndarray, recal: Recalibration | None) -> np.
 
 
 def block_factors_summary(recal: Recalibration) -> str:
-    """One line for logs: ``rot ×1.52 (seq a 1.40, b 1.61), trans ×0.83 (...)``."""
+    """One line for logs: ``rot ×1.52 (seq a 1.40, b 1.61; coverage floor 2.1 points), trans ×0.83 (...)``."""
     parts = []
     for block in _BLOCKS:
         seqs = ", ".join(f"{n} {v[block]:.2f}" for n, v in recal.per_sequence.items() if block in v)
+        if block in recal.coverage_floor:
+            seqs += f"; coverage floor {100 * recal.coverage_floor[block]:.1f} points"
         parts.append(f"{block} x{recal.factors[block]:.3g} ({seqs})")
     return f"{recal.method} fit: " + "; ".join(parts)

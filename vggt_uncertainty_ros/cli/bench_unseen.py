@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit("--steps must be >= 1")
         overrides["steps"] = args.steps
     cfg = unseen.UnseenConfig.small(**overrides) if args.small else unseen.UnseenConfig(**overrides)
-    doc = unseen.run_unseen(cfg, args.out, progress=lambda text: _log.info("%s", text))
-    print(unseen.format_report(doc))
+    doc, details = unseen.run_unseen(cfg, args.out, progress=lambda text: _log.info("%s", text))
+    print(unseen.format_report(doc, details))
     _log.info("wrote %s", args.out / "unseen.json")
     return 0

@@ -22,10 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head", default="best", help="best, last or a checkpoint path (default: best)")
     parser.add_argument(
         "--method",
-        choices=("quantile", "median", "mean"),
+        choices=("quantile", "coverage", "median", "mean"),
         default="quantile",
         help="quantile (default): match the 68 %% and 95 %% quantiles of d² to chi2(3)'s, robust to "
-        "heavy tails; median: f = median(d²)/2.366; mean: f = mean(d²)/3 (not robust)",
+        "heavy tails; coverage: minimise the larger of the 68 %% and 95 %% coverage errors; "
+        "median: f = median(d²)/2.366; mean: f = mean(d²)/3 (not robust)",
     )
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the reported intervals")
 

@@ -187,7 +187,7 @@ def recalibrate_run(
         data: validation sequences (TUM folders, bags), none of them used in training.
         out: where to write the recalibrated head checkpoint.
         head: ``best``, ``last`` or a checkpoint path.
-        method: ``median`` (robust, default) or ``mean``.
+        method: one of :data:`calibration.recalibration.METHODS` (default ``quantile``, robust).
         n_boot: bootstrap replicates of the reported intervals.
 
     Raises:

@@ -630,16 +630,18 @@ def run_unseen(
     n_windows = max(s.n_windows for s in scored["test"])
     block = default_block_length(n_windows, cfg.window_size, cfg.stride)
     raw = {s.name: predict_log_var(head, s) for s in scored["test"]}
-    before = unseen_summary(
-        {n: summary_inputs(s, raw[n]) for n, s in ((s.name, s) for s in scored["test"])},
-        block_length=block,
-        n_boot=cfg.n_boot,
-    )
+    test_in = {s.name: summary_inputs(s, raw[s.name]) for s in scored["test"]}
+    before = unseen_summary(test_in, block_length=block, n_boot=cfg.n_boot)
     after_lv = {s.name: predict_log_var(head, s, recal) for s in scored["test"]}
     after = unseen_summary(
         {s.name: summary_inputs(s, after_lv[s.name]) for s in scored["test"]}, block_length=block, n_boot=cfg.n_boot
     )
     pgo = {s.name: pgo_ate(s, after_lv[s.name]) for s in scored["test"]}
+    test_floor = fit_recalibration(  # what the best factor could reach on the test sequences themselves
+        {n: v["r"] for n, v in test_in.items()},
+        {n: v["log_var"] for n, v in test_in.items()},
+        trans_valid={n: v["trans_valid"] for n, v in test_in.items()},
+    ).coverage_floor
     methods: dict[str, Any] = {}
     for method in METHODS:  # the other fits, for comparison (details only)
         alt = fit_recalibration(
@@ -668,6 +670,7 @@ def run_unseen(
         "recalibration": recal.to_dict(),
         "before_recalibration": before,
         "recalibration_methods": methods,
+        "coverage_floor": {"validation": dict(recal.coverage_floor), "test": dict(test_floor)},
         "scale_classes": {
             "gt": after["pooled"],
             "odometry": unseen_summary(
