@@ -574,6 +574,16 @@ def _synthesise(out: Path, seed: int, cfg: UnseenConfig, level: float) -> Path:
     return out / done.read_text().strip()
 
 
+def _fit(inputs: Mapping[str, Mapping[str, np.ndarray]], method: str = METHODS[0]) -> Recalibration:
+    """:func:`fit_recalibration` on :func:`summary_inputs` of several sequences."""
+    return fit_recalibration(
+        {n: v["r"] for n, v in inputs.items()},
+        {n: v["log_var"] for n, v in inputs.items()},
+        trans_valid={n: v["trans_valid"] for n, v in inputs.items()},
+        method=method,
+    )
+
+
 def run_unseen(
     cfg: UnseenConfig, out_dir: str | Path, progress: Callable[[str], None] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -621,11 +631,7 @@ def run_unseen(
     head = trained.head
 
     val_in = {s.name: summary_inputs(s, predict_log_var(head, s)) for s in scored["val"]}
-    recal = fit_recalibration(
-        {n: v["r"] for n, v in val_in.items()},
-        {n: v["log_var"] for n, v in val_in.items()},
-        trans_valid={n: v["trans_valid"] for n, v in val_in.items()},
-    )
+    recal = _fit(val_in)
     _log.info("recalibration on validation: %s", block_factors_summary(recal))
     n_windows = max(s.n_windows for s in scored["test"])
     block = default_block_length(n_windows, cfg.window_size, cfg.stride)
@@ -637,19 +643,10 @@ def run_unseen(
         {s.name: summary_inputs(s, after_lv[s.name]) for s in scored["test"]}, block_length=block, n_boot=cfg.n_boot
     )
     pgo = {s.name: pgo_ate(s, after_lv[s.name]) for s in scored["test"]}
-    test_floor = fit_recalibration(  # what the best factor could reach on the test sequences themselves
-        {n: v["r"] for n, v in test_in.items()},
-        {n: v["log_var"] for n, v in test_in.items()},
-        trans_valid={n: v["trans_valid"] for n, v in test_in.items()},
-    ).coverage_floor
+    test_floor = _fit(test_in).coverage_floor  # what the best factor could reach on the test sequences
     methods: dict[str, Any] = {}
     for method in METHODS:  # the other fits, for comparison (details only)
-        alt = fit_recalibration(
-            {n: v["r"] for n, v in val_in.items()},
-            {n: v["log_var"] for n, v in val_in.items()},
-            trans_valid={n: v["trans_valid"] for n, v in val_in.items()},
-            method=method,
-        )
+        alt = _fit(val_in, method)
         pooled = unseen_summary(
             {s.name: summary_inputs(s, predict_log_var(head, s, alt)) for s in scored["test"]},
             block_length=block,
