@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from vggt_uncertainty_ros.trainer.unseen import UnseenConfig, plan_sequences
+from vggt_uncertainty_ros.trainer.unseen import UnseenConfig, _synthesise, plan_sequences
 
 
 def test_every_split_spans_the_difficulty_range_and_splits_do_not_share_scenes() -> None:
@@ -24,3 +26,22 @@ def test_resizing_one_split_leaves_the_others_unchanged() -> None:
     assert base == more_val
     other_seed = {p.name for p in plan_sequences(UnseenConfig(seed=5))}
     assert not other_seed & set(base)
+
+
+def test_a_cached_sequence_of_another_length_or_an_interrupted_one_is_rewritten(tmp_path: Path) -> None:
+    assert {p.n_frames for p in plan_sequences(UnseenConfig())} == {360}
+    assert {p.n_frames for p in plan_sequences(UnseenConfig.small())} == {60}
+    cfg = UnseenConfig.small(width=64, height=48)
+    short = plan_sequences(UnseenConfig.small(n_frames=4))[0]
+    path = _synthesise(tmp_path / "seq", short, cfg)
+
+    def frames() -> int:
+        return sum(1 for line in (path / "rgb.txt").read_text().splitlines() if not line.startswith("#"))
+
+    assert frames() == 4
+    stamp = (path / "rgb.txt").stat().st_mtime_ns
+    assert _synthesise(tmp_path / "seq", short, cfg) == path and (path / "rgb.txt").stat().st_mtime_ns == stamp
+    longer = plan_sequences(UnseenConfig.small(n_frames=6))[0]
+    assert _synthesise(tmp_path / "seq", longer, cfg) == path and frames() == 6
+    (tmp_path / "seq" / ".complete").unlink()  # interrupted: files written, no marker
+    assert _synthesise(tmp_path / "seq", longer, cfg) == path and frames() == 6

@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import shutil
 import time
 import zlib
 from collections import Counter
@@ -470,7 +471,8 @@ class UnseenConfig:
     Attributes:
         backbone: backbone name (``geometric``).
         n_train, n_val, n_test: sequences per split (each its own scene and seed).
-        n_frames: frames per sequence.
+        n_frames: frames per sequence, the same in every split (longer test sequences reach
+            motion the training sequences never had; README, "Calibration on unseen sequences").
         width, height: image size (pixels).
         window_size, stride: windowing rule (the node's defaults).
         keyframe_every: keep every n-th frame (the node's ``keyframe_every``): the synthetic
@@ -525,12 +527,13 @@ def _build_backbone(name: str) -> Any:
 
 @dataclass(frozen=True)
 class PlannedSequence:
-    """One synthetic sequence of the protocol: its split, name, scene/render seed and difficulty level."""
+    """One synthetic sequence of the protocol: its split, name, scene/render seed, difficulty level, length."""
 
     split: str
     name: str
     seed: int
     level: float
+    n_frames: int
 
 
 _SPLITS = ("train", "val", "test")
@@ -554,24 +557,32 @@ def plan_sequences(cfg: UnseenConfig) -> list[PlannedSequence]:
         levels = (np.arange(n) + rng.uniform(size=n)) / max(n, 1)
         for j in range(n):
             seed = cfg.seed + 100_000 * k + 1000 * j + 1
-            out.append(PlannedSequence(split, f"{split}{j}_seed{seed}", seed, float(levels[j])))
+            out.append(PlannedSequence(split, f"{split}{j}_seed{seed}", seed, float(levels[j]), cfg.n_frames))
     return out
 
 
-def _synthesise(out: Path, seed: int, cfg: UnseenConfig, level: float) -> Path:
+def _synthesise(out: Path, planned: PlannedSequence, cfg: UnseenConfig) -> Path:
+    """Write ``planned`` under ``out`` unless a complete copy of the same length is there.
+
+    ``out`` belongs to the protocol (``out_dir/sequences/<name>``): an interrupted copy, or
+    one of another length (a ``--small`` run into the directory of a full one: same names and
+    seeds), is removed first.
+    """
     done = out / ".complete"
-    if not done.exists():
+    lines = done.read_text().splitlines() if done.exists() else []
+    if lines[1:2] != [str(planned.n_frames)]:
+        shutil.rmtree(out, ignore_errors=True)
         res = generate(
             out,
-            seed=seed,
-            n_frames=cfg.n_frames,
+            seed=planned.seed,
+            n_frames=planned.n_frames,
             formats=("tum",),
             width=cfg.width,
             height=cfg.height,
-            difficulty=level,
+            difficulty=planned.level,
         )
-        done.write_text(str(Path(res.paths["tum"]).relative_to(out)) + "\n")
-    return out / done.read_text().strip()
+        done.write_text(f"{Path(res.paths['tum']).relative_to(out)}\n{planned.n_frames}\n")
+    return out / done.read_text().splitlines()[0]
 
 
 def _fit(inputs: Mapping[str, Mapping[str, np.ndarray]], method: str = METHODS[0]) -> Recalibration:
@@ -606,7 +617,7 @@ def run_unseen(
     K = intrinsics_for(cfg.width, cfg.height)  # the renderer's camera: a robot knows its calibration
     plan = plan_sequences(cfg)
     for planned in plan:
-        path = _synthesise(out / "sequences" / planned.name, planned.seed, cfg, planned.level)
+        path = _synthesise(out / "sequences" / planned.name, planned, cfg)
         if progress:
             progress(f"backbone on {planned.name}")
         try:
