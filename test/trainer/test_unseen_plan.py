@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggt_uncertainty_ros.trainer.unseen import UnseenConfig, _synthesise, plan_sequences
+from vggt_uncertainty_ros.trainer.unseen import UnseenConfig, plan_sequences, synthesise_planned
 
 
 def test_every_split_spans_the_difficulty_range_and_splits_do_not_share_scenes() -> None:
@@ -33,15 +33,17 @@ def test_a_cached_sequence_of_another_length_or_an_interrupted_one_is_rewritten(
     assert {p.n_frames for p in plan_sequences(UnseenConfig.small())} == {60}
     cfg = UnseenConfig.small(width=64, height=48)
     short = plan_sequences(UnseenConfig.small(n_frames=4))[0]
-    path = _synthesise(tmp_path / "seq", short, cfg)
+    path = synthesise_planned(tmp_path / "seq", short, cfg)
 
     def frames() -> int:
         return sum(1 for line in (path / "rgb.txt").read_text().splitlines() if not line.startswith("#"))
 
     assert frames() == 4
-    stamp = (path / "rgb.txt").stat().st_mtime_ns
-    assert _synthesise(tmp_path / "seq", short, cfg) == path and (path / "rgb.txt").stat().st_mtime_ns == stamp
+    sentinel = tmp_path / "seq" / "sentinel"
+    sentinel.touch()  # survives only if the copy is reused
+    assert synthesise_planned(tmp_path / "seq", short, cfg) == path and sentinel.exists()
     longer = plan_sequences(UnseenConfig.small(n_frames=6))[0]
-    assert _synthesise(tmp_path / "seq", longer, cfg) == path and frames() == 6
+    assert synthesise_planned(tmp_path / "seq", longer, cfg) == path and frames() == 6 and not sentinel.exists()
     (tmp_path / "seq" / ".complete").unlink()  # interrupted: files written, no marker
-    assert _synthesise(tmp_path / "seq", longer, cfg) == path and frames() == 6
+    sentinel.touch()
+    assert synthesise_planned(tmp_path / "seq", longer, cfg) == path and frames() == 6 and not sentinel.exists()

@@ -78,6 +78,7 @@ __all__ = [
     "predict_log_var",
     "score_sequence",
     "summary_inputs",
+    "synthesise_planned",
     "train_head",
 ]
 
@@ -561,7 +562,7 @@ def plan_sequences(cfg: UnseenConfig) -> list[PlannedSequence]:
     return out
 
 
-def _synthesise(out: Path, planned: PlannedSequence, cfg: UnseenConfig) -> Path:
+def synthesise_planned(out: Path, planned: PlannedSequence, cfg: UnseenConfig) -> Path:
     """Write ``planned`` under ``out`` unless a complete copy of the same length is there.
 
     ``out`` belongs to the protocol (``out_dir/sequences/<name>``): an interrupted copy, or
@@ -617,7 +618,7 @@ def run_unseen(
     K = intrinsics_for(cfg.width, cfg.height)  # the renderer's camera: a robot knows its calibration
     plan = plan_sequences(cfg)
     for planned in plan:
-        path = _synthesise(out / "sequences" / planned.name, planned, cfg)
+        path = synthesise_planned(out / "sequences" / planned.name, planned, cfg)
         if progress:
             progress(f"backbone on {planned.name}")
         try:
