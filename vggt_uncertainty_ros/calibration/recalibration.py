@@ -59,6 +59,7 @@ __all__ = [
     "block_factors_summary",
     "coverage_floor",
     "fit_recalibration",
+    "fit_sequences",
     "weighted_median",
 ]
 
@@ -259,6 +260,17 @@ def fit_recalibration(
         per_sequence=per_sequence,
         n_frames=n_frames,
         coverage_floor=floor,
+    )
+
+
+def fit_sequences(seqs: Mapping[str, Mapping[str, np.ndarray]], method: str = "quantile") -> Recalibration:
+    """:func:`fit_recalibration` on per-sequence arrays in the form
+    :func:`calibration.bootstrap.unseen_summary` reads (``{name: {"r", "log_var", "trans_valid", ...}}``)."""
+    return fit_recalibration(
+        {n: v["r"] for n, v in seqs.items()},
+        {n: v["log_var"] for n, v in seqs.items()},
+        trans_valid={n: v["trans_valid"] for n, v in seqs.items()},
+        method=method,
     )
 
 

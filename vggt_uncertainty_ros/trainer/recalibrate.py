@@ -31,7 +31,7 @@ from vggt_uncertainty_ros.calibration.recalibration import (
     Recalibration,
     apply_recalibration,
     block_factors_summary,
-    fit_recalibration,
+    fit_sequences,
 )
 from vggt_uncertainty_ros.errors import CheckpointError, ConfigError
 from vggt_uncertainty_ros.head import HeadMetadata, UncertaintyHead, load_head, save_head
@@ -126,12 +126,7 @@ def recalibrate_head(
     replaced (the factors are always fitted on the head's own output).
     """
     seqs = sequence_arrays(val, head_log_var_m(head, meta.scale_convention, val))
-    recal = fit_recalibration(
-        {n: v["r"] for n, v in seqs.items()},
-        {n: v["log_var"] for n, v in seqs.items()},
-        trans_valid={n: v["trans_valid"] for n, v in seqs.items()},
-        method=method,
-    )
+    recal = fit_sequences(seqs, method)
     n_windows = max(int(v["window"].max()) + 1 for v in seqs.values() if v["window"].size)
     block = default_block_length(n_windows, val.window_size, stride)
     before = unseen_summary(seqs, block_length=block, n_boot=n_boot)

@@ -48,7 +48,7 @@ from vggt_uncertainty_ros.calibration.recalibration import (
     Recalibration,
     apply_recalibration,
     block_factors_summary,
-    fit_recalibration,
+    fit_sequences,
 )
 from vggt_uncertainty_ros.data import WindowBuilder, WindowConfig, open_sequence
 from vggt_uncertainty_ros.data.synth import generate, intrinsics_for
@@ -586,16 +586,6 @@ def synthesise_planned(out: Path, planned: PlannedSequence, cfg: UnseenConfig) -
     return out / done.read_text().splitlines()[0]
 
 
-def _fit(inputs: Mapping[str, Mapping[str, np.ndarray]], method: str = METHODS[0]) -> Recalibration:
-    """:func:`fit_recalibration` on :func:`summary_inputs` of several sequences."""
-    return fit_recalibration(
-        {n: v["r"] for n, v in inputs.items()},
-        {n: v["log_var"] for n, v in inputs.items()},
-        trans_valid={n: v["trans_valid"] for n, v in inputs.items()},
-        method=method,
-    )
-
-
 def run_unseen(
     cfg: UnseenConfig, out_dir: str | Path, progress: Callable[[str], None] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -643,7 +633,7 @@ def run_unseen(
     head = trained.head
 
     val_in = {s.name: summary_inputs(s, predict_log_var(head, s)) for s in scored["val"]}
-    recal = _fit(val_in)
+    recal = fit_sequences(val_in)
     _log.info("recalibration on validation: %s", block_factors_summary(recal))
     n_windows = max(s.n_windows for s in scored["test"])
     block = default_block_length(n_windows, cfg.window_size, cfg.stride)
@@ -655,15 +645,18 @@ def run_unseen(
         {s.name: summary_inputs(s, after_lv[s.name]) for s in scored["test"]}, block_length=block, n_boot=cfg.n_boot
     )
     pgo = {s.name: pgo_ate(s, after_lv[s.name]) for s in scored["test"]}
-    test_floor = _fit(test_in).coverage_floor  # what the best factor could reach on the test sequences
+    test_floor = fit_sequences(test_in).coverage_floor  # what the best factor could reach on the test sequences
     methods: dict[str, Any] = {}
     for method in METHODS:  # the other fits, for comparison (details only)
-        alt = _fit(val_in, method)
-        pooled = unseen_summary(
-            {s.name: summary_inputs(s, predict_log_var(head, s, alt)) for s in scored["test"]},
-            block_length=block,
-            n_boot=cfg.n_boot,
-        )["pooled"]
+        if method == recal.method:
+            alt, pooled = recal, after["pooled"]
+        else:
+            alt = fit_sequences(val_in, method)
+            pooled = unseen_summary(
+                {s.name: summary_inputs(s, predict_log_var(head, s, alt)) for s in scored["test"]},
+                block_length=block,
+                n_boot=cfg.n_boot,
+            )["pooled"]
         methods[method] = {"factors": dict(alt.factors), "test_pooled": pooled}
     timings["total_s"] = time.perf_counter() - t0
 
