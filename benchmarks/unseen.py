@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,18 @@ def format_report(doc: dict[str, Any], details: dict[str, Any] | None = None) ->
         f"\nrecalibration factors (fitted on validation): rot x{f['rot']:.3g}, trans x{f['trans']:.3g}; "
         f"pooled test d2 rot {b['rot']['d2_mean']:.2f} -> {a['rot']['d2_mean']:.2f}, "
         f"trans {b['trans']['d2_mean']:.2f} -> {a['trans']['d2_mean']:.2f}"
+    )
+    pooled = doc["pooled"]
+
+    def cov(block: str, key: str) -> str:
+        c, lo, hi = (
+            math.nan if x is None else x for x in (pooled[block]["coverage"][key], *pooled[block]["coverage_ci95"][key])
+        )
+        return f"{c:.2f} [{lo:.2f}, {hi:.2f}]"
+
+    lines.append(
+        "pooled coverage 68 / 95 with 95 % block-bootstrap intervals: "
+        + "; ".join(f"{blk} {cov(blk, '68')} / {cov(blk, '95')}" for blk in ("rot", "trans"))
     )
     floor = (details or {}).get("coverage_floor")
     if floor:

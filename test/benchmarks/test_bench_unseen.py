@@ -12,17 +12,19 @@ from vggt_uncertainty_ros.cli.main import main as cli_main
 
 pytestmark = pytest.mark.slow  # 7 short sequences + a head: ~30 s of CPU time (wall time grows with the load)
 
-BLOCK_KEYS = {"d2_mean", "d2_ci95", "coverage", "spearman", "nll_per_dof", "n_frames"}
+BLOCK_KEYS = {"d2_mean", "d2_ci95", "coverage", "coverage_ci95", "spearman", "nll_per_dof", "n_frames"}
 
 
 def _check_block(block: dict) -> None:
     assert set(block) == BLOCK_KEYS
-    assert set(block["coverage"]) == {"68", "95", "99"} and len(block["d2_ci95"]) == 2
+    assert set(block["coverage"]) == set(block["coverage_ci95"]) == {"68", "95", "99"} and len(block["d2_ci95"]) == 2
     if block["n_frames"]:
         lo, hi = block["d2_ci95"]
         eps = 1e-9 * block["d2_mean"]  # a replicate mean can differ from the mean in the last bit
         assert lo - eps <= block["d2_mean"] <= hi + eps
         assert 0.0 <= block["coverage"]["68"] <= block["coverage"]["95"] <= block["coverage"]["99"] <= 1.0
+        for key, (c_lo, c_hi) in block["coverage_ci95"].items():
+            assert 0.0 <= c_lo <= c_hi <= 1.0, key
 
 
 def test_bench_unseen_small_writes_the_issue_schema(tmp_path: Path, capsys) -> None:
@@ -55,3 +57,5 @@ def test_bench_unseen_small_writes_the_issue_schema(tmp_path: Path, capsys) -> N
     text = capsys.readouterr().out
     assert "after recalibration" in text and "pose graph ATE" in text and "targets (issue 12)" in text
     assert "coverage floor" in text
+    rot_68 = doc["pooled"]["rot"]["coverage"]["68"]
+    assert f"pooled coverage 68 / 95 with 95 % block-bootstrap intervals: rot {rot_68:.2f} [" in text

@@ -12,7 +12,9 @@ from vggt_uncertainty_ros.calibration.bootstrap import (
     block_bootstrap_ci,
     default_block_length,
     unseen_block_summary,
+    window_mean_cis,
 )
+from vggt_uncertainty_ros.calibration.metrics import CHI2_3, COVERAGE_LEVELS
 from vggt_uncertainty_ros.calibration.recalibration import (
     CHI2_3_MEDIAN,
     METHODS,
@@ -175,12 +177,32 @@ def test_unseen_block_summary_schema() -> None:
     r = rng.normal(size=(700, 3)) * 0.1
     var = np.full((700, 3), 0.01)
     out = unseen_block_summary(r, var, np.repeat(np.arange(100), 7), block_length=3, n_boot=200)
-    assert set(out) == {"d2_mean", "d2_ci95", "coverage", "spearman", "nll_per_dof", "n_frames"}
+    assert set(out) == {"d2_mean", "d2_ci95", "coverage", "coverage_ci95", "spearman", "nll_per_dof", "n_frames"}
     assert out["n_frames"] == 700 and set(out["coverage"]) == {"68", "95", "99"}
     lo, hi = out["d2_ci95"]
     assert lo < out["d2_mean"] < hi and lo < 3.0 < hi
     empty = unseen_block_summary(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), block_length=1)
     assert empty["n_frames"] == 0 and math.isnan(empty["d2_mean"])
+
+
+def test_coverage_intervals_cover_nominal_and_widen_with_window_correlation() -> None:
+    rng = np.random.default_rng(6)
+    window = np.repeat(np.arange(200), 7)
+    d2_iid = rng.chisquare(3, window.size)
+    _, iid = window_mean_cis(d2_iid, window, block_length=3, n_boot=500)
+    for key, nominal in COVERAGE_LEVELS.items():
+        lo, hi = iid[key]
+        assert lo <= nominal <= hi and lo <= float(np.mean(d2_iid <= CHI2_3[key])) <= hi
+    # frames of a window share a variance error (what a bad frame 0 does): same marginal
+    # spread of scales, but 7 times fewer independent samples -> wider coverage intervals
+    shared = np.exp(rng.normal(0.0, 0.7, 200))[window] * rng.chisquare(3, window.size)
+    per_frame = np.exp(rng.normal(0.0, 0.7, window.size)) * rng.chisquare(3, window.size)
+    _, cov_shared = window_mean_cis(shared, window, block_length=3, n_boot=500)
+    _, cov_frame = window_mean_cis(per_frame, window, block_length=3, n_boot=500)
+    for key in CHI2_3:
+        assert np.diff(cov_shared[key])[0] > 1.5 * np.diff(cov_frame[key])[0], key
+    empty_d2, empty_cov = window_mean_cis(np.zeros(0), np.zeros(0, int), block_length=1)
+    assert all(math.isnan(x) for x in (*empty_d2, *empty_cov["68"]))
 
 
 def test_summary_table_prints_missing_blocks() -> None:

@@ -26,6 +26,7 @@ from conftest import (
 from scipy import stats
 
 from vggt_uncertainty_ros.calibration import CHI2_3
+from vggt_uncertainty_ros.calibration.bootstrap import window_mean_cis
 from vggt_uncertainty_ros.cli.main import main as cli_main
 from vggt_uncertainty_ros.data.groundtruth import GroundTruth
 from vggt_uncertainty_ros.data.tum import read_tum_list, read_tum_trajectory
@@ -120,6 +121,12 @@ def test_report_matches_frames_csv(pose_run) -> None:
         assert m["d2_median"] == pytest.approx(np.median(d2), rel=1e-12)
         for key, q in CHI2_3.items():
             assert m["coverage"][key] == pytest.approx(np.mean(d2 <= q), abs=1e-15)
+        d2_ci, cov_ci = window_mean_cis(d2, f["window"][rows], block_length=m["bootstrap_block_windows"], n_boot=1000)
+        assert m["d2_ci95"] == pytest.approx(list(d2_ci), rel=1e-9)
+        assert set(m["coverage_ci95"]) == set(CHI2_3)
+        for key, (lo_c, hi_c) in cov_ci.items():
+            assert m["coverage_ci95"][key] == pytest.approx([lo_c, hi_c], abs=1e-12)
+            assert lo_c <= hi_c
         lo, hi = stats.chi2.ppf([0.025, 0.975], 3 * n_windows) / n_windows
         assert m["anees_bounds_95"] == pytest.approx([lo, hi], rel=1e-9)
         nll = 0.5 * ((r / s) ** 2 + np.log(s**2) + np.log(2 * np.pi))

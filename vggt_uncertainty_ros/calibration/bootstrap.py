@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from vggt_uncertainty_ros.calibration.metrics import block_metrics
+from vggt_uncertainty_ros.calibration.metrics import CHI2_3, block_metrics
 from vggt_uncertainty_ros.errors import CalibrationError
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "format_summary_table",
     "unseen_block_summary",
     "unseen_summary",
+    "window_mean_cis",
 ]
 
 
@@ -93,6 +94,38 @@ def block_bootstrap_ci(
     return float(lo), float(hi)
 
 
+def window_mean_cis(
+    d2: np.ndarray,
+    window: np.ndarray,
+    *,
+    block_length: int,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[tuple[float, float], dict[str, tuple[float, float]]]:
+    """Block-bootstrap intervals of the d² mean and of each coverage level of the same frames.
+
+    Args:
+        d2: ``[N]`` per-frame Mahalanobis d² (3 degrees of freedom).
+        window: ``[N]`` window index of each frame, time order (any integers).
+        block_length: bootstrap block length in windows.
+        n_boot: bootstrap replicates.
+        seed: bootstrap seed; every statistic resamples the same blocks.
+
+    Returns:
+        ``((lo, hi) of the d² mean, {"68"|"95"|"99": (lo, hi) of the fraction d² ≤ χ²₃
+        quantile})``, 95 % percentile intervals; NaN when fewer than 2 windows hold a frame.
+    """
+    d2 = np.asarray(d2, dtype=np.float64).reshape(-1)
+    _, inverse = np.unique(np.asarray(window).reshape(-1), return_inverse=True)
+    counts = np.bincount(inverse).astype(np.float64)
+
+    def ci(values: np.ndarray) -> tuple[float, float]:
+        sums = np.bincount(inverse, weights=values, minlength=len(counts))
+        return block_bootstrap_ci(sums, counts, block_length=block_length, n_boot=n_boot, seed=seed)
+
+    return ci(d2), {key: ci((d2 <= q).astype(np.float64)) for key, q in CHI2_3.items()}
+
+
 def unseen_block_summary(
     r: np.ndarray,
     var: np.ndarray,
@@ -114,8 +147,9 @@ def unseen_block_summary(
         seed: bootstrap seed.
 
     Returns:
-        ``{"d2_mean", "d2_ci95": [lo, hi], "coverage": {"68","95","99"}, "spearman",
-        "nll_per_dof", "n_frames"}``; NaN statistics (and ``n_frames`` 0) when ``N = 0``.
+        ``{"d2_mean", "d2_ci95": [lo, hi], "coverage": {"68","95","99"},
+        "coverage_ci95": {"68","95","99": [lo, hi]}, "spearman", "nll_per_dof", "n_frames"}``
+        (intervals: :func:`window_mean_cis`); NaN statistics (and ``n_frames`` 0) when ``N = 0``.
     """
     r = np.asarray(r, dtype=np.float64).reshape(-1, 3)
     var = np.asarray(var, dtype=np.float64).reshape(-1, 3)
@@ -125,21 +159,21 @@ def unseen_block_summary(
         return {
             "d2_mean": nan,
             "d2_ci95": [nan, nan],
-            "coverage": {"68": nan, "95": nan, "99": nan},
+            "coverage": {key: nan for key in CHI2_3},
+            "coverage_ci95": {key: [nan, nan] for key in CHI2_3},
             "spearman": nan,
             "nll_per_dof": nan,
             "n_frames": 0,
         }
     m = block_metrics(r, var, log_var_bounds=None)
-    d2 = np.sum(r * r / var, axis=-1)
-    _, inverse = np.unique(window, return_inverse=True)
-    sums = np.bincount(inverse, weights=d2)
-    counts = np.bincount(inverse).astype(np.float64)
-    lo, hi = block_bootstrap_ci(sums, counts, block_length=block_length, n_boot=n_boot, seed=seed)
+    d2_ci, cov_ci = window_mean_cis(
+        np.sum(r * r / var, axis=-1), window, block_length=block_length, n_boot=n_boot, seed=seed
+    )
     return {
         "d2_mean": m.d2_mean,
-        "d2_ci95": [lo, hi],
+        "d2_ci95": list(d2_ci),
         "coverage": dict(m.coverage),
+        "coverage_ci95": {key: list(v) for key, v in cov_ci.items()},
         "spearman": m.spearman,
         "nll_per_dof": m.nll_per_dof,
         "n_frames": int(m.n),

@@ -35,7 +35,7 @@ from vggt_uncertainty_ros.calibration import (
     block_metrics,
     mahalanobis_d2,
 )
-from vggt_uncertainty_ros.calibration.bootstrap import block_bootstrap_ci, default_block_length
+from vggt_uncertainty_ros.calibration.bootstrap import default_block_length, window_mean_cis
 from vggt_uncertainty_ros.evaluate.residuals import WindowEval
 
 __all__ = [
@@ -115,8 +115,9 @@ def calibration_block(
     ``calibration.block_metrics`` over the table's rows, with ``anees_bounds_95`` for
     N = ``n_windows`` (frames of a window share one backbone pass, so the window is the
     independent unit), ``clamp_hit`` = low + high clamp fractions of the raw log σ², and
-    ``d2_ci95``: the 95 % interval of the d² mean from a moving-block bootstrap over windows
-    (``calibration.bootstrap``; the block spans the windows that share a frame).
+    ``d2_ci95`` and ``coverage_ci95``: 95 % intervals of the d² mean and of each coverage level
+    from a moving-block bootstrap over windows (``calibration.bootstrap``; the block spans the
+    windows that share a frame).
     The translation block scores only frames of windows with a trustworthy scale
     (``trans_scored``); None when no frame is scored.
     """
@@ -137,13 +138,15 @@ def calibration_block(
     # block bootstrap over windows (frames of a window share frame 0, windows overlap); the
     # block covers the windows sharing a frame (the most windows any frame appears in)
     d2 = np.sum(table.residual[rows, sl] ** 2 / table.sigma[rows, sl] ** 2, axis=1)
-    _, win = np.unique(table.window[rows], return_inverse=True)
     overlap = int(np.unique(table.stamp_ns, return_counts=True)[1].max()) + 1 if len(table) else 1
-    block_len = max(overlap, default_block_length(int(win.max()) + 1 if win.size else 1))
-    ci = block_bootstrap_ci(
-        np.bincount(win, weights=d2), np.bincount(win).astype(float), block_length=block_len, n_boot=1000, seed=0
-    )
-    out["d2_ci95"] = [x if np.isfinite(x) else None for x in ci]  # None: fewer than 2 scored windows
+    block_len = max(overlap, default_block_length(len(np.unique(table.window[rows]))))
+    d2_ci, cov_ci = window_mean_cis(d2, table.window[rows], block_length=block_len, n_boot=1000, seed=0)
+
+    def finite(ci: tuple[float, float]) -> list[float | None]:  # None: fewer than 2 scored windows
+        return [x if np.isfinite(x) else None for x in ci]
+
+    out["d2_ci95"] = finite(d2_ci)
+    out["coverage_ci95"] = {key: finite(ci) for key, ci in cov_ci.items()}
     out["bootstrap_block_windows"] = block_len
     return out
 
