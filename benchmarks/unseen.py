@@ -49,15 +49,17 @@ __all__ = ["TARGETS", "UnseenConfig", "format_report", "run_unseen", "targets_me
 
 
 def run_unseen(
-    cfg: UnseenConfig, out_dir: str | Path, progress: Callable[[str], None] | None = None
+    cfg: UnseenConfig, out_dir: str | Path, progress: Callable[[str], None] | None = None, *, workers: int = 1
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the protocol (``trainer.unseen.run_unseen``), write ``unseen.json`` and ``unseen_details.json``.
+
+    ``workers``: processes that synthesise and score the sequences (results do not depend on it).
 
     Returns:
         ``(doc, details)``, the contents of the two files.
     """
     out = Path(out_dir)
-    doc, details = run_protocol(cfg, out, progress)
+    doc, details = run_protocol(cfg, out, progress, workers=workers)
     details["targets"] = targets_met(doc)
     _write(out / "unseen.json", doc)
     _write(out / "unseen_details.json", details)

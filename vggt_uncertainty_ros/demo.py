@@ -85,6 +85,7 @@ class DemoConfig:
         domain_id: ROS domain id of the node and the replay (``None``: derived from the pid).
         unseen: sizes of step 0 (``trainer.unseen.UnseenConfig`` fields: sequences per split,
             frames, training steps, ...); default :data:`DEMO_UNSEEN`.
+        unseen_workers: processes synthesising and scoring step 0's sequences (2 cores: 2).
     """
 
     out_dir: Path = Path("demo_out")
@@ -101,6 +102,7 @@ class DemoConfig:
     seed: int = 7
     domain_id: int | None = None
     unseen: dict[str, Any] = field(default_factory=lambda: dict(DEMO_UNSEEN))
+    unseen_workers: int = 2
 
 
 @dataclass
@@ -123,7 +125,9 @@ def unseen_calibration(cfg: DemoConfig) -> tuple[dict[str, Any], str]:
     from vggt_uncertainty_ros.trainer.unseen import UnseenConfig, jsonable, run_unseen  # torch: only when run
 
     ucfg = UnseenConfig(**cfg.unseen)
-    doc, details = run_unseen(ucfg, cfg.out_dir / "unseen", progress=lambda text: _log.info("  %s", text))
+    doc, details = run_unseen(
+        ucfg, cfg.out_dir / "unseen", progress=lambda text: _log.info("  %s", text), workers=cfg.unseen_workers
+    )
     doc = jsonable(doc)
     (cfg.out_dir / "unseen" / "unseen.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     f = doc["recalibration"]["factors"]

@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="base seed of scenes, renders and training")
     parser.add_argument("--steps", type=int, help="head training steps (default: config)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes synthesising and scoring sequences (default 2; 1: serial)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,8 +35,10 @@ def run(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise SystemExit("--steps must be >= 1")
         overrides["steps"] = args.steps
+    if args.workers < 1:
+        raise SystemExit("--workers must be >= 1")
     cfg = unseen.UnseenConfig.small(**overrides) if args.small else unseen.UnseenConfig(**overrides)
-    doc, details = unseen.run_unseen(cfg, args.out, progress=lambda text: _log.info("%s", text))
+    doc, details = unseen.run_unseen(cfg, args.out, progress=lambda text: _log.info("%s", text), workers=args.workers)
     print(unseen.format_report(doc, details))
     _log.info("wrote %s", args.out / "unseen.json")
     return 0
