@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +63,36 @@ def test_bench_unseen_small_writes_the_issue_schema(tmp_path: Path, capsys) -> N
     assert "coverage floor" in text
     rot_68 = doc["pooled"]["rot"]["coverage"]["68"]
     assert f"pooled coverage 68 / 95 with 95 % block-bootstrap intervals: rot {rot_68:.2f} [" in text
+
+
+def test_ctrl_c_while_workers_score_exits_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group: the CLI says "interrupted" (exit 130), no worker
+    prints a traceback, and none outlives it (the pool is terminated and joined before the CLI
+    returns; multiprocessing's resource tracker leaves on its own once the CLI is gone)."""
+    cmd = [sys.executable, "-m", "vggt_uncertainty_ros.cli.main", "bench-unseen", "--small", "--out", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:  # the first finished sequence: both workers are busy with the next ones
+        seen.append(line)
+        if "scored (1/7)" in line:
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait() == 130, "".join(seen) + rest
+    assert "interrupted" in rest and "Traceback" not in "".join(seen) + rest
+    assert not [cmd for cmd in _group_commands(proc.pid) if "spawn_main" in cmd]  # workers joined before exit
+    assert not (tmp_path / "unseen.json").exists()
+
+
+def _group_commands(pgid: int) -> list[str]:
+    """Command lines of the live processes in process group ``pgid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)": state, ppid, pgrp, ...
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                out.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except (OSError, IndexError, ValueError):  # the process ended while we looked
+            continue
+    return out
