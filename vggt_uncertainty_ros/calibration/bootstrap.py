@@ -120,7 +120,7 @@ def window_mean_cis(
     counts = np.bincount(inverse).astype(np.float64)
 
     def ci(values: np.ndarray) -> tuple[float, float]:
-        sums = np.bincount(inverse, weights=values, minlength=len(counts))
+        sums = np.bincount(inverse, weights=values)
         return block_bootstrap_ci(sums, counts, block_length=block_length, n_boot=n_boot, seed=seed)
 
     return ci(d2), {key: ci((d2 <= q).astype(np.float64)) for key, q in CHI2_3.items()}

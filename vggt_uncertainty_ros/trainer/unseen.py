@@ -520,9 +520,13 @@ class UnseenConfig:
         return cls(**base)
 
 
-def _build_backbone(name: str) -> Any:
+def _check_backbone(name: str) -> None:
     if name != "geometric":
         raise ConfigError(f"bench-unseen runs per-window CPU backbones; got {name!r} (supported: geometric)")
+
+
+def _build_backbone(name: str) -> Any:
+    _check_backbone(name)
     from vggt_uncertainty_ros.model.geometric import GeometricBackbone  # lazy: OpenCV only for this backbone
 
     return GeometricBackbone()
@@ -689,7 +693,7 @@ def run_unseen(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    _build_backbone(cfg.backbone)  # an unsupported backbone fails here, before any sequence is written
+    _check_backbone(cfg.backbone)  # an unsupported backbone fails here, before any sequence is written
     plan = plan_sequences(cfg)
     results, skipped = prepare_sequences(cfg, plan, out / "sequences", workers=workers, progress=progress)
     scored: dict[str, list[ScoredSequence]] = {k: [] for k in _SPLITS}
